@@ -1,0 +1,17 @@
+//! fleetstorm: a load tester and simulator for fleets of industrial MQTT devices.
+//!
+//! Data flows `scenario` (YAML → validated [`scenario::Scenario`]) → `plan` (what will happen, when) →
+//! `engine` (device tasks over `mqtt` sessions, measured by `metrics`) → `report` (written once from a
+//! merged snapshot). See DESIGN.md in the shared folder for the architecture.
+
+pub mod broker;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod mqtt;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod telemetry;

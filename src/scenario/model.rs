@@ -1,0 +1,127 @@
+//! The validated, typed scenario: what the YAML means once every default is filled in and every
+//! value checked. Everything downstream (plan, engine, report) reads only these types.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::scenario::template::Template;
+use crate::telemetry::ProfileKind;
+
+/// A whole scenario after validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub seed: u64,
+    pub broker: BrokerSettings,
+    pub groups: Vec<Group>,
+    pub phases: Vec<Phase>,
+}
+
+impl Scenario {
+    /// Total number of devices over all groups.
+    pub fn device_count(&self) -> u64 {
+        self.groups.iter().map(|g| u64::from(g.count)).sum()
+    }
+}
+
+/// MQTT protocol level spoken by the sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MqttVersion {
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// MQTT quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "u8")]
+pub enum Qos {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl From<Qos> for u8 {
+    fn from(q: Qos) -> u8 {
+        q as u8
+    }
+}
+
+/// Where the broker is. `None` in [`BrokerSettings::url`] means: start the embedded broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerUrl {
+    /// `mqtt` or `tcp` (both plain TCP) for now.
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerSettings {
+    pub url: Option<BrokerUrl>,
+    pub protocol: MqttVersion,
+    #[serde(with = "duration_ms", rename = "keep_alive_ms")]
+    pub keep_alive: Duration,
+    pub client_id: Template,
+    pub clean_session: bool,
+    #[serde(with = "duration_ms", rename = "connect_timeout_ms")]
+    pub connect_timeout: Duration,
+    pub username: Option<String>,
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// At most this many CONNECT handshakes in flight at once.
+    pub max_connecting: u32,
+}
+
+/// A group of identical devices.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub name: String,
+    pub count: u32,
+    pub profile: ProfileKind,
+    #[serde(with = "duration_ms", rename = "interval_ms")]
+    pub interval: Duration,
+    pub qos: Qos,
+    pub retain: bool,
+    pub topic: Template,
+}
+
+/// One phase of the run, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub kind: PhaseKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PhaseKind {
+    /// Devices connect at `connect_rate_per_s`; the phase lasts until every device had its connect slot.
+    Ramp { connect_rate_per_s: f64 },
+    /// Everyone connected publishes on schedule for `duration`.
+    Steady {
+        #[serde(with = "duration_ms", rename = "duration_ms")]
+        duration: Duration,
+    },
+}
+
+/// Serialise durations as whole milliseconds in the resolved scenario of a report.
+pub(crate) mod duration_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
