@@ -1,1 +1,15 @@
-//! TODO
+//! Measurement: metric and counter kinds, the one clock reader, the per-worker lock-free [`Recorder`],
+//! and the mergeable, serialisable [`RunSnapshot`]. Nothing here prints or computes report percentiles.
+
+mod clock;
+pub mod histogram;
+mod kinds;
+mod recorder;
+mod series;
+mod snapshot;
+
+pub use clock::Clock;
+pub use kinds::{Basis, Counter, Metric};
+pub use recorder::{LiveCounters, Recorder};
+pub use series::SeriesPoint;
+pub use snapshot::{Counters, GroupSnapshot, HistKey, PhaseSnapshot, RunSnapshot, SnapshotError};

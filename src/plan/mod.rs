@@ -1,1 +1,233 @@
-//! TODO
+//! The plan: what will happen and when, computed from a validated scenario. Phases become time windows,
+//! devices become global indices sliced into shards and worker threads, and every intended time is a
+//! formula ([`pacer`]). No clock reads, no spawning.
+
+pub mod pacer;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::scenario::{Group, PhaseKind, Scenario};
+
+/// Which slice of the fleet this process runs: shard `index` of `count` (contiguous device-id ranges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    /// The global device indices `[lo, hi)` owned by this shard out of `total`.
+    pub fn range(&self, total: u64) -> (u64, u64) {
+        let count = u64::from(self.count.max(1));
+        let index = u64::from(self.index).min(count - 1);
+        let lo = total * index / count;
+        let hi = total * (index + 1) / count;
+        (lo, hi)
+    }
+}
+
+/// A device's place in the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRef {
+    /// Index of the group in the scenario.
+    pub group: usize,
+    /// Index inside the group, from 0.
+    pub index: u64,
+    /// Index over the whole fleet, from 0.
+    pub global: u64,
+}
+
+/// One phase as a window of time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PhaseWindow {
+    pub name: String,
+    pub start_us: u64,
+    pub end_us: u64,
+}
+
+/// Phases laid out in time from a start instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timeline {
+    pub start_us: u64,
+    pub phases: Vec<PhaseWindow>,
+}
+
+impl Timeline {
+    /// When publishing stops (the end of the last phase).
+    pub fn end_us(&self) -> u64 {
+        self.phases.last().map_or(self.start_us, |p| p.end_us)
+    }
+
+    /// The phase an operation intended at `t_us` belongs to. Before the start it is the first phase; after
+    /// the end (draining) the last one.
+    pub fn phase_at(&self, t_us: u64) -> usize {
+        self.phases
+            .iter()
+            .position(|p| t_us < p.end_us)
+            .unwrap_or(self.phases.len().saturating_sub(1))
+    }
+}
+
+/// Everything the engine needs to run a scenario (or one shard of it).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub scenario: Arc<Scenario>,
+    pub shard: Shard,
+    /// First global index of each group.
+    group_starts: Vec<u64>,
+    total_devices: u64,
+}
+
+impl Plan {
+    /// Lower a validated scenario into a plan for one shard.
+    pub fn new(scenario: Scenario, shard: Shard) -> Plan {
+        let mut group_starts = Vec::with_capacity(scenario.groups.len());
+        let mut next = 0u64;
+        for g in &scenario.groups {
+            group_starts.push(next);
+            next += u64::from(g.count);
+        }
+        Plan {
+            scenario: Arc::new(scenario),
+            shard,
+            group_starts,
+            total_devices: next,
+        }
+    }
+
+    /// Devices in the whole fleet (all shards).
+    pub fn total_devices(&self) -> u64 {
+        self.total_devices
+    }
+
+    /// The global device range this shard runs.
+    pub fn shard_range(&self) -> (u64, u64) {
+        self.shard.range(self.total_devices)
+    }
+
+    /// Devices this shard runs.
+    pub fn shard_devices(&self) -> u64 {
+        let (lo, hi) = self.shard_range();
+        hi - lo
+    }
+
+    /// The groups, in scenario order.
+    pub fn groups(&self) -> &[Group] {
+        &self.scenario.groups
+    }
+
+    /// Where global device `global` sits.
+    pub fn device(&self, global: u64) -> DeviceRef {
+        let group = self
+            .group_starts
+            .partition_point(|&s| s <= global)
+            .saturating_sub(1);
+        let start = self.group_starts.get(group).copied().unwrap_or(0);
+        DeviceRef {
+            group,
+            index: global - start,
+            global,
+        }
+    }
+
+    /// The connect rate of the ramp (devices per second); without a ramp, everyone connects at once,
+    /// bounded only by the handshake limit.
+    pub fn connect_rate_per_s(&self) -> f64 {
+        self.scenario
+            .phases
+            .iter()
+            .find_map(|p| match p.kind {
+                PhaseKind::Ramp { connect_rate_per_s } => Some(connect_rate_per_s),
+                PhaseKind::Steady { .. } => None,
+            })
+            .unwrap_or(f64::INFINITY)
+    }
+
+    /// Lay the phases out in time from `start_us`. The ramp lasts until the last device's connect slot.
+    pub fn timeline(&self, start_us: u64) -> Timeline {
+        let mut t = start_us;
+        let mut phases = Vec::with_capacity(self.scenario.phases.len());
+        for p in &self.scenario.phases {
+            let duration_us = match &p.kind {
+                PhaseKind::Ramp { connect_rate_per_s } => {
+                    pacer::connect_at(0, self.total_devices, *connect_rate_per_s)
+                }
+                PhaseKind::Steady { duration } => {
+                    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+                }
+            };
+            let end = t.saturating_add(duration_us);
+            phases.push(PhaseWindow {
+                name: p.name.clone(),
+                start_us: t,
+                end_us: end,
+            });
+            t = end;
+        }
+        Timeline {
+            start_us,
+            phases,
+        }
+    }
+
+    /// Global indices run by worker thread `worker` of `workers` inside this shard (a stride over the
+    /// shard's range, so every thread takes part in the ramp at once).
+    pub fn worker_devices(&self, worker: usize, workers: usize) -> impl Iterator<Item = u64> {
+        let (lo, hi) = self.shard_range();
+        let workers = workers.max(1) as u64;
+        let worker = worker as u64;
+        (lo..hi).filter(move |g| g % workers == worker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_range_exactly_once() {
+        for total in [0u64, 1, 7, 1000, 100_003] {
+            for count in 1..=7u32 {
+                let mut next = 0;
+                for index in 0..count {
+                    let (lo, hi) = Shard { index, count }.range(total);
+                    assert_eq!(lo, next, "total {total} shard {index}/{count}");
+                    next = hi;
+                }
+                assert_eq!(next, total);
+            }
+        }
+    }
+
+    #[test]
+    fn phase_at_attributes_edges_to_the_next_phase() {
+        let tl = Timeline {
+            start_us: 100,
+            phases: vec![
+                PhaseWindow {
+                    name: "ramp".into(),
+                    start_us: 100,
+                    end_us: 200,
+                },
+                PhaseWindow {
+                    name: "steady".into(),
+                    start_us: 200,
+                    end_us: 300,
+                },
+            ],
+        };
+        let cases = [(0, 0), (100, 0), (199, 0), (200, 1), (299, 1), (300, 1), (10_000, 1)];
+        for (t, want) in cases {
+            assert_eq!(tl.phase_at(t), want, "t={t}");
+        }
+        assert_eq!(tl.end_us(), 300);
+    }
+}

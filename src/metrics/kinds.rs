@@ -1,0 +1,134 @@
+//! What is measured: latency metrics and counters, each a fixed enum with the name used in reports.
+
+use serde::{Deserialize, Serialize};
+
+/// A latency metric (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Intended connect time → CONNACK.
+    Connect,
+    /// Intended send → PUBACK (QoS 1).
+    Puback,
+    /// Intended send → PUBCOMP (QoS 2).
+    Pubcomp,
+    /// SUBSCRIBE → SUBACK.
+    Suback,
+    /// Intended send → receipt by an observer.
+    E2e,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 5] = [
+        Metric::Connect,
+        Metric::Puback,
+        Metric::Pubcomp,
+        Metric::Suback,
+        Metric::E2e,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Connect => "connect",
+            Metric::Puback => "puback",
+            Metric::Pubcomp => "pubcomp",
+            Metric::Suback => "suback",
+            Metric::E2e => "e2e",
+        }
+    }
+}
+
+/// Which start a latency is measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// From the intended time in the schedule (what reports and gates use).
+    Corrected,
+    /// From the moment the packet actually went out.
+    Uncorrected,
+}
+
+impl Basis {
+    pub const ALL: [Basis; 2] = [Basis::Corrected, Basis::Uncorrected];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Basis::Corrected => "corrected",
+            Basis::Uncorrected => "uncorrected",
+        }
+    }
+}
+
+macro_rules! counters {
+    ($($variant:ident => $name:literal : $doc:literal,)*) => {
+        /// Every counter. Each has exactly one increment site in the code (see `Recorder::count`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The name used in reports.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+
+            /// What the counter counts.
+            pub fn describe(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $doc,)*
+                }
+            }
+
+            /// Look a counter up by its report name.
+            pub fn from_name(name: &str) -> Option<Counter> {
+                match name {
+                    $($name => Some(Counter::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    ConnectAttempts => "connect_attempts": "CONNECT handshakes started (TCP connect begun)",
+    ConnectSuccesses => "connect_successes": "CONNACK received with success",
+    ConnectFailRefused => "connect_fail_refused": "TCP connection refused",
+    ConnectFailTimeout => "connect_fail_timeout": "no CONNACK within the connect timeout",
+    ConnectFailReset => "connect_fail_reset": "connection reset or closed during the handshake",
+    ConnectFailRejected => "connect_fail_rejected": "CONNACK with a refusal code",
+    ConnectFailProtocol => "connect_fail_protocol": "malformed or unexpected reply to CONNECT",
+    ConnectFailOther => "connect_fail_other": "other socket error while connecting (e.g. no free local port)",
+    DisconnectClosed => "disconnect_closed": "connection closed by the broker",
+    DisconnectReset => "disconnect_reset": "connection reset or other socket error",
+    DisconnectKeepalive => "disconnect_keepalive": "no PINGRESP within the keep-alive interval",
+    DisconnectProtocol => "disconnect_protocol": "malformed or unexpected packet from the broker",
+    DisconnectServer => "disconnect_server": "DISCONNECT sent by the broker (MQTT 5)",
+    Published => "published": "PUBLISH packets written to the socket",
+    Acked => "acked": "QoS 1/2 publishes acknowledged (PUBACK / PUBCOMP) with success",
+    PublishFailed => "publish_failed": "QoS 1/2 publishes lost: connection dropped before the ack, or a refusal reason code",
+    InflightAtEnd => "inflight_at_end": "QoS 1/2 publishes still unacknowledged when the run ended",
+    Overrun => "overrun": "publishes sent more than one interval after their intended time",
+    PingSent => "ping_sent": "PINGREQ packets sent",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in Counter::ALL {
+            assert!(seen.insert(c.name()), "duplicate {}", c.name());
+            assert_eq!(Counter::from_name(c.name()), Some(c));
+        }
+    }
+}

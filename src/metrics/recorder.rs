@@ -1,0 +1,237 @@
+//! The per-worker recorder. One lives on each worker thread (single-threaded runtime), so recording
+//! takes no lock: counters go to a plain table and to owner-written atomics that the 1 Hz ticker reads;
+//! latencies go to one histogram per metric × basis × phase × group, allocated on first use.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::clock::Clock;
+use super::histogram::{self, new_histogram, HistogramError, LatencyHistogram};
+use super::kinds::{Basis, Counter, Metric};
+use super::snapshot::{Counters, RunSnapshot};
+use crate::plan::Timeline;
+
+/// Counters of one worker, readable from any thread at any time (for progress and the time series).
+/// Only the owning worker writes them.
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct LiveCounters {
+    counters: [AtomicU64; Counter::COUNT],
+    connected: AtomicI64,
+}
+
+impl Default for LiveCounters {
+    fn default() -> Self {
+        LiveCounters {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            connected: AtomicI64::new(0),
+        }
+    }
+}
+
+impl LiveCounters {
+    /// Read every counter (relaxed; exact once the worker has stopped).
+    pub fn read(&self) -> Counters {
+        let mut out = Counters::default();
+        for (o, c) in out.0.iter_mut().zip(self.counters.iter()) {
+            *o = c.load(Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Devices currently connected.
+    pub fn connected(&self) -> i64 {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn bump(&self, c: Counter, n: u64) {
+        // Single writer: a load and a store, no locked read-modify-write.
+        let a = &self.counters[c as usize];
+        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+}
+
+const HISTS_PER_GROUP: usize = Metric::COUNT * 2;
+
+struct Tables {
+    /// `[phase][group]` counters.
+    counters: Vec<Counters>,
+    /// `[phase][group][metric][basis]` histograms, allocated on first record.
+    histograms: Vec<Option<Box<LatencyHistogram>>>,
+}
+
+/// Records measurements of one worker thread.
+pub struct Recorder {
+    clock: Clock,
+    timeline: Arc<Timeline>,
+    groups: usize,
+    live: Arc<LiveCounters>,
+    tables: RefCell<Tables>,
+    alloc_error: RefCell<Option<HistogramError>>,
+}
+
+impl Recorder {
+    pub fn new(clock: Clock, timeline: Arc<Timeline>, groups: usize, live: Arc<LiveCounters>) -> Self {
+        let cells = timeline.phases.len().max(1) * groups;
+        Recorder {
+            clock,
+            timeline,
+            groups,
+            live,
+            tables: RefCell::new(Tables {
+                counters: vec![Counters::default(); cells],
+                histograms: (0..cells * HISTS_PER_GROUP).map(|_| None).collect(),
+            }),
+            alloc_error: RefCell::new(None),
+        }
+    }
+
+    /// Now, µs since the Unix epoch.
+    #[inline]
+    pub fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+
+    /// The shared clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The run's timeline.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    #[inline]
+    fn cell(&self, group: usize, at_us: u64) -> usize {
+        self.timeline.phase_at(at_us) * self.groups + group.min(self.groups.saturating_sub(1))
+    }
+
+    /// Count `n` occurrences of `c` for `group`, attributed to the phase of `at_us`. The only place any
+    /// counter is incremented.
+    #[inline]
+    pub fn count_n(&self, c: Counter, group: usize, at_us: u64, n: u64) {
+        self.live.bump(c, n);
+        let cell = self.cell(group, at_us);
+        if let Some(cs) = self.tables.borrow_mut().counters.get_mut(cell) {
+            cs.add(c, n);
+        }
+    }
+
+    /// Count one occurrence of `c`.
+    #[inline]
+    pub fn count(&self, c: Counter, group: usize, at_us: u64) {
+        self.count_n(c, group, at_us, 1);
+    }
+
+    /// A device connected (+1) or disconnected (-1).
+    #[inline]
+    pub fn connected_delta(&self, delta: i64) {
+        let a = &self.live.connected;
+        a.store(a.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
+    }
+
+    /// Record one latency twice: corrected (done - intended) and uncorrected (done - sent). Attributed to
+    /// the phase of the intended time.
+    #[inline]
+    pub fn latency(&self, metric: Metric, group: usize, intended_us: u64, sent_us: u64, done_us: u64) {
+        let base = self.cell(group, intended_us) * HISTS_PER_GROUP + metric as usize * 2;
+        let mut tables = self.tables.borrow_mut();
+        for (slot, from) in [(base, intended_us), (base + 1, sent_us)] {
+            let Some(entry) = tables.histograms.get_mut(slot) else {
+                continue;
+            };
+            if entry.is_none() {
+                match new_histogram() {
+                    Ok(h) => *entry = Some(Box::new(h)),
+                    Err(e) => {
+                        *self.alloc_error.borrow_mut() = Some(e);
+                        continue;
+                    }
+                }
+            }
+            if let Some(h) = entry.as_deref_mut() {
+                histogram::record(h, done_us.saturating_sub(from));
+            }
+        }
+    }
+
+    /// Move everything recorded out into a snapshot.
+    pub fn into_snapshot(self, group_names: Vec<String>) -> Result<RunSnapshot, HistogramError> {
+        if let Some(e) = self.alloc_error.into_inner() {
+            return Err(e);
+        }
+        let windows: Vec<(String, u64, u64)> = self
+            .timeline
+            .phases
+            .iter()
+            .map(|p| (p.name.clone(), p.start_us, p.end_us))
+            .collect();
+        let mut snap = RunSnapshot::empty(&windows, group_names);
+        let tables = self.tables.into_inner();
+        let groups = self.groups;
+        for (pi, phase) in snap.phases.iter_mut().enumerate() {
+            for (gi, g) in phase.groups.iter_mut().enumerate() {
+                let cell = pi * groups + gi;
+                if let Some(c) = tables.counters.get(cell) {
+                    g.counters = c.clone();
+                }
+                for (mi, metric) in Metric::ALL.iter().enumerate() {
+                    for (bi, basis) in Basis::ALL.iter().enumerate() {
+                        let slot = cell * HISTS_PER_GROUP + mi * 2 + bi;
+                        if let Some(Some(h)) = tables.histograms.get(slot) {
+                            g.histograms.insert((*metric, *basis), (**h).clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PhaseWindow;
+
+    fn timeline() -> Arc<Timeline> {
+        Arc::new(Timeline {
+            start_us: 0,
+            phases: vec![
+                PhaseWindow {
+                    name: "ramp".into(),
+                    start_us: 0,
+                    end_us: 100,
+                },
+                PhaseWindow {
+                    name: "steady".into(),
+                    start_us: 100,
+                    end_us: 200,
+                },
+            ],
+        })
+    }
+
+    #[test]
+    fn counts_land_in_phase_and_group_and_live() {
+        let live = Arc::new(LiveCounters::default());
+        let r = Recorder::new(Clock::new(), timeline(), 2, live.clone());
+        r.count(Counter::Published, 0, 50);
+        r.count(Counter::Published, 1, 150);
+        r.count(Counter::Published, 1, 5_000);
+        r.latency(Metric::Puback, 1, 150, 160, 190);
+        assert_eq!(live.read().get(Counter::Published), 3);
+        let s = r.into_snapshot(vec!["a".into(), "b".into()]).unwrap();
+        assert_eq!(s.phases[0].groups[0].counters.get(Counter::Published), 1);
+        assert_eq!(s.phases[1].groups[1].counters.get(Counter::Published), 2);
+        let g = &s.phases[1].groups[1];
+        let c = g.histogram(Metric::Puback, Basis::Corrected).unwrap();
+        let u = g.histogram(Metric::Puback, Basis::Uncorrected).unwrap();
+        assert_eq!((c.len(), c.max()), (1, 40));
+        assert_eq!((u.len(), u.max()), (1, 30));
+        assert!(s.phases[0].groups[0].histograms.is_empty());
+    }
+}

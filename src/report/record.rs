@@ -1,0 +1,58 @@
+//! What a finished (or interrupted) run hands to the report writers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{RunSnapshot, SeriesPoint};
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every phase ran to its end.
+    Completed,
+    /// Stopped by Ctrl-C / SIGTERM.
+    Interrupted,
+    /// No device could connect within the allowed budget.
+    BrokerUnreachable,
+    /// Every connection was lost and could not be re-established within the budget.
+    BrokerLost,
+}
+
+/// The run's outcome, as the report states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: RunStatus,
+    /// Human explanation (empty when completed).
+    pub message: String,
+}
+
+/// Where and with what the run happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub host: String,
+    pub os: String,
+    pub arch: String,
+    pub cores: usize,
+    pub fleetstorm_version: String,
+    /// Soft open-file limit in force during the run.
+    pub open_files_limit: u64,
+    pub clock_source: String,
+    /// Worker threads used by this process.
+    pub worker_threads: usize,
+}
+
+/// Everything the writers need.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// The resolved scenario (every default filled in, overrides applied), as JSON.
+    pub scenario: serde_json::Value,
+    pub scenario_name: String,
+    /// The broker as the user should read it, e.g. `mqtt://127.0.0.1:1883` or `embedded (127.0.0.1:65123)`.
+    pub broker: String,
+    pub environment: Environment,
+    pub outcome: Outcome,
+    pub started_at_us: u64,
+    pub ended_at_us: u64,
+    pub snapshot: RunSnapshot,
+    pub series: Vec<SeriesPoint>,
+}
