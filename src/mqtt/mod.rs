@@ -1,1 +1,8 @@
-//! TODO
+//! The connection layer: lean MQTT 3.1.1 / 5 sessions over TCP and the wire codec. The only module that
+//! imports rumqttc. Knows nothing about phases or reports.
+
+pub mod codec;
+mod session;
+
+pub use codec::{ConnectOptions, Incoming};
+pub use session::{tcp_connect, ConnectError, ReadStatus, Session, SessionError};

@@ -1,0 +1,255 @@
+//! A lean MQTT session: one `TcpStream` and a few words of state. It holds no read or write buffer
+//! while idle: reads go through a scratch buffer owned by the worker thread, and bytes are kept only
+//! for a partial frame or a write the socket could not take at once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::codec::{self, CodecError, Incoming};
+use crate::scenario::MqttVersion;
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connection refused")]
+    Refused,
+    #[error("timed out")]
+    Timeout,
+    #[error("connection reset or closed during the handshake")]
+    Reset,
+    #[error("CONNACK refused the connection with code {0:#04x}")]
+    Rejected(u8),
+    #[error("protocol error during the handshake: {0}")]
+    Protocol(String),
+    #[error("socket error: {0}")]
+    Io(io::Error),
+}
+
+impl ConnectError {
+    fn from_io(e: io::Error) -> ConnectError {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+            io::ErrorKind::TimedOut => ConnectError::Timeout,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => ConnectError::Reset,
+            _ => ConnectError::Io(e),
+        }
+    }
+}
+
+/// Why an established session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("connection closed by the broker")]
+    Closed,
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] CodecError),
+}
+
+/// Open the TCP connection (the first part of a connect), optionally from a given local address.
+pub async fn tcp_connect(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(ConnectError::from_io)?;
+    if let Some(ip) = local {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(ConnectError::from_io)?;
+    }
+    let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ConnectError::from_io(e)),
+        Err(_) => return Err(ConnectError::Timeout),
+    };
+    stream.set_nodelay(true).map_err(ConnectError::from_io)?;
+    Ok(stream)
+}
+
+/// An established MQTT session.
+#[derive(Debug)]
+pub struct Session {
+    stream: TcpStream,
+    version: MqttVersion,
+    /// Bytes of a frame that arrived only in part; empty (unallocated) almost always.
+    partial_in: Vec<u8>,
+    /// Bytes the socket did not take yet; empty (unallocated) almost always.
+    pending_out: Vec<u8>,
+}
+
+/// What a read pass saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Still open; everything available was consumed.
+    Open,
+    /// The broker closed the connection (after any complete frames were delivered).
+    Closed,
+}
+
+impl Session {
+    /// Send CONNECT on an open stream and wait for CONNACK. Returns the session and `session_present`.
+    pub async fn handshake(
+        stream: TcpStream,
+        version: MqttVersion,
+        connect_packet: &[u8],
+        timeout: Duration,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Session, bool), ConnectError> {
+        let mut s = Session {
+            stream,
+            version,
+            partial_in: Vec::new(),
+            pending_out: Vec::new(),
+        };
+        let fut = async {
+            s.stream
+                .write_all(connect_packet)
+                .await
+                .map_err(ConnectError::from_io)?;
+            loop {
+                s.stream.readable().await.map_err(ConnectError::from_io)?;
+                let mut connack: Option<Result<bool, ConnectError>> = None;
+                let status = s
+                    .read_available(scratch, &mut |p| {
+                        if connack.is_none() {
+                            connack = Some(match p {
+                                Incoming::ConnAck {
+                                    session_present,
+                                    code: 0,
+                                } => Ok(session_present),
+                                Incoming::ConnAck { code, .. } => Err(ConnectError::Rejected(code)),
+                                other => Err(ConnectError::Protocol(format!(
+                                    "expected CONNACK, got {other:?}"
+                                ))),
+                            });
+                        }
+                    })
+                    .map_err(|e| match e {
+                        SessionError::Closed => ConnectError::Reset,
+                        SessionError::Io(e) => ConnectError::from_io(e),
+                        SessionError::Protocol(e) => ConnectError::Protocol(e.to_string()),
+                    })?;
+                if let Some(r) = connack {
+                    return r;
+                }
+                if status == ReadStatus::Closed {
+                    return Err(ConnectError::Reset);
+                }
+            }
+        };
+        let present = match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ConnectError::Timeout),
+        };
+        Ok((s, present))
+    }
+
+    /// The protocol level of this session.
+    pub fn version(&self) -> MqttVersion {
+        self.version
+    }
+
+    /// Wait until the socket has something to read (or an error / EOF).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+
+    /// Read everything available without waiting and hand each complete packet to `on`. `scratch` is the
+    /// worker thread's read buffer (reused across sessions).
+    pub fn read_available(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        on: &mut dyn FnMut(Incoming<'_>),
+    ) -> Result<ReadStatus, SessionError> {
+        const CHUNK: usize = 64 * 1024;
+        loop {
+            let carry = self.partial_in.len();
+            if scratch.len() < carry + CHUNK {
+                scratch.resize(carry + CHUNK, 0);
+            }
+            scratch[..carry].copy_from_slice(&self.partial_in);
+            let room = scratch.len() - carry;
+            let n = match self.stream.try_read(&mut scratch[carry..]) {
+                Ok(0) => return Err(SessionError::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStatus::Open),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(SessionError::Io(e)),
+            };
+            let filled = carry + n;
+            let mut at = 0;
+            while let Some((packet, used)) = codec::parse(&scratch[at..filled], self.version)? {
+                on(packet);
+                at += used;
+            }
+            // keep only an incomplete frame, and free the buffer when there is none
+            if at == filled {
+                self.partial_in = Vec::new();
+            } else {
+                self.partial_in.clear();
+                self.partial_in.extend_from_slice(&scratch[at..filled]);
+            }
+            if n < room {
+                return Ok(ReadStatus::Open);
+            }
+        }
+    }
+
+    /// Write `bytes` without waiting; whatever the socket does not take is kept and must be sent with
+    /// [`Session::flush`] before anything else. Returns `true` when everything went out.
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<bool> {
+        if !self.pending_out.is_empty() {
+            self.pending_out.extend_from_slice(bytes);
+            return Ok(false);
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            match self.stream.try_write(&bytes[at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if at < bytes.len() {
+            self.pending_out.extend_from_slice(&bytes[at..]);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Whether bytes are waiting for [`Session::flush`].
+    pub fn has_pending_out(&self) -> bool {
+        !self.pending_out.is_empty()
+    }
+
+    /// Write what [`Session::try_send`] kept.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.pending_out.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&self.pending_out).await?;
+        self.pending_out = Vec::new();
+        Ok(())
+    }
+
+    /// Send DISCONNECT if the socket takes it at once, and close.
+    pub fn close(mut self) {
+        let _ = self.try_send(&codec::DISCONNECT);
+    }
+}
