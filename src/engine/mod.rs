@@ -1,1 +1,302 @@
-//! TODO
+//! All spawning and cancellation: worker threads with their device tasks, the 1 Hz ticker that feeds
+//! progress and the time series, the abort rules (broker unreachable / lost), and Ctrl-C.
+
+mod context;
+mod device;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{self, BrokerError, EmbeddedLimits};
+use crate::metrics::histogram::HistogramError;
+use crate::metrics::{Clock, Counter, Counters, LiveCounters, RunSnapshot, SeriesPoint, SnapshotError};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::report::{Outcome, RunStatus};
+use crate::scenario::{BrokerUrl, MqttVersion};
+
+pub use context::DEFAULT_MAX_INFLIGHT;
+
+/// How to run (things that are not part of the scenario).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Show live progress on stderr (only when it is a terminal).
+    pub progress: bool,
+    /// How long devices wait for outstanding acks after the last phase.
+    pub drain: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            threads: 0,
+            progress: false,
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the engine hands back.
+#[derive(Debug)]
+pub struct EngineOutput {
+    pub snapshot: RunSnapshot,
+    pub series: Vec<SeriesPoint>,
+    pub outcome: Outcome,
+    pub started_at_us: u64,
+    pub ended_at_us: u64,
+    /// The broker as users should read it.
+    pub broker_label: String,
+    pub worker_threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("could not build the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot resolve broker address `{url}`: {reason}")]
+    Resolve { url: String, reason: String },
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    #[error("could not start worker thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Run a plan to its end (or until interrupted / the broker is gone) and return what was measured.
+pub fn run(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(EngineError::Runtime)?;
+    rt.block_on(coordinate(plan, opts))
+}
+
+async fn resolve(url: &BrokerUrl) -> Result<SocketAddr, EngineError> {
+    let mut addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| EngineError::Resolve {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    addrs.next().ok_or_else(|| EngineError::Resolve {
+        url: url.to_string(),
+        reason: "no address found".into(),
+    })
+}
+
+/// Where to connect, and how to name it in reports.
+async fn broker_target(plan: &Plan) -> Result<(SocketAddr, String), EngineError> {
+    match &plan.scenario.broker.url {
+        Some(url) => Ok((resolve(url).await?, url.to_string())),
+        None => {
+            let b = broker::start_embedded(EmbeddedLimits::default())?;
+            let addr = match plan.scenario.broker.protocol {
+                MqttVersion::V311 => b.v4,
+                MqttVersion::V5 => b.v5,
+            };
+            Ok((addr, format!("embedded rumqttd (mqtt://{addr})")))
+        }
+    }
+}
+
+/// Sum of every worker's live counters.
+fn read_live(lives: &[Arc<LiveCounters>]) -> (Counters, i64) {
+    let mut total = Counters::default();
+    let mut connected = 0;
+    for l in lives {
+        total.merge(&l.read());
+        connected += l.connected();
+    }
+    (total, connected)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Abort rules, checked once a second.
+struct Watchdog {
+    unreachable_after_us: u64,
+    loss_budget_us: u64,
+    fail_fast_failures: u64,
+    had_connection: bool,
+    zero_since_us: Option<u64>,
+}
+
+impl Watchdog {
+    fn check(&mut self, now_us: u64, end_us: u64, c: &Counters, connected: i64) -> Option<Outcome> {
+        let ok = c.get(Counter::ConnectSuccesses);
+        let failed = c.connect_failures();
+        if ok == 0 && failed > 0 && (failed >= self.fail_fast_failures || now_us >= self.unreachable_after_us) {
+            return Some(Outcome {
+                status: RunStatus::BrokerUnreachable,
+                message: format!(
+                    "no device could connect: {failed} attempts failed ({} refused, {} timed out, {} reset, {} rejected by CONNACK); is the broker running and reachable?",
+                    c.get(Counter::ConnectFailRefused),
+                    c.get(Counter::ConnectFailTimeout),
+                    c.get(Counter::ConnectFailReset),
+                    c.get(Counter::ConnectFailRejected),
+                ),
+            });
+        }
+        if connected > 0 {
+            self.had_connection = true;
+            self.zero_since_us = None;
+        } else if self.had_connection && now_us < end_us {
+            let since = *self.zero_since_us.get_or_insert(now_us);
+            if now_us.saturating_sub(since) >= self.loss_budget_us {
+                return Some(Outcome {
+                    status: RunStatus::BrokerLost,
+                    message: format!(
+                        "every connection was lost and none came back within {} s ({} disconnects, {} reconnect attempts failed)",
+                        self.loss_budget_us / 1_000_000,
+                        c.disconnects(),
+                        failed
+                    ),
+                });
+            }
+        }
+        None
+    }
+}
+
+async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
+    let (addr, broker_label) = broker_target(plan).await?;
+    let clock = Clock::new();
+    let devices = plan.shard_devices();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if opts.threads == 0 { cores } else { opts.threads }
+        .clamp(1, usize::try_from(devices.max(1)).unwrap_or(usize::MAX));
+    // A short lead so every worker is up before the first intended connect.
+    let start_us = clock.now_us() + 100_000;
+    let timeline = Arc::new(plan.timeline(start_us));
+    let end_us = timeline.end_us();
+    let cancel = CancellationToken::new();
+    let plan_arc = Arc::new(plan.clone());
+    let max_connecting = plan.scenario.broker.max_connecting as usize;
+    let drain_us = u64::try_from(opts.drain.as_micros()).unwrap_or(u64::MAX);
+
+    let lives: Vec<Arc<LiveCounters>> = (0..threads).map(|_| Arc::new(LiveCounters::default())).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (index, live) in lives.iter().enumerate() {
+        let spec = worker::WorkerSpec {
+            index,
+            count: threads,
+            plan: plan_arc.clone(),
+            timeline: timeline.clone(),
+            clock,
+            live: live.clone(),
+            cancel: cancel.clone(),
+            broker: addr,
+            handshake_permits: max_connecting.div_ceil(threads),
+            drain_us,
+        };
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("fleetstorm-worker-{index}"))
+            .spawn(move || {
+                let r = worker::run(spec);
+                let _ = tx.send(r);
+            })
+            .map_err(EngineError::Spawn)?;
+    }
+    drop(tx);
+
+    let connect_timeout_us = u64::try_from(plan.scenario.broker.connect_timeout.as_micros()).unwrap_or(u64::MAX);
+    let ramp_end_us = timeline.phases.first().map_or(start_us, |p| p.end_us);
+    let mut watchdog = Watchdog {
+        unreachable_after_us: ramp_end_us.max(start_us + connect_timeout_us) + connect_timeout_us,
+        loss_budget_us: (2 * connect_timeout_us).max(10_000_000),
+        fail_fast_failures: devices.clamp(1, 50),
+        had_connection: false,
+        zero_since_us: None,
+    };
+    let progress = Progress::new(opts.progress, devices, &timeline);
+    let mut series = Vec::new();
+    let mut prev = Counters::default();
+    let mut outcome = Outcome {
+        status: RunStatus::Completed,
+        message: String::new(),
+    };
+    let mut snapshots = Vec::with_capacity(threads);
+    let mut errors = Vec::new();
+    let mut tick: u32 = 1;
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut signalled = false;
+    while snapshots.len() + errors.len() < threads {
+        let tick_us = start_us + u64::from(tick) * 1_000_000;
+        let tick_at = Instant::from_std(clock.instant_at(tick_us));
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(Ok(s)) => snapshots.push(s),
+                Some(Err(e)) => errors.push(e),
+                None => break,
+            },
+            _ = &mut signal, if !signalled => {
+                signalled = true;
+                outcome = Outcome {
+                    status: RunStatus::Interrupted,
+                    message: "interrupted by signal; the report holds what was measured until then".into(),
+                };
+                progress.note("interrupted: finishing and writing the report…");
+                cancel.cancel();
+            }
+            _ = tokio::time::sleep_until(tick_at) => {
+                let (now_counters, connected) = read_live(&lives);
+                series.push(SeriesPoint::from_delta(tick, connected, &prev, &now_counters));
+                progress.update(clock.now_us(), connected, &now_counters, &prev);
+                prev = now_counters;
+                tick = tick.saturating_add(1);
+                if !cancel.is_cancelled() {
+                    if let Some(o) = watchdog.check(clock.now_us(), end_us, &prev, connected) {
+                        progress.note(&o.message);
+                        outcome = o;
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+    progress.finish();
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    let mut snapshots = snapshots.into_iter();
+    let mut snapshot = snapshots.next().ok_or(EngineError::Internal("no worker returned"))?;
+    for s in snapshots {
+        snapshot.merge(&s)?;
+    }
+    Ok(EngineOutput {
+        snapshot,
+        series,
+        outcome,
+        started_at_us: start_us,
+        ended_at_us: clock.now_us(),
+        broker_label,
+        worker_threads: threads,
+    })
+}

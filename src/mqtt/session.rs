@@ -107,8 +107,9 @@ impl Session {
         version: MqttVersion,
         connect_packet: &[u8],
         timeout: Duration,
-        scratch: &mut Vec<u8>,
     ) -> Result<(Session, bool), ConnectError> {
+        // A CONNACK is a handful of bytes: a small private buffer, freed when the handshake ends.
+        let mut scratch = vec![0u8; 256];
         let mut s = Session {
             stream,
             version,
@@ -124,7 +125,7 @@ impl Session {
                 s.stream.readable().await.map_err(ConnectError::from_io)?;
                 let mut connack: Option<Result<bool, ConnectError>> = None;
                 let status = s
-                    .read_available(scratch, &mut |p| {
+                    .read_available(&mut scratch, &mut |p| {
                         if connack.is_none() {
                             connack = Some(match p {
                                 Incoming::ConnAck {
@@ -176,9 +177,10 @@ impl Session {
         on: &mut dyn FnMut(Incoming<'_>),
     ) -> Result<ReadStatus, SessionError> {
         const CHUNK: usize = 64 * 1024;
+        const MIN_ROOM: usize = 128;
         loop {
             let carry = self.partial_in.len();
-            if scratch.len() < carry + CHUNK {
+            if scratch.len() < carry + MIN_ROOM {
                 scratch.resize(carry + CHUNK, 0);
             }
             scratch[..carry].copy_from_slice(&self.partial_in);

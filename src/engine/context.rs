@@ -1,0 +1,115 @@
+//! What every device task of one worker thread shares: the recorder, the plan, per-group settings
+//! prepared once, the handshake limiter and the thread's scratch buffers.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Recorder;
+use crate::plan::{DeviceRef, Plan};
+use crate::scenario::template::TemplateVars;
+use crate::scenario::{Group, MqttVersion, Qos};
+
+/// Per-group settings in the units the hot path wants.
+#[derive(Debug)]
+pub struct GroupRuntime {
+    pub name: String,
+    pub qos: Qos,
+    pub retain: bool,
+    pub interval_us: u64,
+    pub max_inflight: usize,
+}
+
+/// Shared by the device tasks of one worker thread.
+pub struct WorkerCtx {
+    pub plan: Arc<Plan>,
+    pub recorder: Recorder,
+    pub groups: Vec<GroupRuntime>,
+    pub broker: SocketAddr,
+    pub version: MqttVersion,
+    pub keep_alive_us: u64,
+    pub connect_timeout: std::time::Duration,
+    pub drain_us: u64,
+    pub connecting: Semaphore,
+    pub cancel: CancellationToken,
+    pub connect_rate_per_s: f64,
+    /// Read scratch buffer shared by every session of this thread.
+    pub read_buf: RefCell<Vec<u8>>,
+    /// Outgoing packet assembly buffer.
+    pub write_buf: RefCell<Vec<u8>>,
+    /// Payload encoding buffer.
+    pub payload_buf: RefCell<Vec<u8>>,
+}
+
+/// Largest unacknowledged QoS 1/2 window per device.
+pub const DEFAULT_MAX_INFLIGHT: usize = 16;
+
+impl WorkerCtx {
+    pub fn new(
+        plan: Arc<Plan>,
+        recorder: Recorder,
+        broker: SocketAddr,
+        cancel: CancellationToken,
+        handshake_permits: usize,
+        drain_us: u64,
+    ) -> Rc<WorkerCtx> {
+        let s = &plan.scenario;
+        let groups = s
+            .groups
+            .iter()
+            .map(|g: &Group| GroupRuntime {
+                name: g.name.clone(),
+                qos: g.qos,
+                retain: g.retain,
+                interval_us: u64::try_from(g.interval.as_micros()).unwrap_or(u64::MAX).max(1),
+                max_inflight: DEFAULT_MAX_INFLIGHT,
+            })
+            .collect();
+        let connect_rate_per_s = plan.connect_rate_per_s();
+        Rc::new(WorkerCtx {
+            version: s.broker.protocol,
+            keep_alive_us: u64::try_from(s.broker.keep_alive.as_micros()).unwrap_or(u64::MAX),
+            connect_timeout: s.broker.connect_timeout,
+            groups,
+            recorder,
+            broker,
+            drain_us,
+            connecting: Semaphore::new(handshake_permits.max(1)),
+            cancel,
+            connect_rate_per_s,
+            plan,
+            read_buf: RefCell::new(Vec::new()),
+            write_buf: RefCell::new(Vec::with_capacity(16 * 1024)),
+            payload_buf: RefCell::new(Vec::with_capacity(4 * 1024)),
+        })
+    }
+
+    /// The client id of a device.
+    pub fn client_id(&self, d: DeviceRef) -> String {
+        let group = self.groups.get(d.group).map_or("", |g| g.name.as_str());
+        self.plan.scenario.broker.client_id.render(&TemplateVars {
+            group,
+            index: d.index,
+            global_index: d.global,
+            client_id: "",
+        })
+    }
+
+    /// The publish topic of a device.
+    pub fn topic(&self, d: DeviceRef, client_id: &str) -> String {
+        let group = self.groups.get(d.group).map_or("", |g| g.name.as_str());
+        match self.plan.scenario.groups.get(d.group) {
+            Some(g) => g.topic.render(&TemplateVars {
+                group,
+                index: d.index,
+                global_index: d.global,
+                client_id,
+            }),
+            None => String::new(),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! One device: a task that connects at its slot in the ramp, publishes on its schedule (a formula of
+//! the run's start, never a sleep loop), keeps the session alive, reconnects with backoff when the
+//! connection drops, and drains its in-flight window at the end.
+
+use std::rc::Rc;
+
+use tokio::time::Instant;
+
+use super::context::{GroupRuntime, WorkerCtx};
+use crate::metrics::{Counter, Metric};
+use crate::mqtt::codec::{self, ConnectOptions, Incoming};
+use crate::mqtt::{tcp_connect, ConnectError, Session, SessionError};
+use crate::plan::pacer::{self, Schedule};
+use crate::plan::DeviceRef;
+use crate::scenario::Qos;
+use crate::telemetry::DeviceTelemetry;
+
+/// First reconnect waits about this long; each further attempt doubles it, up to the cap.
+const BACKOFF_BASE_US: u64 = 1_000_000;
+const BACKOFF_CAP_US: u64 = 30_000_000;
+/// Most publishes written in one `write` when a device is behind.
+const MAX_BATCH: usize = 64;
+
+/// A QoS 1/2 publish waiting for its acknowledgement.
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    pkid: u16,
+    intended_us: u64,
+    sent_us: u64,
+}
+
+/// Why a connected period ended.
+enum Ended {
+    /// The schedule ran out and the window drained (or the drain time passed).
+    Finished,
+    /// The run was stopped.
+    Cancelled,
+    /// The connection was lost; the counter says why.
+    Lost(Counter),
+}
+
+/// Per-device state that survives reconnects.
+struct Device {
+    dev: DeviceRef,
+    client_id: String,
+    topic: Box<[u8]>,
+    telemetry: DeviceTelemetry,
+    schedule: Schedule,
+    seq: u64,
+    next_pkid: u16,
+}
+
+impl Device {
+    fn pkid(&mut self) -> u16 {
+        let p = self.next_pkid;
+        self.next_pkid = if p == u16::MAX { 1 } else { p + 1 };
+        p
+    }
+}
+
+/// Run one device until the run ends.
+pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
+    let Some(group) = ctx.groups.get(dev.group) else {
+        return;
+    };
+    let Some(spec) = ctx.plan.scenario.groups.get(dev.group) else {
+        return;
+    };
+    let seed = ctx.plan.scenario.seed;
+    let client_id = ctx.client_id(dev);
+    let Ok(topic) = codec::encode_topic(&ctx.topic(dev, &client_id)) else {
+        return;
+    };
+    let timeline = ctx.recorder.timeline();
+    let end_us = timeline.end_us();
+    let mut device = Device {
+        dev,
+        telemetry: DeviceTelemetry::new(spec.profile, seed, dev.global),
+        schedule: Schedule {
+            anchor_us: timeline.start_us,
+            offset_us: pacer::phase_offset_us(seed, dev.global, group.interval_us),
+            interval_us: group.interval_us,
+        },
+        client_id,
+        topic,
+        seq: 0,
+        next_pkid: 1,
+    };
+    let mut intended_connect = pacer::connect_at(timeline.start_us, dev.global, ctx.connect_rate_per_s);
+    let mut attempt = 0u32;
+    while intended_connect < end_us {
+        if !sleep_until(&ctx, intended_connect).await {
+            return;
+        }
+        let Some(result) = connect(&ctx, &device, intended_connect).await else {
+            return;
+        };
+        let lost = match result {
+            Ok(mut session) => {
+                attempt = 0;
+                ctx.recorder.connected_delta(1);
+                let ended = connected(&ctx, group, &mut device, &mut session).await;
+                ctx.recorder.connected_delta(-1);
+                match ended {
+                    Ended::Finished | Ended::Cancelled => {
+                        session.close();
+                        return;
+                    }
+                    Ended::Lost(reason) => reason,
+                }
+            }
+            Err(reason) => reason,
+        };
+        let now = ctx.recorder.now_us();
+        ctx.recorder.count(lost, dev.group, now);
+        let wait = pacer::backoff_us(BACKOFF_BASE_US, BACKOFF_CAP_US, attempt, seed, dev.global);
+        attempt = attempt.saturating_add(1);
+        intended_connect = now.saturating_add(wait);
+    }
+}
+
+/// Sleep until `t_us`; `false` when the run was cancelled first.
+async fn sleep_until(ctx: &WorkerCtx, t_us: u64) -> bool {
+    let at = Instant::from_std(ctx.recorder.clock().instant_at(t_us));
+    tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => false,
+        _ = tokio::time::sleep_until(at) => true,
+    }
+}
+
+fn connect_failure(e: &ConnectError) -> Counter {
+    match e {
+        ConnectError::Refused => Counter::ConnectFailRefused,
+        ConnectError::Timeout => Counter::ConnectFailTimeout,
+        ConnectError::Reset => Counter::ConnectFailReset,
+        ConnectError::Rejected(_) => Counter::ConnectFailRejected,
+        ConnectError::Protocol(_) => Counter::ConnectFailProtocol,
+        ConnectError::Io(_) => Counter::ConnectFailOther,
+    }
+}
+
+/// One connect attempt. `None` when cancelled; otherwise the session or the failure counter (the
+/// failure is counted by the caller, at one site with disconnects).
+async fn connect(
+    ctx: &WorkerCtx,
+    device: &Device,
+    intended_us: u64,
+) -> Option<Result<Session, Counter>> {
+    let _permit = tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => return None,
+        p = ctx.connecting.acquire() => p.ok()?,
+    };
+    let rec = &ctx.recorder;
+    let group = device.dev.group;
+    let sent_us = rec.now_us();
+    rec.count(Counter::ConnectAttempts, group, intended_us);
+    let broker = &ctx.plan.scenario.broker;
+    let options = ConnectOptions {
+        version: ctx.version,
+        client_id: device.client_id.clone(),
+        keep_alive_s: u16::try_from(ctx.keep_alive_us / 1_000_000).unwrap_or(u16::MAX),
+        clean_session: broker.clean_session,
+        username: broker.username.clone(),
+        password: broker.password.clone(),
+    };
+    let attempt = async {
+        let packet = codec::encode_connect(&options)
+            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+        let stream = tcp_connect(ctx.broker, None, ctx.connect_timeout).await?;
+        let remaining = ctx
+            .connect_timeout
+            .saturating_sub(std::time::Duration::from_micros(rec.now_us().saturating_sub(sent_us)));
+        Session::handshake(stream, ctx.version, &packet, remaining).await
+    };
+    let result = tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => return None,
+        r = attempt => r,
+    };
+    Some(match result {
+        Ok((session, _present)) => {
+            let done = rec.now_us();
+            rec.latency(Metric::Connect, group, intended_us, sent_us, done);
+            rec.count(Counter::ConnectSuccesses, group, intended_us);
+            Ok(session)
+        }
+        Err(e) => Err(connect_failure(&e)),
+    })
+}
+
+/// Flags the read handler sets for the loop.
+#[derive(Default)]
+struct ReadFlags {
+    pingresp: bool,
+    server_disconnect: bool,
+}
+
+/// The connected period: publish on schedule, handle acks, keep alive.
+async fn connected(
+    ctx: &WorkerCtx,
+    group: &GroupRuntime,
+    device: &mut Device,
+    session: &mut Session,
+) -> Ended {
+    let rec = &ctx.recorder;
+    let g = device.dev.group;
+    let end_us = rec.timeline().end_us();
+    let drain_until = end_us.saturating_add(ctx.drain_us);
+    let keep_alive = ctx.keep_alive_us;
+    let acked = group.qos != Qos::AtMostOnce;
+    let mut inflight: Vec<Inflight> = Vec::new();
+    let now = rec.now_us();
+    let mut next_slot = device.schedule.first_slot_at_or_after(now);
+    let mut last_out = now;
+    let mut ping_sent: Option<u64> = None;
+
+    let lose = |reason: Counter, inflight: &mut Vec<Inflight>| {
+        for f in inflight.drain(..) {
+            rec.count(Counter::PublishFailed, g, f.intended_us);
+        }
+        Ended::Lost(reason)
+    };
+
+    loop {
+        let now = rec.now_us();
+        // 1. everything due goes out, in one write
+        let mut batch = 0;
+        {
+            let mut out = ctx.write_buf.borrow_mut();
+            out.clear();
+            let mut payload = ctx.payload_buf.borrow_mut();
+            while batch < MAX_BATCH
+                && device.schedule.due(next_slot) <= now
+                && device.schedule.due(next_slot) < end_us
+                && (!acked || inflight.len() < group.max_inflight)
+            {
+                let intended = device.schedule.due(next_slot);
+                payload.clear();
+                device
+                    .telemetry
+                    .encode_json(&device.client_id, device.seq, intended, &mut payload);
+                let pkid = if acked { device.pkid() } else { 0 };
+                codec::encode_publish(
+                    &mut out,
+                    ctx.version,
+                    &device.topic,
+                    group.qos,
+                    group.retain,
+                    false,
+                    pkid,
+                    &payload,
+                );
+                if device.schedule.is_overrun(next_slot, now) {
+                    rec.count(Counter::Overrun, g, intended);
+                }
+                rec.count(Counter::Published, g, intended);
+                if acked {
+                    inflight.push(Inflight {
+                        pkid,
+                        intended_us: intended,
+                        sent_us: now,
+                    });
+                }
+                device.seq += 1;
+                next_slot += 1;
+                batch += 1;
+            }
+            if batch > 0 {
+                if let Err(_e) = session.try_send(&out) {
+                    return lose(Counter::DisconnectReset, &mut inflight);
+                }
+                last_out = now;
+            }
+        }
+        if session.has_pending_out() {
+            let flushed = tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => None,
+                r = session.flush() => Some(r),
+            };
+            match flushed {
+                None => return cancel(rec, g, &mut inflight),
+                Some(Err(_)) => return lose(Counter::DisconnectReset, &mut inflight),
+                Some(Ok(())) => {}
+            }
+        }
+
+        // 2. keep-alive
+        if keep_alive > 0 {
+            match ping_sent {
+                Some(at) if now.saturating_sub(at) > keep_alive => {
+                    return lose(Counter::DisconnectKeepalive, &mut inflight);
+                }
+                None if now.saturating_sub(last_out) >= keep_alive => {
+                    if session.try_send(&codec::PINGREQ).is_err() {
+                        return lose(Counter::DisconnectReset, &mut inflight);
+                    }
+                    rec.count(Counter::PingSent, g, now);
+                    ping_sent = Some(now);
+                    last_out = now;
+                }
+                _ => {}
+            }
+        }
+
+        // 3. done?
+        let publishing = device.schedule.due(next_slot) < end_us;
+        if !publishing && (inflight.is_empty() || now >= drain_until) {
+            for f in inflight.drain(..) {
+                rec.count(Counter::InflightAtEnd, g, f.intended_us);
+            }
+            return Ended::Finished;
+        }
+
+        // 4. sleep until the next thing to do, or until the broker says something
+        let mut wake = u64::MAX;
+        if publishing && (!acked || inflight.len() < group.max_inflight) {
+            wake = device.schedule.due(next_slot);
+        }
+        if !publishing {
+            wake = wake.min(drain_until);
+        }
+        if keep_alive > 0 {
+            wake = wake.min(match ping_sent {
+                Some(at) => at.saturating_add(keep_alive).saturating_add(1),
+                None => last_out.saturating_add(keep_alive),
+            });
+        }
+        let wake_at = Instant::from_std(rec.clock().instant_at(wake.min(drain_until)));
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return cancel(rec, g, &mut inflight),
+            r = session.readable() => {
+                if r.is_err() {
+                    return lose(Counter::DisconnectReset, &mut inflight);
+                }
+                let mut flags = ReadFlags::default();
+                let status = {
+                    let mut scratch = ctx.read_buf.borrow_mut();
+                    let mut out = ctx.write_buf.borrow_mut();
+                    out.clear();
+                    let done_us = rec.now_us();
+                    let result = session.read_available(&mut scratch, &mut |p| {
+                        on_packet(rec, g, done_us, p, &mut inflight, &mut out, &mut flags)
+                    });
+                    match result {
+                        Ok(_) if !out.is_empty() => session.try_send(&out).map_err(SessionError::Io),
+                        Ok(_) => Ok(true),
+                        Err(e) => Err(e),
+                    }
+                };
+                if flags.pingresp {
+                    ping_sent = None;
+                }
+                if flags.server_disconnect {
+                    return lose(Counter::DisconnectServer, &mut inflight);
+                }
+                match status {
+                    Ok(_) => {}
+                    Err(SessionError::Closed) => return lose(Counter::DisconnectClosed, &mut inflight),
+                    Err(SessionError::Io(_)) => return lose(Counter::DisconnectReset, &mut inflight),
+                    Err(SessionError::Protocol(_)) => return lose(Counter::DisconnectProtocol, &mut inflight),
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+}
+
+fn cancel(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+    for f in inflight.drain(..) {
+        rec.count(Counter::InflightAtEnd, g, f.intended_us);
+    }
+    Ended::Cancelled
+}
+
+/// Handle one packet from the broker while connected.
+fn on_packet(
+    rec: &crate::metrics::Recorder,
+    g: usize,
+    done_us: u64,
+    packet: Incoming<'_>,
+    inflight: &mut Vec<Inflight>,
+    out: &mut Vec<u8>,
+    flags: &mut ReadFlags,
+) {
+    let take = |inflight: &mut Vec<Inflight>, pkid: u16| -> Option<Inflight> {
+        let i = inflight.iter().position(|f| f.pkid == pkid)?;
+        Some(inflight.remove(i))
+    };
+    match packet {
+        Incoming::PubAck { pkid, reason } => {
+            if let Some(f) = take(inflight, pkid) {
+                if reason >= 0x80 {
+                    rec.count(Counter::PublishFailed, g, f.intended_us);
+                } else {
+                    rec.latency(Metric::Puback, g, f.intended_us, f.sent_us, done_us);
+                    rec.count(Counter::Acked, g, f.intended_us);
+                }
+            }
+        }
+        Incoming::PubRec { pkid, reason } => {
+            if reason >= 0x80 {
+                if let Some(f) = take(inflight, pkid) {
+                    rec.count(Counter::PublishFailed, g, f.intended_us);
+                }
+            } else {
+                codec::encode_ack(out, codec::PUBREL, pkid);
+            }
+        }
+        Incoming::PubComp { pkid, reason } => {
+            if let Some(f) = take(inflight, pkid) {
+                if reason >= 0x80 {
+                    rec.count(Counter::PublishFailed, g, f.intended_us);
+                } else {
+                    rec.latency(Metric::Pubcomp, g, f.intended_us, f.sent_us, done_us);
+                    rec.count(Counter::Acked, g, f.intended_us);
+                }
+            }
+        }
+        Incoming::PingResp => flags.pingresp = true,
+        Incoming::Disconnect { .. } => flags.server_disconnect = true,
+        // Devices do not subscribe, but stay correct if a broker delivers anyway.
+        Incoming::Publish { qos: 1, pkid, .. } => codec::encode_ack(out, codec::PUBACK, pkid),
+        Incoming::Publish { qos: 2, pkid, .. } => codec::encode_ack(out, codec::PUBREC, pkid),
+        Incoming::PubRel { pkid } => codec::encode_ack(out, codec::PUBCOMP, pkid),
+        Incoming::Publish { .. }
+        | Incoming::ConnAck { .. }
+        | Incoming::SubAck { .. }
+        | Incoming::UnsubAck { .. }
+        | Incoming::Auth => {}
+    }
+}

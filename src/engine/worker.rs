@@ -1,0 +1,80 @@
+//! A worker thread: a single-threaded tokio runtime running a slice of the shard's devices, with its
+//! own lock-free recorder. Devices are spawned at their connect slot, not all up front, so a million
+//! waiting devices cost nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::context::WorkerCtx;
+use super::{device, EngineError};
+use crate::metrics::{Clock, LiveCounters, Recorder, RunSnapshot};
+use crate::plan::{pacer, Plan, Timeline};
+
+/// What a worker needs to start.
+pub struct WorkerSpec {
+    pub index: usize,
+    pub count: usize,
+    pub plan: Arc<Plan>,
+    pub timeline: Arc<Timeline>,
+    pub clock: Clock,
+    pub live: Arc<LiveCounters>,
+    pub cancel: CancellationToken,
+    pub broker: SocketAddr,
+    pub handshake_permits: usize,
+    pub drain_us: u64,
+}
+
+/// Run the worker to completion on the current thread and return what it measured.
+pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(EngineError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    let group_names: Vec<String> = spec.plan.groups().iter().map(|g| g.name.clone()).collect();
+    let recorder = Recorder::new(
+        spec.clock,
+        spec.timeline.clone(),
+        group_names.len(),
+        spec.live.clone(),
+    );
+    let ctx = WorkerCtx::new(
+        spec.plan.clone(),
+        recorder,
+        spec.broker,
+        spec.cancel.clone(),
+        spec.handshake_permits,
+        spec.drain_us,
+    );
+    let rate = spec.plan.connect_rate_per_s();
+    let start_us = spec.timeline.start_us;
+    let end_us = spec.timeline.end_us();
+    let task_ctx = ctx.clone();
+    local.block_on(&rt, async move {
+        let ctx = task_ctx;
+        let tracker = TaskTracker::new();
+        for global in spec.plan.worker_devices(spec.index, spec.count) {
+            let at_us = pacer::connect_at(start_us, global, rate);
+            if at_us >= end_us {
+                break;
+            }
+            let at = Instant::from_std(spec.clock.instant_at(at_us));
+            tokio::select! {
+                biased;
+                _ = spec.cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+            tracker.spawn_local(device::run(ctx.clone(), spec.plan.device(global)));
+        }
+        tracker.close();
+        tracker.wait().await;
+    });
+    let ctx = std::rc::Rc::try_unwrap(ctx).map_err(|_| EngineError::Internal("device tasks outlived their worker"))?;
+    ctx.recorder
+        .into_snapshot(group_names)
+        .map_err(EngineError::Histogram)
+}
