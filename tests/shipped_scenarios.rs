@@ -35,10 +35,15 @@ fn quickstart_is_what_the_readme_promises() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.yaml");
     let s = scenario::load(&path).unwrap();
     assert_eq!(s.name, "quickstart");
-    assert!(s.broker.url.is_none(), "quickstart uses the embedded broker");
+    assert!(
+        s.broker.url.is_none(),
+        "quickstart uses the embedded broker"
+    );
     assert_eq!(s.device_count(), 1000);
     assert_eq!(s.groups.len(), 3);
-    assert!(matches!(s.phases[0].kind, PhaseKind::Ramp { connect_rate_per_s } if connect_rate_per_s == 500.0));
+    assert!(
+        matches!(s.phases[0].kind, PhaseKind::Ramp { connect_rate_per_s } if connect_rate_per_s == 500.0)
+    );
     assert!(matches!(s.phases[1].kind, PhaseKind::Steady { duration } if duration.as_secs() == 30));
 }
 
@@ -50,6 +55,8 @@ fn factory_is_all_qos1_mqtt5() {
     assert_eq!(s.broker.protocol, MqttVersion::V5);
     assert!(s.broker.url.is_none());
     assert!(s.groups.iter().all(|g| g.qos == Qos::AtLeastOnce));
-    assert!(matches!(s.phases[0].kind, PhaseKind::Ramp { connect_rate_per_s } if connect_rate_per_s == 700.0));
+    assert!(
+        matches!(s.phases[0].kind, PhaseKind::Ramp { connect_rate_per_s } if connect_rate_per_s == 700.0)
+    );
     assert!(matches!(s.phases[1].kind, PhaseKind::Steady { duration } if duration.as_secs() == 60));
 }

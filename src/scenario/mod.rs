@@ -92,7 +92,7 @@ fn yaml_options() -> serde_saphyr::Options {
         budget.max_events = 200_000;
         budget.max_aliases = 1_000;
         budget.max_anchors = 1_000;
-        budget.max_documents = 1;
+        budget.max_documents = 2;
         budget.max_total_scalar_bytes = MAX_FILE_BYTES;
     }
     options
@@ -111,7 +111,7 @@ fn deserialize(r: &Reporter<'_>) -> Result<RawScenario, ScenarioError> {
         Ok(Some(raw)) => Ok(raw),
         Ok(None) => Err(r.error(
             ErrorKind::MissingKey,
-            None,
+            Some((1, 1)),
             None,
             "the scenario is empty",
             Some(format!(
@@ -202,6 +202,18 @@ fn missing_hint(field: &str) -> String {
     }
 }
 
+/// The `---` line at or before `location` (saphyr reports the start of the second document's content).
+fn separator_line(text: &str, location: Option<(usize, usize)>) -> Option<(usize, usize)> {
+    let (line, _) = location?;
+    text.lines()
+        .take(line)
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("---"))
+        .map(|(i, _)| (i + 1, 1))
+        .last()
+        .or(location)
+}
+
 fn map_yaml_error(
     r: &Reporter<'_>,
     e: &serde_saphyr::Error,
@@ -210,9 +222,10 @@ fn map_yaml_error(
     use serde_saphyr::Error as E;
     let e = e.without_snippet();
     let location = e.location().and_then(|l| validate::loc(&l));
-    let message = serde_saphyr::DefaultMessageFormatter
-        .format_message(e)
-        .into_owned();
+    let message = error::shorten(
+        &serde_saphyr::DefaultMessageFormatter.format_message(e),
+        300,
+    );
     match e {
         E::SerdeUnknownField {
             field, expected, ..
@@ -234,7 +247,7 @@ fn map_yaml_error(
             r.error(
                 ErrorKind::UnknownKey,
                 location,
-                Some(join(parent.as_deref(), field)),
+                Some(join(parent.as_deref(), &error::shorten(field, 60))),
                 format!("unknown key `{}`", error::shorten(field, 60)),
                 Some(hint),
             )
@@ -251,14 +264,26 @@ fn map_yaml_error(
         ),
         E::DuplicateMappingKey { key, .. } => {
             let key_txt = key.as_deref().unwrap_or("?");
+            let parent = path.filter(|p| p != "?");
             r.error(
                 ErrorKind::DuplicateKey,
                 location,
-                path.filter(|p| p != "?"),
+                Some(join(parent.as_deref(), &error::shorten(key_txt, 60))),
                 format!("the key `{}` appears twice", error::shorten(key_txt, 60)),
                 Some("remove one of the two lines; each key may appear once per section".into()),
             )
         }
+        E::MultipleDocuments { .. }
+        | E::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Documents { .. },
+            ..
+        } => r.error(
+            ErrorKind::Syntax,
+            separator_line(r.text, location),
+            None,
+            "the file holds more than one YAML document (a second `---`)",
+            Some("put one scenario per file and remove the extra `---` line".into()),
+        ),
         E::Budget { .. } => r.error(
             ErrorKind::TooLarge,
             location,
@@ -280,13 +305,24 @@ fn map_yaml_error(
         | E::UnexpectedValueForUnit { .. }
         | E::ExternallyTaggedEnumExpectedScalarOrMapping { .. } => {
             let what = match e {
-                E::Unexpected { expected, .. } => format!("wrong type: {expected}"),
+                E::Unexpected { expected, .. } => {
+                    let want = match *expected {
+                        "sequence start" => "a list (`- item` lines or `[a, b]`)",
+                        "mapping start" => "a mapping (`key: value` lines or `{ key: value }`)",
+                        other => other,
+                    };
+                    format!("wrong type: expected {want}")
+                }
                 E::NonFiniteFloat { value, .. } => {
                     format!("`{}` is not a finite number", error::shorten(value, 40))
                 }
-                _ => format!("wrong type: {message}"),
+                _ => message.clone(),
             };
-            let hint = shape_hint(path.as_deref());
+            let hint = if matches!(e, E::NonFiniteFloat { .. }) {
+                "write an ordinary number here".to_owned()
+            } else {
+                shape_hint(path.as_deref())
+            };
             r.error(ErrorKind::WrongType, location, path, what, Some(hint))
         }
         _ => {

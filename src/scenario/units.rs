@@ -36,7 +36,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" | "sec" => 1.0,
             "m" | "min" => 60.0,
             "h" => 3600.0,
-            "" => {
+            "" if tail.is_empty() && rest.len() == text.len() => {
                 return Err(format!(
                     "duration `{}` has no unit; write e.g. `{num}s` or `{num}ms`",
                     shown(text)
@@ -102,9 +102,11 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
     let scheme = scheme.to_ascii_lowercase();
     match scheme.as_str() {
         "mqtt" | "tcp" => {}
-        "mqtts" | "ssl" | "tls" | "ws" | "wss" => return Err(format!(
+        "mqtts" | "ssl" | "tls" | "ws" | "wss" => {
+            return Err(format!(
             "broker URL scheme `{scheme}` is not supported yet (only plain TCP: mqtt:// or tcp://)"
-        )),
+        ))
+        }
         _ => {
             return Err(format!(
                 "unknown broker URL scheme `{}`; {example}",

@@ -471,7 +471,7 @@ impl Validator<'_> {
                         return Err(self.invalid(
                             v,
                             &p("interval"),
-                            format!("interval must be at least 1ms, got {d:?}"),
+                            "interval must be at least 1ms".into(),
                             hint,
                         ));
                     }
