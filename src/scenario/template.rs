@@ -126,7 +126,7 @@ impl Template {
 
     /// Whether the template uses `var`.
     pub fn uses(&self, var: Var) -> bool {
-        self.parts.iter().any(|p| *p == Part::Var(var))
+        self.parts.contains(&Part::Var(var))
     }
 
     /// Render with the given values.

@@ -1,0 +1,725 @@
+//! Validation: raw YAML types → typed [`Scenario`], with a located error for every refusal.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_saphyr::Location;
+
+use crate::scenario::error::{did_you_mean, list_keys, ErrorKind, Reporter, ScenarioError};
+use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Phase, PhaseKind, Qos, Scenario};
+use crate::scenario::raw::{RawBroker, RawPhase, RawScenario, Scalar, Value};
+use crate::scenario::template::{Template, Var};
+use crate::scenario::units::{parse_broker_url, parse_duration, parse_rate};
+use crate::telemetry::ProfileKind;
+
+/// Most devices one scenario may describe.
+pub const MAX_DEVICES: u64 = 10_000_000;
+/// Default connect rate of the ramp phase, per second.
+pub const DEFAULT_CONNECT_RATE: f64 = 500.0;
+/// Default duration of the steady phase.
+pub const DEFAULT_STEADY: Duration = Duration::from_secs(30);
+/// Default client-id template.
+pub const DEFAULT_CLIENT_ID: &str = "fleetstorm-{group}-{index}";
+/// Default topic template.
+pub const DEFAULT_TOPIC: &str = "fleetstorm/{group}/{client_id}/telemetry";
+
+type Result<T> = std::result::Result<T, ScenarioError>;
+
+/// 1-based (line, column) of a span, `None` when unknown.
+pub(crate) fn loc(l: &Location) -> Option<(usize, usize)> {
+    let line = usize::try_from(l.line()).ok()?;
+    let col = usize::try_from(l.column()).ok()?;
+    (line > 0).then_some((line, col))
+}
+
+/// Whether `s` is a valid name: `[A-Za-z0-9_.-]+`.
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+pub(crate) struct Validator<'a> {
+    pub r: Reporter<'a>,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, v: &Scalar, path: &str, message: String, hint: &str) -> ScenarioError {
+        self.r.error(
+            ErrorKind::InvalidValue,
+            loc(&v.referenced),
+            Some(path.to_owned()),
+            message,
+            Some(hint.to_owned()),
+        )
+    }
+
+    fn wrong_type(&self, v: &Scalar, path: &str, expected: &str, hint: &str) -> ScenarioError {
+        self.r.error(
+            ErrorKind::WrongType,
+            loc(&v.referenced),
+            Some(path.to_owned()),
+            format!("expected {expected}, got {}", v.value.describe()),
+            Some(hint.to_owned()),
+        )
+    }
+
+    /// A whole number.
+    fn int(&self, v: &Scalar, path: &str, hint: &str) -> Result<i128> {
+        match &v.value {
+            Value::Int(i) => Ok(*i),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i128),
+            Value::Float(f) if f.is_finite() && f.fract() != 0.0 => {
+                Err(self.invalid(v, path, format!("expected a whole number, got `{f}`"), hint))
+            }
+            Value::Float(f) => {
+                Err(self.invalid(v, path, format!("the number `{f}` is far too large"), hint))
+            }
+            _ => Err(self.wrong_type(v, path, "a whole number", hint)),
+        }
+    }
+
+    /// A whole number in `min..=max`.
+    fn int_in(
+        &self,
+        v: &Scalar,
+        path: &str,
+        what: &str,
+        min: i128,
+        max: i128,
+        hint: &str,
+    ) -> Result<i128> {
+        let i = self.int(v, path, hint)?;
+        if i < min || i > max {
+            let msg = if i < 0 && min >= 0 {
+                format!("{what} must not be negative, got {i}")
+            } else {
+                format!("{what} must be between {min} and {max}, got {i}")
+            };
+            return Err(self.invalid(v, path, msg, hint));
+        }
+        Ok(i)
+    }
+
+    /// Text (numbers are accepted as their decimal text).
+    fn text(&self, v: &Scalar, path: &str, hint: &str) -> Result<String> {
+        match &v.value {
+            Value::Str(s) => Ok(s.clone()),
+            Value::Int(i) => Ok(i.to_string()),
+            _ => Err(self.wrong_type(v, path, "text", hint)),
+        }
+    }
+
+    fn boolean(&self, v: &Scalar, path: &str, hint: &str) -> Result<bool> {
+        match &v.value {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(self.wrong_type(v, path, "`true` or `false`", hint)),
+        }
+    }
+
+    /// Text of a duration or rate (a bare number becomes its text, so the parser can say "no unit").
+    fn unit_text(&self, v: &Scalar, path: &str, expected: &str, hint: &str) -> Result<String> {
+        match &v.value {
+            Value::Str(s) => Ok(s.clone()),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::Float(f) => Ok(f.to_string()),
+            _ => Err(self.wrong_type(v, path, expected, hint)),
+        }
+    }
+
+    fn duration(&self, v: &Scalar, path: &str, hint: &str) -> Result<Duration> {
+        let text = self.unit_text(v, path, "a duration such as `30s`", hint)?;
+        parse_duration(&text).map_err(|m| self.invalid(v, path, m, hint))
+    }
+
+    fn name(&self, v: &Scalar, path: &str, what: &str, hint: &str) -> Result<String> {
+        let s = self.text(v, path, hint)?;
+        if !valid_name(&s) {
+            return Err(self.invalid(
+                v,
+                path,
+                format!(
+                    "{what} `{}` may only contain letters, digits, `_`, `.` and `-`",
+                    crate::scenario::error::shorten(&s, 60)
+                ),
+                hint,
+            ));
+        }
+        Ok(s)
+    }
+
+    fn template(&self, v: &Scalar, path: &str, hint: &str) -> Result<Template> {
+        let s = self.text(v, path, hint)?;
+        Template::parse(&s).map_err(|e| self.invalid(v, path, e.to_string(), hint))
+    }
+
+    pub fn scenario(&self, raw: RawScenario) -> Result<Scenario> {
+        if let Some(v) = &raw.version {
+            let ok = matches!(&v.value, Value::Int(1))
+                || matches!(&v.value, Value::Float(f) if *f == 1.0)
+                || matches!(&v.value, Value::Str(s) if s.trim() == "1");
+            if !ok {
+                return Err(self.r.error(
+                    ErrorKind::InvalidValue,
+                    loc(&v.referenced),
+                    Some("version".into()),
+                    format!(
+                        "unsupported scenario format version: {}",
+                        v.value.describe()
+                    ),
+                    Some(
+                        "this fleetstorm reads version 1; write `version: 1` or remove the line"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+        let name = self.name(
+            &raw.name,
+            "name",
+            "scenario name",
+            "the name is used in the report directory name; use e.g. `name: factory-test-1`",
+        )?;
+        let seed = match &raw.seed {
+            None => 1,
+            Some(v) => {
+                let i = self.int_in(
+                    v,
+                    "seed",
+                    "seed",
+                    0,
+                    i128::from(u64::MAX),
+                    "use a whole number from 0 to 18446744073709551615, e.g. `seed: 42`",
+                )?;
+                u64::try_from(i).unwrap_or(1)
+            }
+        };
+
+        let mut broker = match &raw.broker {
+            Some(b) => self.broker(&b.value)?,
+            None => default_broker()?,
+        };
+
+        let groups = self.groups(&raw)?;
+
+        // Client ids must be unique over the fleet.
+        self.check_client_id(&raw, &mut broker, groups.len())?;
+
+        let phases = self.phases(&raw)?;
+
+        Ok(Scenario {
+            name,
+            seed,
+            broker,
+            groups,
+            phases,
+        })
+    }
+
+    fn broker(&self, b: &RawBroker) -> Result<BrokerSettings> {
+        let mut out = default_broker()?;
+        if let Some(v) = &b.url {
+            let hint = "write `url: mqtt://host:1883` (or tcp://); leave `url` out to use the embedded broker";
+            if !matches!(v.value, Value::Null) {
+                let s = self.text(v, "broker.url", hint)?;
+                out.url =
+                    Some(parse_broker_url(&s).map_err(|m| self.invalid(v, "broker.url", m, hint))?);
+            }
+        }
+        if let Some(v) = &b.protocol {
+            let hint = "use `protocol: \"3.1.1\"` (MQTT 3.1.1) or `protocol: 5` (MQTT 5)";
+            out.protocol = match &v.value {
+                Value::Int(4) | Value::Float(4.0) => MqttVersion::V311,
+                Value::Int(5) | Value::Float(5.0) => MqttVersion::V5,
+                Value::Str(s) if matches!(s.trim(), "3.1.1" | "4" | "v3.1.1") => MqttVersion::V311,
+                Value::Str(s) if matches!(s.trim(), "5" | "5.0" | "v5") => MqttVersion::V5,
+                Value::Int(_) | Value::Float(_) | Value::Str(_) => {
+                    return Err(self.invalid(
+                        v,
+                        "broker.protocol",
+                        format!("unsupported MQTT protocol version: {}", v.value.describe()),
+                        hint,
+                    ))
+                }
+                _ => return Err(self.wrong_type(v, "broker.protocol", "a protocol version", hint)),
+            };
+        }
+        if let Some(v) = &b.keep_alive {
+            let hint = "use whole seconds from `0s` (disabled) to `65535s`, e.g. `keep_alive: 30s`";
+            let d = self.duration(v, "broker.keep_alive", hint)?;
+            if d > Duration::from_secs(65_535) {
+                return Err(self.invalid(
+                    v,
+                    "broker.keep_alive",
+                    format!("keep_alive must be at most 65535s, got {}s", d.as_secs()),
+                    hint,
+                ));
+            }
+            if d.subsec_nanos() != 0 {
+                return Err(self.invalid(
+                    v,
+                    "broker.keep_alive",
+                    "keep_alive must be whole seconds (MQTT counts it in seconds)".into(),
+                    hint,
+                ));
+            }
+            out.keep_alive = d;
+        }
+        if let Some(v) = &b.client_id {
+            out.client_id = self.template(
+                v,
+                "broker.client_id",
+                "placeholders are {group}, {index} and {global_index}, e.g. `fleetstorm-{group}-{index}`",
+            )?;
+        }
+        if let Some(v) = &b.clean_session {
+            out.clean_session = self.boolean(
+                v,
+                "broker.clean_session",
+                "write `clean_session: true` or `false`",
+            )?;
+        }
+        if let Some(v) = &b.connect_timeout {
+            let hint = "use a positive duration, e.g. `connect_timeout: 10s`";
+            let d = self.duration(v, "broker.connect_timeout", hint)?;
+            if d.is_zero() {
+                return Err(self.invalid(
+                    v,
+                    "broker.connect_timeout",
+                    "connect_timeout must be greater than zero".into(),
+                    hint,
+                ));
+            }
+            out.connect_timeout = d;
+        }
+        if let Some(v) = &b.username {
+            out.username = Some(self.text(
+                v,
+                "broker.username",
+                "write the user name as text, e.g. `username: \"device\"`",
+            )?);
+        }
+        if let Some(v) = &b.password {
+            out.password = Some(self.text(
+                v,
+                "broker.password",
+                "write the password as quoted text, e.g. `password: \"secret\"`",
+            )?);
+            if out.username.is_none() {
+                return Err(self.r.error(
+                    ErrorKind::InvalidValue,
+                    loc(&v.referenced),
+                    Some("broker.password".into()),
+                    "a password needs a username",
+                    Some("add `username: ...` to the broker section, or remove `password`".into()),
+                ));
+            }
+        }
+        if let Some(v) = &b.max_connecting {
+            let i = self.int_in(
+                v,
+                "broker.max_connecting",
+                "max_connecting",
+                1,
+                i128::from(u32::MAX),
+                "the number of CONNECT handshakes in flight at once; at least 1, e.g. `max_connecting: 100`",
+            )?;
+            out.max_connecting = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+        Ok(out)
+    }
+
+    fn check_client_id(
+        &self,
+        raw: &RawScenario,
+        broker: &mut BrokerSettings,
+        group_count: usize,
+    ) -> Result<()> {
+        let t = &broker.client_id;
+        let err = |message: String, hint: &str| {
+            let (location, path) =
+                match raw.broker.as_ref().and_then(|b| b.value.client_id.as_ref()) {
+                    Some(v) => (loc(&v.referenced), "broker.client_id"),
+                    None => (None, "broker.client_id"),
+                };
+            self.r.error(
+                ErrorKind::InvalidValue,
+                location,
+                Some(path.into()),
+                message,
+                Some(hint.to_owned()),
+            )
+        };
+        if t.uses(Var::ClientId) {
+            return Err(err(
+                "the client id cannot use `{client_id}` (it would refer to itself)".into(),
+                "use {group}, {index} and {global_index}, e.g. `fleetstorm-{group}-{index}`",
+            ));
+        }
+        if !t.uses(Var::Index) && !t.uses(Var::GlobalIndex) {
+            return Err(err(
+                format!(
+                    "client id `{}` would be the same for every device",
+                    crate::scenario::error::shorten(t.as_str(), 60)
+                ),
+                "include {index} (per group) or {global_index} (fleet-wide), e.g. `fleetstorm-{group}-{index}`",
+            ));
+        }
+        if group_count > 1 && !t.uses(Var::GlobalIndex) && !t.uses(Var::Group) {
+            return Err(err(
+                format!(
+                    "client id `{}` uses {{index}} without {{group}}, so devices of different groups would share ids",
+                    crate::scenario::error::shorten(t.as_str(), 60)
+                ),
+                "add {group} (e.g. `dev-{group}-{index}`) or use {global_index}",
+            ));
+        }
+        Ok(())
+    }
+
+    fn groups(&self, raw: &RawScenario) -> Result<Vec<Group>> {
+        let list = &raw.groups;
+        if list.value.is_empty() {
+            return Err(self.r.error(
+                ErrorKind::InvalidValue,
+                loc(&list.referenced),
+                Some("groups".into()),
+                "at least one device group is needed",
+                Some(
+                    "add a group, e.g. `- { name: sensors, count: 100, profile: environment-sensor }`"
+                        .into(),
+                ),
+            ));
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut total: u64 = 0;
+        let mut out = Vec::with_capacity(list.value.len());
+        for (i, g) in list.value.iter().enumerate() {
+            let g = &g.value;
+            let p = |k: &str| format!("groups[{i}].{k}");
+            let name = self.name(
+                &g.name,
+                &p("name"),
+                "group name",
+                "group names appear in topics, client ids and reports; use e.g. `name: press-line-1`",
+            )?;
+            if !seen.insert(name.clone()) {
+                return Err(self.invalid(
+                    &g.name,
+                    &p("name"),
+                    format!("duplicate group name `{name}`"),
+                    "every group needs its own name; rename one of them",
+                ));
+            }
+            let count_hint =
+                "the number of devices in this group, from 1 to 10000000, e.g. `count: 100`";
+            let count = self.int(&g.count, &p("count"), count_hint)?;
+            if count < 1 {
+                return Err(self.invalid(
+                    &g.count,
+                    &p("count"),
+                    format!("a group needs at least 1 device, got {count}"),
+                    count_hint,
+                ));
+            }
+            let count = u64::try_from(count)
+                .ok()
+                .filter(|c| *c <= MAX_DEVICES)
+                .ok_or_else(|| {
+                    self.invalid(
+                        &g.count,
+                        &p("count"),
+                        format!("at most {MAX_DEVICES} devices are supported, got {count}"),
+                        count_hint,
+                    )
+                })?;
+            total += count;
+            if total > MAX_DEVICES {
+                return Err(self.invalid(
+                    &g.count,
+                    &p("count"),
+                    format!("the scenario has {total} devices so far; at most {MAX_DEVICES} are supported"),
+                    "reduce the counts, or split the fleet over several machines with sharding",
+                ));
+            }
+            let profile_names: Vec<&str> = ProfileKind::ALL.iter().map(|(n, _)| *n).collect();
+            let profile_hint = |got: &str| {
+                let mut h = format!("known profiles are {}", list_keys(&profile_names));
+                if let Some(m) = did_you_mean(got, profile_names.iter().copied()) {
+                    h.push_str(&format!("; did you mean `{m}`?"));
+                }
+                h
+            };
+            let profile_text = self.text(&g.profile, &p("profile"), &profile_hint(""))?;
+            let profile = ProfileKind::from_name(profile_text.trim()).ok_or_else(|| {
+                self.invalid(
+                    &g.profile,
+                    &p("profile"),
+                    format!(
+                        "unknown profile `{}`",
+                        crate::scenario::error::shorten(&profile_text, 60)
+                    ),
+                    &profile_hint(&profile_text),
+                )
+            })?;
+            let interval = match &g.interval {
+                None => Duration::from_secs(1),
+                Some(v) => {
+                    let hint = "the time between two publishes of one device, at least `1ms`, e.g. `interval: 1s`";
+                    let d = self.duration(v, &p("interval"), hint)?;
+                    if d < Duration::from_millis(1) {
+                        return Err(self.invalid(
+                            v,
+                            &p("interval"),
+                            "interval must be at least 1ms".into(),
+                            hint,
+                        ));
+                    }
+                    d
+                }
+            };
+            let qos = match &g.qos {
+                None => Qos::AtMostOnce,
+                Some(v) => {
+                    let hint = "use 0 (at most once), 1 (at least once) or 2 (exactly once)";
+                    let q = self.int(v, &p("qos"), hint)?;
+                    match q {
+                        0 => Qos::AtMostOnce,
+                        1 => Qos::AtLeastOnce,
+                        2 => Qos::ExactlyOnce,
+                        _ => {
+                            return Err(self.invalid(
+                                v,
+                                &p("qos"),
+                                format!("QoS must be 0, 1 or 2, got {q}"),
+                                hint,
+                            ))
+                        }
+                    }
+                }
+            };
+            let retain = match &g.retain {
+                None => false,
+                Some(v) => {
+                    self.boolean(v, &p("retain"), "write `retain: true` or `retain: false`")?
+                }
+            };
+            let topic = match &g.topic {
+                None => Template::parse(DEFAULT_TOPIC).map_err(|e| self.internal(e.to_string()))?,
+                Some(v) => {
+                    let hint = "placeholders are {group}, {index}, {global_index} and {client_id}, e.g. `plant/{group}/{client_id}/telemetry`";
+                    let t = self.template(v, &p("topic"), hint)?;
+                    if t.as_str().is_empty() {
+                        return Err(self.invalid(
+                            v,
+                            &p("topic"),
+                            "the topic is empty".into(),
+                            hint,
+                        ));
+                    }
+                    if t.as_str().contains(['+', '#']) {
+                        return Err(self.invalid(
+                            v,
+                            &p("topic"),
+                            "a publish topic may not contain the wildcards `+` or `#`".into(),
+                            hint,
+                        ));
+                    }
+                    t
+                }
+            };
+            out.push(Group {
+                name,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                profile,
+                interval,
+                qos,
+                retain,
+                topic,
+            });
+        }
+        Ok(out)
+    }
+
+    fn phases(&self, raw: &RawScenario) -> Result<Vec<Phase>> {
+        let default_ramp = || Phase {
+            name: "ramp".into(),
+            kind: PhaseKind::Ramp {
+                connect_rate_per_s: DEFAULT_CONNECT_RATE,
+            },
+        };
+        let Some(list) = &raw.phases else {
+            return Ok(vec![
+                default_ramp(),
+                Phase {
+                    name: "steady".into(),
+                    kind: PhaseKind::Steady {
+                        duration: DEFAULT_STEADY,
+                    },
+                },
+            ]);
+        };
+        let mut out: Vec<Phase> = Vec::with_capacity(list.value.len() + 1);
+        // Where each phase was written (for name clashes), parallel to `out`.
+        let mut where_: Vec<(Option<(usize, usize)>, String)> = Vec::new();
+        let mut ramps = 0usize;
+        let mut steadies = 0usize;
+        for (i, item) in list.value.iter().enumerate() {
+            let p: &RawPhase = &item.value;
+            let path = format!("phases[{i}]");
+            let item_loc = loc(&item.referenced);
+            let kind = match (&p.ramp, &p.steady) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(self.r.error(
+                        ErrorKind::InvalidValue,
+                        item_loc,
+                        Some(path),
+                        if p.ramp.is_some() {
+                            "a phase has both `ramp` and `steady`"
+                        } else {
+                            "a phase needs `ramp` or `steady`"
+                        },
+                        Some(
+                            "write each phase as its own list item: `- ramp: { connect_rate: 500/s }` or `- steady: { duration: 30s }`"
+                                .into(),
+                        ),
+                    ))
+                }
+                (Some(r), None) => {
+                    ramps += 1;
+                    if ramps > 1 || i > 0 {
+                        return Err(self.r.error(
+                            ErrorKind::InvalidValue,
+                            loc(&r.referenced).or(item_loc),
+                            Some(format!("{path}.ramp")),
+                            if ramps > 1 {
+                                "only one ramp phase is allowed"
+                            } else {
+                                "the ramp phase must come first"
+                            },
+                            Some("devices connect once, in the ramp; put a single ramp first and use steady phases after it".into()),
+                        ));
+                    }
+                    let v = &r.value.connect_rate;
+                    let cpath = format!("{path}.ramp.connect_rate");
+                    let hint = "use a positive rate such as `500/s`, `30000/min` or `2/h`";
+                    let text = self.unit_text(v, &cpath, "a rate such as `500/s`", hint)?;
+                    let rate = parse_rate(&text).map_err(|m| self.invalid(v, &cpath, m, hint))?;
+                    if rate <= 0.0 || !rate.is_finite() {
+                        return Err(self.invalid(
+                            v,
+                            &cpath,
+                            "connect_rate must be greater than zero".into(),
+                            hint,
+                        ));
+                    }
+                    PhaseKind::Ramp {
+                        connect_rate_per_s: rate,
+                    }
+                }
+                (None, Some(s)) => {
+                    steadies += 1;
+                    let v = &s.value.duration;
+                    let dpath = format!("{path}.steady.duration");
+                    let hint = "use a positive duration such as `30s`, `5m` or `1h`";
+                    let d = self.duration(v, &dpath, hint)?;
+                    if d.is_zero() {
+                        return Err(self.invalid(
+                            v,
+                            &dpath,
+                            "a steady phase must last longer than zero".into(),
+                            hint,
+                        ));
+                    }
+                    PhaseKind::Steady { duration: d }
+                }
+            };
+            let (name, name_loc, name_path) = match &p.name {
+                Some(v) => (
+                    self.name(
+                        v,
+                        &format!("{path}.name"),
+                        "phase name",
+                        "phase names appear in reports; use e.g. `name: warm-up`",
+                    )?,
+                    loc(&v.referenced),
+                    format!("{path}.name"),
+                ),
+                None => {
+                    let (base, n) = match kind {
+                        PhaseKind::Ramp { .. } => ("ramp", ramps),
+                        PhaseKind::Steady { .. } => ("steady", steadies),
+                    };
+                    let name = if n <= 1 {
+                        base.to_owned()
+                    } else {
+                        format!("{base}-{n}")
+                    };
+                    (name, item_loc, path.clone())
+                }
+            };
+            if out.iter().any(|ph| ph.name == name) {
+                return Err(self.r.error(
+                    ErrorKind::InvalidValue,
+                    name_loc,
+                    Some(name_path),
+                    format!("duplicate phase name `{name}`"),
+                    Some("give each phase a unique `name:`".into()),
+                ));
+            }
+            where_.push((name_loc, name.clone()));
+            out.push(Phase { name, kind });
+        }
+        if steadies == 0 {
+            return Err(self.r.error(
+                ErrorKind::InvalidValue,
+                loc(&list.referenced),
+                Some("phases".into()),
+                "at least one steady phase is needed",
+                Some("add `- steady: { duration: 30s }` after the ramp".into()),
+            ));
+        }
+        if ramps == 0 {
+            if out.iter().any(|ph| ph.name == "ramp") {
+                let at = where_
+                    .iter()
+                    .find(|(_, n)| n == "ramp")
+                    .and_then(|(l, _)| *l);
+                return Err(self.r.error(
+                    ErrorKind::InvalidValue,
+                    at,
+                    Some("phases".into()),
+                    "a steady phase is named `ramp`, which clashes with the default ramp phase",
+                    Some("rename that phase, or add an explicit `- ramp: { connect_rate: 500/s }` first".into()),
+                ));
+            }
+            out.insert(0, default_ramp());
+        }
+        Ok(out)
+    }
+
+    fn internal(&self, message: String) -> ScenarioError {
+        self.r
+            .error(ErrorKind::InvalidValue, None, None, message, None)
+    }
+}
+
+/// Broker settings with every default filled in.
+pub(crate) fn default_broker() -> Result<BrokerSettings> {
+    let client_id = Template::parse(DEFAULT_CLIENT_ID).map_err(|e| ScenarioError::Override {
+        flag: "internal",
+        message: e.to_string(),
+        hint: String::new(),
+    })?;
+    Ok(BrokerSettings {
+        url: None,
+        protocol: MqttVersion::V311,
+        keep_alive: Duration::from_secs(30),
+        client_id,
+        clean_session: true,
+        connect_timeout: Duration::from_secs(10),
+        username: None,
+        password: None,
+        max_connecting: 100,
+    })
+}

@@ -1,0 +1,62 @@
+//! Every scenario shipped in `scenarios/` parses and validates.
+
+use std::path::Path;
+
+use fleetstorm::scenario::{self, MqttVersion, PhaseKind, Qos};
+
+#[test]
+fn every_shipped_scenario_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios/ exists") {
+        let path = entry.expect("readable entry").path();
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if !is_yaml {
+            continue;
+        }
+        match scenario::load(&path) {
+            Ok(s) => {
+                assert!(s.device_count() > 0, "{}", path.display());
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                assert_eq!(s.name, stem, "scenario name should match the file name");
+            }
+            Err(e) => panic!("{} does not validate:\n{e}", path.display()),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "expected shipped scenarios, found {checked}");
+}
+
+#[test]
+fn quickstart_is_what_the_readme_promises() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.yaml");
+    let s = scenario::load(&path).unwrap();
+    assert_eq!(s.name, "quickstart");
+    assert!(
+        s.broker.url.is_none(),
+        "quickstart uses the embedded broker"
+    );
+    assert_eq!(s.device_count(), 1000);
+    assert_eq!(s.groups.len(), 3);
+    assert!(
+        matches!(s.phases[0].kind, PhaseKind::Ramp { connect_rate_per_s } if connect_rate_per_s == 500.0)
+    );
+    assert!(matches!(s.phases[1].kind, PhaseKind::Steady { duration } if duration.as_secs() == 30));
+}
+
+#[test]
+fn factory_is_all_qos1_mqtt5() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/factory-qos1.yaml");
+    let s = scenario::load(&path).unwrap();
+    assert_eq!(s.device_count(), 5000);
+    assert_eq!(s.broker.protocol, MqttVersion::V5);
+    assert!(s.broker.url.is_none());
+    assert!(s.groups.iter().all(|g| g.qos == Qos::AtLeastOnce));
+    assert!(
+        matches!(s.phases[0].kind, PhaseKind::Ramp { connect_rate_per_s } if connect_rate_per_s == 700.0)
+    );
+    assert!(matches!(s.phases[1].kind, PhaseKind::Steady { duration } if duration.as_secs() == 60));
+}
