@@ -20,7 +20,7 @@ use profile::ProfileState;
 const FIRST_STEP_S: f64 = 1.0;
 
 /// Salt separating the generator's seed from the key used for per-device parameters.
-const RNG_SALT: u64 = 0x5EED_0F_F1EE7;
+const RNG_SALT: u64 = 0x05EE_D0FF_1EE7;
 
 /// Per-device telemetry state: a generator and the evolving signal values (80 bytes on 64-bit targets).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -132,7 +132,7 @@ impl SineNoise {
 
     /// The noiseless value at absolute time `t_s`.
     pub fn clean_at(&self, t_s: f64) -> f64 {
-        if !(self.period_s > 0.0) || !t_s.is_finite() {
+        if self.period_s.is_nan() || self.period_s <= 0.0 || !t_s.is_finite() {
             return self.offset;
         }
         // Reduce first: sin of a 1.7e9-second argument loses precision, the fraction of a cycle does not.
