@@ -35,10 +35,16 @@ fn percentiles_are_the_histograms_own() {
         "steady is phase 2: values are 2..=2000 step 2"
     );
     assert_eq!(c, stats_of((1..=1000).map(|v| v * 2)));
-    assert_eq!(puback.uncorrected, stats_of((1..=1000u64).map(|v| v.div_ceil(2) * 2)));
+    assert_eq!(
+        puback.uncorrected,
+        stats_of((1..=1000u64).map(|v| v.div_ceil(2) * 2))
+    );
 
     let ramp = r.phases[0].groups["sensors"].latency[&Metric::Puback].corrected;
-    assert_eq!((ramp.p50_us, ramp.p99_us, ramp.p99_9_us, ramp.max_us), (500, 990, 999, 1000));
+    assert_eq!(
+        (ramp.p50_us, ramp.p99_us, ramp.p99_9_us, ramp.max_us),
+        (500, 990, 999, 1000)
+    );
     assert!((ramp.mean_us - 500.5).abs() < 1e-9);
 
     // Larger values: equal to HDR's answer, and within its precision of the exact one.
@@ -54,7 +60,10 @@ fn percentiles_are_the_histograms_own() {
 
 #[test]
 fn summary_shows_the_last_steady_phase_else_the_last() {
-    let r = Report::build(&record_with_phases(&["ramp", "steady-1", "steady-2", "cooldown"])).unwrap();
+    let r = Report::build(&record_with_phases(&[
+        "ramp", "steady-1", "steady-2", "cooldown",
+    ]))
+    .unwrap();
     assert_eq!(r.summary.phase.as_deref(), Some("steady-2"));
     assert_eq!(r.summary_phase().map(|p| p.name.as_str()), Some("steady-2"));
     // steady-2 is the third phase: factor 3, 5 s long (durations cycle 5, 60, 5).
@@ -67,11 +76,18 @@ fn summary_shows_the_last_steady_phase_else_the_last() {
     // Above 2048 µs HDR buckets are 2 µs wide: compare with the histogram's own answer.
     let want = stats_of((1..=1000).map(|v| v * 3));
     let head = r.summary.latency[&Metric::Puback];
-    assert_eq!((head.p50_us, head.p99_us, head.max_us), (want.p50_us, want.p99_us, want.max_us));
+    assert_eq!(
+        (head.p50_us, head.p99_us, head.max_us),
+        (want.p50_us, want.p99_us, want.max_us)
+    );
     assert_eq!(head.p50_us, 1500);
     // Connection figures are whole-run.
     assert_eq!(
-        (r.summary.connect_attempts, r.summary.connect_successes, r.summary.connect_failures),
+        (
+            r.summary.connect_attempts,
+            r.summary.connect_successes,
+            r.summary.connect_failures
+        ),
         (152, 150, 2)
     );
     assert_eq!(r.summary.devices_connected_peak, 150);
@@ -92,7 +108,12 @@ fn sum<'a>(cs: impl IntoIterator<Item = &'a Counters>) -> Counters {
 fn totals_are_the_sum_of_groups_and_phases() {
     let r = Report::build(&sample()).unwrap();
     for p in &r.phases {
-        assert_eq!(p.totals.counters, sum(p.groups.values().map(|g| &g.counters)), "{}", p.name);
+        assert_eq!(
+            p.totals.counters,
+            sum(p.groups.values().map(|g| &g.counters)),
+            "{}",
+            p.name
+        );
         for (m, l) in &p.totals.latency {
             for basis in Basis::ALL {
                 let by_group: u64 = p
@@ -109,13 +130,24 @@ fn totals_are_the_sum_of_groups_and_phases() {
     }
     let run = &r.totals;
     assert_eq!(run.name, RUN_SECTION_NAME);
-    assert_eq!(run.totals.counters, sum(r.phases.iter().map(|p| &p.totals.counters)));
-    assert_eq!(run.totals.counters, sum(run.groups.values().map(|g| &g.counters)));
+    assert_eq!(
+        run.totals.counters,
+        sum(r.phases.iter().map(|p| &p.totals.counters))
+    );
+    assert_eq!(
+        run.totals.counters,
+        sum(run.groups.values().map(|g| &g.counters))
+    );
     for (name, g) in &run.groups {
-        assert_eq!(g.counters, sum(r.phases.iter().map(|p| &p.groups[name].counters)));
+        assert_eq!(
+            g.counters,
+            sum(r.phases.iter().map(|p| &p.groups[name].counters))
+        );
     }
     // Whole-run percentiles come from the merged histogram, not from phase percentiles.
-    let all: Vec<u64> = (1..=3u64).flat_map(|k| (1..=1000).map(move |v| v * k)).collect();
+    let all: Vec<u64> = (1..=3u64)
+        .flat_map(|k| (1..=1000).map(move |v| v * k))
+        .collect();
     assert_eq!(run.totals.latency[&Metric::Puback].corrected, stats_of(all));
     assert_eq!((run.start_us, run.end_us), (r.started_at_us, r.ended_at_us));
     assert!((r.duration_s - 70.0).abs() < 1e-9);
@@ -130,15 +162,38 @@ fn json_round_trip_keeps_percentiles_and_histograms() {
     let back = json::parse(&text).unwrap();
     assert_eq!(back.snapshot(), original.snapshot());
     assert_eq!(back.summary.latency, original.summary.latency);
-    for (a, b) in back.phases.iter().zip(&original.phases).chain([(&back.totals, &original.totals)]) {
+    for (a, b) in back
+        .phases
+        .iter()
+        .zip(&original.phases)
+        .chain([(&back.totals, &original.totals)])
+    {
         assert_eq!(a.totals.counters, b.totals.counters);
         for (m, la) in &a.totals.latency {
             let lb = &b.totals.latency[m];
             for basis in Basis::ALL {
                 let (x, y) = (la.get(basis), lb.get(basis));
                 assert_eq!(
-                    (x.count, x.min_us, x.p50_us, x.p90_us, x.p99_us, x.p99_9_us, x.p99_99_us, x.max_us),
-                    (y.count, y.min_us, y.p50_us, y.p90_us, y.p99_us, y.p99_9_us, y.p99_99_us, y.max_us)
+                    (
+                        x.count,
+                        x.min_us,
+                        x.p50_us,
+                        x.p90_us,
+                        x.p99_us,
+                        x.p99_9_us,
+                        x.p99_99_us,
+                        x.max_us
+                    ),
+                    (
+                        y.count,
+                        y.min_us,
+                        y.p50_us,
+                        y.p90_us,
+                        y.p99_us,
+                        y.p99_9_us,
+                        y.p99_99_us,
+                        y.max_us
+                    )
                 );
             }
         }
@@ -189,7 +244,10 @@ fn load_errors_name_the_file() {
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"schema_version": 1, "scenario_name": 3}"#).unwrap();
     let err = report::load(&bad).unwrap_err();
-    assert!(matches!(&err, ReportError::Parse { path, .. } if path == &bad), "{err}");
+    assert!(
+        matches!(&err, ReportError::Parse { path, .. } if path == &bad),
+        "{err}"
+    );
     assert!(err.to_string().contains("bad.json"), "{err}");
 
     let newer = dir.join("newer.json");
@@ -210,7 +268,10 @@ fn unreachable_broker_still_renders_and_writes() {
     assert!(report.summary.latency.is_empty());
     assert!(report.totals.totals.latency.is_empty());
     let console = report::console::render(&report);
-    assert!(console.contains("broker_unreachable: no device connected within 10 s"), "{console}");
+    assert!(
+        console.contains("broker_unreachable: no device connected within 10 s"),
+        "{console}"
+    );
     assert!(console.contains("no latency recorded"), "{console}");
     let md = report::markdown::render(&report);
     assert!(md.contains("_All counters are zero._"), "{md}");
@@ -242,9 +303,14 @@ fn build_refuses_inconsistent_snapshots() {
 
     let mut record = sample();
     record.snapshot.group_names[1] = "sensors".into();
-    assert!(matches!(Report::build(&record), Err(ReportError::DuplicateGroup(g)) if g == "sensors"));
+    assert!(
+        matches!(Report::build(&record), Err(ReportError::DuplicateGroup(g)) if g == "sensors")
+    );
 
     let mut record = sample();
     record.ended_at_us = u64::MAX;
-    assert!(matches!(Report::build(&record), Err(ReportError::Timestamp(_))));
+    assert!(matches!(
+        Report::build(&record),
+        Err(ReportError::Timestamp(_))
+    ));
 }

@@ -36,16 +36,16 @@ fn header(out: &mut String, r: &Report) {
         "fleetstorm {}: scenario {}\n",
         r.fleetstorm_version, r.scenario_name
     ));
-    let rows = vec![
-        vec!["broker".to_owned(), r.broker.clone()],
-        vec!["outcome".to_owned(), r.outcome.describe()],
-        vec!["started".to_owned(), r.started_at.clone()],
-        vec!["duration".to_owned(), seconds(r.duration_s)],
+    let rows = [
+        ("broker", r.broker.clone()),
+        ("outcome", r.outcome.describe()),
+        ("started", r.started_at.clone()),
+        ("duration", seconds(r.duration_s)),
     ];
     // Left-aligned values: pad the label only.
-    let width = rows.iter().map(|row| row[0].len()).max().unwrap_or(0);
-    for row in rows {
-        out.push_str(&format!("  {:<width$}  {}\n", row[0], row[1]));
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, value) in rows {
+        out.push_str(&format!("  {label:<width$}  {value}\n"));
     }
 }
 
@@ -74,7 +74,10 @@ fn counters(out: &mut String, r: &Report) {
 }
 
 /// Non-zero counters whose name starts with `prefix`, labelled by the rest of the name.
-fn by_reason<'a>(c: &'a Counters, prefix: &'a str) -> impl Iterator<Item = (&'static str, u64)> + 'a {
+fn by_reason<'a>(
+    c: &'a Counters,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'static str, u64)> + 'a {
     Counter::ALL.iter().filter_map(move |&k| {
         let reason = k.name().strip_prefix(prefix)?;
         let n = c.get(k);
@@ -95,46 +98,50 @@ fn phase_block(out: &mut String, p: &PhaseReport) {
         out.push_str("  no latency recorded\n");
         return;
     }
-    let mut rows = vec![["latency", "", "count", "p50", "p90", "p99", "p99.9", "max"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect::<Vec<_>>()];
+    let mut rows: Vec<(&str, &str, [String; 6])> = vec![(
+        "latency",
+        "",
+        ["count", "p50", "p90", "p99", "p99.9", "max"].map(str::to_owned),
+    )];
     for (metric, l) in &t.latency {
         for basis in Basis::ALL {
             let s = l.get(basis);
+            // The metric is named on its corrected row only.
             let label = if basis == Basis::Corrected {
                 metric.name()
             } else {
                 ""
             };
-            rows.push(vec![
-                label.to_owned(),
-                basis.name().to_owned(),
-                s.count.to_string(),
-                latency(s.p50_us),
-                latency(s.p90_us),
-                latency(s.p99_us),
-                latency(s.p99_9_us),
-                latency(s.max_us),
-            ]);
+            rows.push((
+                label,
+                basis.name(),
+                [
+                    s.count.to_string(),
+                    latency(s.p50_us),
+                    latency(s.p90_us),
+                    latency(s.p99_us),
+                    latency(s.p99_9_us),
+                    latency(s.max_us),
+                ],
+            ));
         }
     }
-    // The basis column reads better left-aligned: pad it into the first cell.
-    let basis_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
-    let metric_width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    // Metric and basis left-aligned in the first cell; the numbers right-aligned.
+    let metric_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let basis_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let merged: Vec<Vec<String>> = rows
         .into_iter()
-        .map(|mut r| {
-            let first = format!("{:<metric_width$}  {:<basis_width$}", r[0], r[1]);
-            r.splice(0..2, [first]);
-            r
+        .map(|(m, b, numbers)| {
+            let mut row = vec![format!("{m:<metric_width$}  {b:<basis_width$}")];
+            row.extend(numbers);
+            row
         })
         .collect();
     out.push_str(&columns(&merged, "  "));
 }
 
 fn other_phases(out: &mut String, phases: &[&PhaseReport]) {
-    let rows: Vec<Vec<String>> = phases
+    let rows: Vec<(String, String, String)> = phases
         .iter()
         .map(|p| {
             let c = &p.totals.counters;
@@ -152,16 +159,22 @@ fn other_phases(out: &mut String, phases: &[&PhaseReport]) {
             }
             for (metric, l) in &p.totals.latency {
                 if l.corrected.count > 0 {
-                    parts.push(format!("{} p99 {}", metric.name(), latency(l.corrected.p99_us)));
+                    parts.push(format!(
+                        "{} p99 {}",
+                        metric.name(),
+                        latency(l.corrected.p99_us)
+                    ));
                 }
             }
-            vec![p.name.clone(), seconds(p.duration_s), parts.join(", ")]
+            (p.name.clone(), seconds(p.duration_s), parts.join(", "))
         })
         .collect();
-    // Name left, duration right, details left: build lines by hand.
-    let name_w = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
-    let dur_w = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0);
-    for r in rows {
-        out.push_str(&format!("  {:<name_w$}  {:>dur_w$}  {}\n", r[0], r[1], r[2]));
+    // Name left, duration right, details left.
+    let name_w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let dur_w = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (name, duration, details) in rows {
+        out.push_str(&format!(
+            "  {name:<name_w$}  {duration:>dur_w$}  {details}\n"
+        ));
     }
 }

@@ -166,7 +166,11 @@ fn counters(out: &mut String, r: &Report) {
         .iter()
         .map(|&c| {
             let mut row = vec![c.name().to_owned()];
-            row.extend(r.phases.iter().map(|p| p.totals.counters.get(c).to_string()));
+            row.extend(
+                r.phases
+                    .iter()
+                    .map(|p| p.totals.counters.get(c).to_string()),
+            );
             row.push(run.get(c).to_string());
             row
         })

@@ -68,7 +68,10 @@ pub enum ReportError {
 /// Create `dir` and write `report.json` and `summary.md` into it; returns the paths written.
 pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     create_dir(dir)?;
-    Ok(vec![json::write(report, dir)?, markdown::write(report, dir)?])
+    Ok(vec![
+        json::write(report, dir)?,
+        markdown::write(report, dir)?,
+    ])
 }
 
 /// The default report directory: `root/<scenario name>-<UTC start, YYYYMMDDTHHMMSSZ>`.
@@ -87,7 +90,8 @@ pub fn default_dir(root: &Path, scenario_name: &str, started_at_us: u64) -> Path
     if name.trim_matches('.').is_empty() {
         name = "run".to_owned();
     }
-    let stamp = model::compact_stamp(started_at_us).unwrap_or_else(|_| format!("{started_at_us}us"));
+    let stamp =
+        model::compact_stamp(started_at_us).unwrap_or_else(|_| format!("{started_at_us}us"));
     root.join(format!("{name}-{stamp}"))
 }
 

@@ -306,7 +306,9 @@ fn group_report(g: &GroupSnapshot, duration_s: f64) -> GroupReport {
             latency.insert(
                 metric,
                 MetricLatency {
-                    corrected: corrected.map(LatencyStats::from_histogram).unwrap_or_default(),
+                    corrected: corrected
+                        .map(LatencyStats::from_histogram)
+                        .unwrap_or_default(),
                     uncorrected: uncorrected
                         .map(LatencyStats::from_histogram)
                         .unwrap_or_default(),
@@ -330,12 +332,7 @@ fn summary(record: &RunRecord, phases: &[PhaseReport], run: &PhaseReport) -> Sum
         .rev()
         .find(|p| p.name.starts_with(STEADY_PREFIX))
         .or_else(|| phases.last());
-    let peak = record
-        .series
-        .iter()
-        .map(|s| s.connected)
-        .max()
-        .unwrap_or(0);
+    let peak = record.series.iter().map(|s| s.connected).max().unwrap_or(0);
     let run_counters = &run.totals.counters;
     let phase_counter = |c: Counter| shown.map_or(0, |p| p.totals.counters.get(c));
     let latency = shown
