@@ -1,6 +1,166 @@
 //! Reports: a [`Report`] is built once from a [`RunRecord`] (percentiles computed here, once), then
-//! written by separate writers. No network, no clock.
+//! written by separate writers: [`console`], [`json`] (`report.json`), [`markdown`] (`summary.md`).
+//! No network, no clock; only the functions that take a directory do I/O.
 
+pub mod console;
+pub mod json;
+pub mod markdown;
+mod model;
 mod record;
+mod units;
 
+use std::path::{Path, PathBuf};
+
+pub use model::{
+    GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report, Summary,
+    RUN_SECTION_NAME, SCHEMA_VERSION,
+};
 pub use record::{Environment, Outcome, RunRecord, RunStatus};
+
+use crate::metrics::histogram::HistogramError;
+
+/// File name of the JSON report inside a report directory.
+pub const REPORT_JSON: &str = "report.json";
+/// File name of the Markdown summary inside a report directory.
+pub const SUMMARY_MD: &str = "summary.md";
+
+/// What can go wrong building, writing or loading a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot merge histograms: {0}")]
+    Histogram(#[from] HistogramError),
+    #[error("snapshot has an inconsistent shape: {0}")]
+    Shape(String),
+    #[error("group name `{0}` appears twice")]
+    DuplicateGroup(String),
+    #[error("timestamp {0} µs is outside the representable date range")]
+    Timestamp(u64),
+    #[error("cannot create report directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the report as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("{} is not a valid report: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_path_to_error::Error<serde_json::Error>,
+    },
+    #[error("{} has report schema version {found}; this build reads up to {supported}", path.display())]
+    SchemaVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+}
+
+/// Create `dir` and write `report.json` and `summary.md` into it; returns the paths written.
+pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    create_dir(dir)?;
+    Ok(vec![
+        json::write(report, dir)?,
+        markdown::write(report, dir)?,
+    ])
+}
+
+/// The default report directory: `root/<scenario name>-<UTC start, YYYYMMDDTHHMMSSZ>`.
+/// Characters that do not belong in a file name become `-`.
+pub fn default_dir(root: &Path, scenario_name: &str, started_at_us: u64) -> PathBuf {
+    let mut name: String = scenario_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.trim_matches('.').is_empty() {
+        name = "run".to_owned();
+    }
+    let stamp =
+        model::compact_stamp(started_at_us).unwrap_or_else(|_| format!("{started_at_us}us"));
+    root.join(format!("{name}-{stamp}"))
+}
+
+/// Read a `report.json`; `path` is the file or the report directory holding it.
+pub fn load(path: &Path) -> Result<Report, ReportError> {
+    let file = if path.is_dir() {
+        path.join(REPORT_JSON)
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| ReportError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    json::parse(&text).map_err(|e| e.at(&file))
+}
+
+fn create_dir(dir: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Write `contents` to `dir/name` through a temporary file, so a reader never sees half a file.
+fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, ReportError> {
+    create_dir(dir)?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write_err = |source| ReportError::Write {
+        path: path.clone(),
+        source,
+    };
+    std::fs::write(&tmp, contents).map_err(write_err)?;
+    std::fs::rename(&tmp, &path).map_err(write_err)?;
+    Ok(path)
+}
+
+impl ReportError {
+    /// Name the file a parse error came from.
+    fn at(self, file: &Path) -> ReportError {
+        match self {
+            ReportError::Parse { source, .. } => ReportError::Parse {
+                path: file.to_path_buf(),
+                source,
+            },
+            ReportError::SchemaVersion {
+                found, supported, ..
+            } => ReportError::SchemaVersion {
+                path: file.to_path_buf(),
+                found,
+                supported,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dir_is_name_and_utc_stamp() {
+        let d = default_dir(Path::new("reports"), "smoke test/1", 1_714_566_896_000_000);
+        assert_eq!(d, Path::new("reports/smoke-test-1-20240501T123456Z"));
+        let d = default_dir(Path::new("r"), "..", 0);
+        assert_eq!(d, Path::new("r/run-19700101T000000Z"));
+        let d = default_dir(Path::new("r"), "x", u64::MAX);
+        assert_eq!(d, Path::new(&format!("r/x-{}us", u64::MAX)));
+    }
+}

@@ -56,3 +56,26 @@ pub struct RunRecord {
     pub snapshot: RunSnapshot,
     pub series: Vec<SeriesPoint>,
 }
+
+impl RunStatus {
+    /// The name used in reports (as serialised).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::BrokerUnreachable => "broker_unreachable",
+            RunStatus::BrokerLost => "broker_lost",
+        }
+    }
+}
+
+impl Outcome {
+    /// `completed`, or `interrupted: <message>`.
+    pub fn describe(&self) -> String {
+        if self.message.is_empty() {
+            self.status.name().to_owned()
+        } else {
+            format!("{}: {}", self.status.name(), self.message)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Human-readable numbers shared by the text writers (console and Markdown).
+
+/// A latency in µs with about three significant figures: `812µs`, `3.41ms`, `12.3ms`, `1.20s`.
+pub(crate) fn latency(us: u64) -> String {
+    let ms = us as f64 / 1e3;
+    let s = us as f64 / 1e6;
+    match us {
+        0..=999 => format!("{us}µs"),
+        1_000..=9_994 => format!("{ms:.2}ms"),
+        9_995..=99_949 => format!("{ms:.1}ms"),
+        99_950..=999_499 => format!("{ms:.0}ms"),
+        999_500..=9_994_999 => format!("{s:.2}s"),
+        9_995_000..=99_949_999 => format!("{s:.1}s"),
+        _ => format!("{s:.0}s"),
+    }
+}
+
+/// A duration in seconds: `65.0 s`.
+pub(crate) fn seconds(s: f64) -> String {
+    format!("{s:.1} s")
+}
+
+/// A rate: `10000.0/s`.
+pub(crate) fn rate(per_s: f64) -> String {
+    format!("{per_s:.1}/s")
+}
+
+/// Right-align `rows` into columns (the first column left-aligned), two spaces apart, no trailing
+/// spaces. Widths count characters, so `µ` takes one column.
+pub(crate) fn columns(rows: &[Vec<String>], indent: &str) -> String {
+    let ncols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..ncols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::from(indent);
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            let pad = w.saturating_sub(cell.chars().count());
+            if i == 0 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str("  ");
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_read_well() {
+        let cases = [
+            (0, "0µs"),
+            (812, "812µs"),
+            (999, "999µs"),
+            (1_000, "1.00ms"),
+            (3_412, "3.41ms"),
+            (9_994, "9.99ms"),
+            (9_995, "10.0ms"),
+            (12_345, "12.3ms"),
+            (99_950, "100ms"),
+            (999_499, "999ms"),
+            (999_500, "1.00s"),
+            (1_204_000, "1.20s"),
+            (12_345_678, "12.3s"),
+            (3_600_000_000, "3600s"),
+        ];
+        for (us, want) in cases {
+            assert_eq!(latency(us), want, "{us} µs");
+        }
+    }
+
+    #[test]
+    fn columns_align_by_characters() {
+        let rows = vec![
+            vec!["a".to_owned(), "812µs".to_owned()],
+            vec!["long".to_owned(), "3.41ms".to_owned()],
+        ];
+        assert_eq!(columns(&rows, " "), " a      812µs\n long  3.41ms\n");
+    }
+}
