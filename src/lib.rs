@@ -4,6 +4,7 @@
 //! `engine` (device tasks over `mqtt` sessions, measured by `metrics`) → `report` (written once from a
 //! merged snapshot). See DESIGN.md in the shared folder for the architecture.
 
+pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod engine;

@@ -20,7 +20,10 @@ impl Progress {
     pub fn new(enabled: bool, devices: u64, timeline: &Timeline) -> Progress {
         let total_ms = (timeline.end_us().saturating_sub(timeline.start_us)) / 1000;
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total_ms), ProgressDrawTarget::stderr_with_hz(4));
+            let bar = ProgressBar::with_draw_target(
+                Some(total_ms),
+                ProgressDrawTarget::stderr_with_hz(4),
+            );
             let style = ProgressStyle::with_template(
                 "{spinner} {prefix:>8} [{elapsed_precise}] {wide_bar:.cyan/blue} {msg}",
             )
@@ -48,7 +51,9 @@ impl Progress {
             .map_or("", |p| p.name.as_str());
         bar.set_prefix(phase.to_owned());
         bar.set_position(now_us.saturating_sub(self.timeline.start_us) / 1000);
-        let rate = now.get(Counter::Published).saturating_sub(prev.get(Counter::Published));
+        let rate = now
+            .get(Counter::Published)
+            .saturating_sub(prev.get(Counter::Published));
         let errors = now.connect_failures() + now.disconnects() + now.get(Counter::PublishFailed);
         bar.set_message(format!(
             "connected {connected}/{} | {rate} msg/s | acked {} | errors {errors}",

@@ -65,7 +65,9 @@ impl WorkerCtx {
                 name: g.name.clone(),
                 qos: g.qos,
                 retain: g.retain,
-                interval_us: u64::try_from(g.interval.as_micros()).unwrap_or(u64::MAX).max(1),
+                interval_us: u64::try_from(g.interval.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
                 max_inflight: DEFAULT_MAX_INFLIGHT,
             })
             .collect();

@@ -20,6 +20,10 @@ const BACKOFF_BASE_US: u64 = 1_000_000;
 const BACKOFF_CAP_US: u64 = 30_000_000;
 /// Most publishes written in one `write` when a device is behind.
 const MAX_BATCH: usize = 64;
+/// Timers fire on millisecond ticks, so a device wakes up to this much before a slot and sends then,
+/// rather than up to a millisecond after it. A send ahead of its slot is measured from the actual send
+/// time (its effective intended time is `min(intended, sent)`), so early never flatters the latency.
+pub const EARLY_US: u64 = 1_000;
 
 /// A QoS 1/2 publish waiting for its acknowledgement.
 #[derive(Debug, Clone, Copy)]
@@ -86,10 +90,11 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
         seq: 0,
         next_pkid: 1,
     };
-    let mut intended_connect = pacer::connect_at(timeline.start_us, dev.global, ctx.connect_rate_per_s);
+    let mut intended_connect =
+        pacer::connect_at(timeline.start_us, dev.global, ctx.connect_rate_per_s);
     let mut attempt = 0u32;
     while intended_connect < end_us {
-        if !sleep_until(&ctx, intended_connect).await {
+        if !sleep_until(&ctx, intended_connect.saturating_sub(EARLY_US)).await {
             return;
         }
         let Some(result) = connect(&ctx, &device, intended_connect).await else {
@@ -155,6 +160,7 @@ async fn connect(
     let rec = &ctx.recorder;
     let group = device.dev.group;
     let sent_us = rec.now_us();
+    let intended_us = intended_us.min(sent_us);
     rec.count(Counter::ConnectAttempts, group, intended_us);
     let broker = &ctx.plan.scenario.broker;
     let options = ConnectOptions {
@@ -166,12 +172,14 @@ async fn connect(
         password: broker.password.clone(),
     };
     let attempt = async {
-        let packet = codec::encode_connect(&options)
-            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+        let packet =
+            codec::encode_connect(&options).map_err(|e| ConnectError::Protocol(e.to_string()))?;
         let stream = tcp_connect(ctx.broker, None, ctx.connect_timeout).await?;
         let remaining = ctx
             .connect_timeout
-            .saturating_sub(std::time::Duration::from_micros(rec.now_us().saturating_sub(sent_us)));
+            .saturating_sub(std::time::Duration::from_micros(
+                rec.now_us().saturating_sub(sent_us),
+            ));
         Session::handshake(stream, ctx.version, &packet, remaining).await
     };
     let result = tokio::select! {
@@ -232,11 +240,11 @@ async fn connected(
             out.clear();
             let mut payload = ctx.payload_buf.borrow_mut();
             while batch < MAX_BATCH
-                && device.schedule.due(next_slot) <= now
+                && device.schedule.due(next_slot) <= now.saturating_add(EARLY_US)
                 && device.schedule.due(next_slot) < end_us
                 && (!acked || inflight.len() < group.max_inflight)
             {
-                let intended = device.schedule.due(next_slot);
+                let intended = device.schedule.due(next_slot).min(now);
                 payload.clear();
                 device
                     .telemetry
@@ -317,7 +325,7 @@ async fn connected(
         // 4. sleep until the next thing to do, or until the broker says something
         let mut wake = u64::MAX;
         if publishing && (!acked || inflight.len() < group.max_inflight) {
-            wake = device.schedule.due(next_slot);
+            wake = device.schedule.due(next_slot).saturating_sub(EARLY_US);
         }
         if !publishing {
             wake = wake.min(drain_until);

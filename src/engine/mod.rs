@@ -3,6 +3,7 @@
 
 mod context;
 mod device;
+pub mod limits;
 mod worker;
 
 use std::net::SocketAddr;
@@ -14,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, BrokerError, EmbeddedLimits};
 use crate::metrics::histogram::HistogramError;
-use crate::metrics::{Clock, Counter, Counters, LiveCounters, RunSnapshot, SeriesPoint, SnapshotError};
+use crate::metrics::{
+    Clock, Counter, Counters, LiveCounters, RunSnapshot, SeriesPoint, SnapshotError,
+};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
@@ -150,7 +153,10 @@ impl Watchdog {
     fn check(&mut self, now_us: u64, end_us: u64, c: &Counters, connected: i64) -> Option<Outcome> {
         let ok = c.get(Counter::ConnectSuccesses);
         let failed = c.connect_failures();
-        if ok == 0 && failed > 0 && (failed >= self.fail_fast_failures || now_us >= self.unreachable_after_us) {
+        if ok == 0
+            && failed > 0
+            && (failed >= self.fail_fast_failures || now_us >= self.unreachable_after_us)
+        {
             return Some(Outcome {
                 status: RunStatus::BrokerUnreachable,
                 message: format!(
@@ -188,8 +194,12 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let clock = Clock::new();
     let devices = plan.shard_devices();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = if opts.threads == 0 { cores } else { opts.threads }
-        .clamp(1, usize::try_from(devices.max(1)).unwrap_or(usize::MAX));
+    let threads = if opts.threads == 0 {
+        cores
+    } else {
+        opts.threads
+    }
+    .clamp(1, usize::try_from(devices.max(1)).unwrap_or(usize::MAX));
     // A short lead so every worker is up before the first intended connect.
     let start_us = clock.now_us() + 100_000;
     let timeline = Arc::new(plan.timeline(start_us));
@@ -199,7 +209,9 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let max_connecting = plan.scenario.broker.max_connecting as usize;
     let drain_us = u64::try_from(opts.drain.as_micros()).unwrap_or(u64::MAX);
 
-    let lives: Vec<Arc<LiveCounters>> = (0..threads).map(|_| Arc::new(LiveCounters::default())).collect();
+    let lives: Vec<Arc<LiveCounters>> = (0..threads)
+        .map(|_| Arc::new(LiveCounters::default()))
+        .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, live) in lives.iter().enumerate() {
         let spec = worker::WorkerSpec {
@@ -225,7 +237,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     }
     drop(tx);
 
-    let connect_timeout_us = u64::try_from(plan.scenario.broker.connect_timeout.as_micros()).unwrap_or(u64::MAX);
+    let connect_timeout_us =
+        u64::try_from(plan.scenario.broker.connect_timeout.as_micros()).unwrap_or(u64::MAX);
     let ramp_end_us = timeline.phases.first().map_or(start_us, |p| p.end_us);
     let mut watchdog = Watchdog {
         unreachable_after_us: ramp_end_us.max(start_us + connect_timeout_us) + connect_timeout_us,
@@ -286,7 +299,9 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         return Err(e);
     }
     let mut snapshots = snapshots.into_iter();
-    let mut snapshot = snapshots.next().ok_or(EngineError::Internal("no worker returned"))?;
+    let mut snapshot = snapshots
+        .next()
+        .ok_or(EngineError::Internal("no worker returned"))?;
     for s in snapshots {
         snapshot.merge(&s)?;
     }

@@ -62,7 +62,10 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
             if at_us >= end_us {
                 break;
             }
-            let at = Instant::from_std(spec.clock.instant_at(at_us));
+            let at = Instant::from_std(
+                spec.clock
+                    .instant_at(at_us.saturating_sub(device::EARLY_US)),
+            );
             tokio::select! {
                 biased;
                 _ = spec.cancel.cancelled() => break,
@@ -73,7 +76,8 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
         tracker.close();
         tracker.wait().await;
     });
-    let ctx = std::rc::Rc::try_unwrap(ctx).map_err(|_| EngineError::Internal("device tasks outlived their worker"))?;
+    let ctx = std::rc::Rc::try_unwrap(ctx)
+        .map_err(|_| EngineError::Internal("device tasks outlived their worker"))?;
     ctx.recorder
         .into_snapshot(group_names)
         .map_err(EngineError::Histogram)

@@ -73,7 +73,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(clock: Clock, timeline: Arc<Timeline>, groups: usize, live: Arc<LiveCounters>) -> Self {
+    pub fn new(
+        clock: Clock,
+        timeline: Arc<Timeline>,
+        groups: usize,
+        live: Arc<LiveCounters>,
+    ) -> Self {
         let cells = timeline.phases.len().max(1) * groups;
         Recorder {
             clock,
@@ -136,7 +141,14 @@ impl Recorder {
     /// Record one latency twice: corrected (done - intended) and uncorrected (done - sent). Attributed to
     /// the phase of the intended time.
     #[inline]
-    pub fn latency(&self, metric: Metric, group: usize, intended_us: u64, sent_us: u64, done_us: u64) {
+    pub fn latency(
+        &self,
+        metric: Metric,
+        group: usize,
+        intended_us: u64,
+        sent_us: u64,
+        done_us: u64,
+    ) {
         let base = self.cell(group, intended_us) * HISTS_PER_GROUP + metric as usize * 2;
         let mut tables = self.tables.borrow_mut();
         for (slot, from) in [(base, intended_us), (base + 1, sent_us)] {

@@ -22,7 +22,9 @@ impl SeriesPoint {
     /// The point for window `t_s` from two cumulative readings one second apart.
     pub fn from_delta(t_s: u32, connected: i64, before: &Counters, now: &Counters) -> SeriesPoint {
         let d = |c: Counter| now.get(c).saturating_sub(before.get(c));
-        let errors = now.connect_failures().saturating_sub(before.connect_failures())
+        let errors = now
+            .connect_failures()
+            .saturating_sub(before.connect_failures())
             + now.disconnects().saturating_sub(before.disconnects())
             + d(Counter::PublishFailed);
         SeriesPoint {

@@ -338,7 +338,8 @@ mod tests {
         );
         for (pi, p) in s.phases.iter_mut().enumerate() {
             for (gi, g) in p.groups.iter_mut().enumerate() {
-                g.counters.add(Counter::Published, seed + pi as u64 * 10 + gi as u64);
+                g.counters
+                    .add(Counter::Published, seed + pi as u64 * 10 + gi as u64);
                 let mut h = new_histogram().unwrap();
                 for v in 0..100 {
                     record(&mut h, seed * 1000 + v * (gi as u64 + 1));
@@ -364,10 +365,16 @@ mod tests {
         a.merge(&b).unwrap();
         let g = &a.phases[1].groups[1];
         assert_eq!(g.counters.get(Counter::Published), (1 + 11) + (2 + 11));
-        assert_eq!(g.histogram(Metric::Puback, Basis::Corrected).unwrap().len(), 200);
+        assert_eq!(
+            g.histogram(Metric::Puback, Basis::Corrected).unwrap().len(),
+            200
+        );
         let total = a.total().unwrap();
         assert_eq!(
-            total.histogram(Metric::Puback, Basis::Corrected).unwrap().len(),
+            total
+                .histogram(Metric::Puback, Basis::Corrected)
+                .unwrap()
+                .len(),
             800
         );
     }

@@ -77,9 +77,11 @@ pub fn encode_subscribe(
     let err = |e: &dyn std::fmt::Debug| CodecError::Encode("SUBSCRIBE", format!("{e:?}"));
     match version {
         MqttVersion::V311 => {
-            let mut s = v4::Subscribe::new_many(filters.iter().map(|(f, q)| {
-                v4::SubscribeFilter::new(f.clone(), to_v4_qos(*q))
-            }));
+            let mut s = v4::Subscribe::new_many(
+                filters
+                    .iter()
+                    .map(|(f, q)| v4::SubscribeFilter::new(f.clone(), to_v4_qos(*q))),
+            );
             s.pkid = pkid;
             s.write(&mut buf).map_err(|e| err(&e))?;
         }
@@ -265,7 +267,10 @@ fn skip_props(body: &[u8], i: usize, what: &'static str) -> Result<usize, CodecE
 
 /// Parse one packet from the front of `buf`. `Ok(None)`: not complete yet. On success returns the packet
 /// and how many bytes it used.
-pub fn parse(buf: &[u8], version: MqttVersion) -> Result<Option<(Incoming<'_>, usize)>, CodecError> {
+pub fn parse(
+    buf: &[u8],
+    version: MqttVersion,
+) -> Result<Option<(Incoming<'_>, usize)>, CodecError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -285,7 +290,11 @@ pub fn parse(buf: &[u8], version: MqttVersion) -> Result<Option<(Incoming<'_>, u
     // acks: pkid, then (MQTT 5) an optional reason code
     let ack = |what| -> Result<(u16, u8), CodecError> {
         let pkid = u16_at(body, 0, what)?;
-        let reason = if v5 { body.get(2).copied().unwrap_or(0) } else { 0 };
+        let reason = if v5 {
+            body.get(2).copied().unwrap_or(0)
+        } else {
+            0
+        };
         Ok((pkid, reason))
     };
     let packet = match first >> 4 {
@@ -305,7 +314,9 @@ pub fn parse(buf: &[u8], version: MqttVersion) -> Result<Option<(Incoming<'_>, u
                 return Err(CodecError::Malformed("PUBLISH"));
             }
             let tlen = usize::from(u16_at(body, 0, "PUBLISH")?);
-            let topic = body.get(2..2 + tlen).ok_or(CodecError::Malformed("PUBLISH"))?;
+            let topic = body
+                .get(2..2 + tlen)
+                .ok_or(CodecError::Malformed("PUBLISH"))?;
             let mut i = 2 + tlen;
             let mut pkid = 0;
             if qos > 0 {
@@ -342,7 +353,11 @@ pub fn parse(buf: &[u8], version: MqttVersion) -> Result<Option<(Incoming<'_>, u
         }
         9 => {
             let pkid = u16_at(body, 0, "SUBACK")?;
-            let i = if v5 { skip_props(body, 2, "SUBACK")? } else { 2 };
+            let i = if v5 {
+                skip_props(body, 2, "SUBACK")?
+            } else {
+                2
+            };
             Incoming::SubAck {
                 pkid,
                 codes: body.get(i..).ok_or(CodecError::Malformed("SUBACK"))?,
@@ -397,11 +412,15 @@ mod tests {
                 match version {
                     MqttVersion::V311 => {
                         let pkt = v4::Packet::read(&mut b, 1 << 20).unwrap();
-                        assert!(matches!(pkt, v4::Packet::Publish(p) if p.topic == "a/b/c" && p.payload.len() == 300));
+                        assert!(
+                            matches!(pkt, v4::Packet::Publish(p) if p.topic == "a/b/c" && p.payload.len() == 300)
+                        );
                     }
                     MqttVersion::V5 => {
                         let pkt = mq5::Packet::read(&mut b, Some(1 << 20)).unwrap();
-                        assert!(matches!(pkt, mq5::Packet::Publish(p) if p.topic == "a/b/c" && p.payload.len() == 300));
+                        assert!(
+                            matches!(pkt, mq5::Packet::Publish(p) if p.topic == "a/b/c" && p.payload.len() == 300)
+                        );
                     }
                 }
             }
@@ -423,7 +442,13 @@ mod tests {
         // v5 PUBACK with a reason code
         assert_eq!(
             parse(&[0x40, 3, 0, 5, 0x87], MqttVersion::V5).unwrap(),
-            Some((Incoming::PubAck { pkid: 5, reason: 0x87 }, 5))
+            Some((
+                Incoming::PubAck {
+                    pkid: 5,
+                    reason: 0x87
+                },
+                5
+            ))
         );
     }
 

@@ -172,10 +172,7 @@ impl Plan {
             });
             t = end;
         }
-        Timeline {
-            start_us,
-            phases,
-        }
+        Timeline { start_us, phases }
     }
 
     /// Global indices run by worker thread `worker` of `workers` inside this shard (a stride over the
@@ -224,7 +221,15 @@ mod tests {
                 },
             ],
         };
-        let cases = [(0, 0), (100, 0), (199, 0), (200, 1), (299, 1), (300, 1), (10_000, 1)];
+        let cases = [
+            (0, 0),
+            (100, 0),
+            (199, 0),
+            (200, 1),
+            (299, 1),
+            (300, 1),
+            (10_000, 1),
+        ];
         for (t, want) in cases {
             assert_eq!(tl.phase_at(t), want, "t={t}");
         }

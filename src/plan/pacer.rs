@@ -86,7 +86,11 @@ mod tests {
             (10, 7, f64::NAN, 10),
         ];
         for (start, n, rate, want) in cases {
-            assert_eq!(connect_at(start, n, rate), want, "start={start} n={n} rate={rate}");
+            assert_eq!(
+                connect_at(start, n, rate),
+                want,
+                "start={start} n={n} rate={rate}"
+            );
         }
     }
 
@@ -132,13 +136,20 @@ mod tests {
 
     #[test]
     fn phase_offsets_spread_and_repeat() {
-        let a: Vec<u64> = (0..1000).map(|d| phase_offset_us(7, d, 1_000_000)).collect();
-        let b: Vec<u64> = (0..1000).map(|d| phase_offset_us(7, d, 1_000_000)).collect();
+        let a: Vec<u64> = (0..1000)
+            .map(|d| phase_offset_us(7, d, 1_000_000))
+            .collect();
+        let b: Vec<u64> = (0..1000)
+            .map(|d| phase_offset_us(7, d, 1_000_000))
+            .collect();
         assert_eq!(a, b);
         assert!(a.iter().all(|&o| o < 1_000_000));
         // spread: every tenth of the interval is used
         for decile in 0..10 {
-            assert!(a.iter().any(|&o| o / 100_000 == decile), "decile {decile} empty");
+            assert!(
+                a.iter().any(|&o| o / 100_000 == decile),
+                "decile {decile} empty"
+            );
         }
     }
 
@@ -149,6 +160,9 @@ mod tests {
             assert!(b <= 30_000_000, "attempt {attempt}: {b}");
             assert!(b >= 500_000, "attempt {attempt}: {b}");
         }
-        assert_eq!(backoff_us(1000, 8000, 3, 5, 6), backoff_us(1000, 8000, 3, 5, 6));
+        assert_eq!(
+            backoff_us(1000, 8000, 3, 5, 6),
+            backoff_us(1000, 8000, 3, 5, 6)
+        );
     }
 }
