@@ -315,7 +315,8 @@ async fn connected(
 
         // 3. done?
         let publishing = device.schedule.due(next_slot) < end_us;
-        if !publishing && (inflight.is_empty() || now >= drain_until) {
+        // A device stays connected until the run ends, even when its next slot is beyond the end.
+        if !publishing && now >= end_us && (inflight.is_empty() || now >= drain_until) {
             for f in inflight.drain(..) {
                 rec.count(Counter::InflightAtEnd, g, f.intended_us);
             }
@@ -328,7 +329,7 @@ async fn connected(
             wake = device.schedule.due(next_slot).saturating_sub(EARLY_US);
         }
         if !publishing {
-            wake = wake.min(drain_until);
+            wake = wake.min(if now < end_us { end_us } else { drain_until });
         }
         if keep_alive > 0 {
             wake = wake.min(match ping_sent {
