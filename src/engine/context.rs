@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Recorder;
 use crate::plan::{DeviceRef, Plan};
 use crate::scenario::template::TemplateVars;
-use crate::scenario::{Group, MqttVersion, Qos};
+use crate::scenario::{Group, LateSends, MqttVersion, Qos};
 
 /// Per-group settings in the units the hot path wants.
 #[derive(Debug)]
@@ -22,6 +22,9 @@ pub struct GroupRuntime {
     pub retain: bool,
     pub interval_us: u64,
     pub max_inflight: usize,
+    pub skip_late: bool,
+    /// Observer deliveries per message of this group.
+    pub fanout: u64,
 }
 
 /// Shared by the device tasks of one worker thread.
@@ -45,9 +48,6 @@ pub struct WorkerCtx {
     pub payload_buf: RefCell<Vec<u8>>,
 }
 
-/// Largest unacknowledged QoS 1/2 window per device.
-pub const DEFAULT_MAX_INFLIGHT: usize = 16;
-
 impl WorkerCtx {
     pub fn new(
         plan: Arc<Plan>,
@@ -58,17 +58,21 @@ impl WorkerCtx {
         drain_us: u64,
     ) -> Rc<WorkerCtx> {
         let s = &plan.scenario;
+        let fanout = s.fanout();
         let groups = s
             .groups
             .iter()
-            .map(|g: &Group| GroupRuntime {
+            .zip(fanout)
+            .map(|(g, fanout): (&Group, u64)| GroupRuntime {
                 name: g.name.clone(),
                 qos: g.qos,
                 retain: g.retain,
                 interval_us: u64::try_from(g.interval.as_micros())
                     .unwrap_or(u64::MAX)
                     .max(1),
-                max_inflight: DEFAULT_MAX_INFLIGHT,
+                max_inflight: usize::from(g.max_inflight.max(1)),
+                skip_late: g.late_sends == LateSends::Skip,
+                fanout,
             })
             .collect();
         let connect_rate_per_s = plan.connect_rate_per_s();

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::context::{GroupRuntime, WorkerCtx};
 use crate::metrics::{Counter, Metric};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
-use crate::mqtt::{tcp_connect, ConnectError, Session, SessionError};
+use crate::mqtt::{tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError};
 use crate::plan::pacer::{self, Schedule};
 use crate::plan::DeviceRef;
 use crate::scenario::Qos;
@@ -221,8 +221,7 @@ async fn connected(
     let mut inflight: Vec<Inflight> = Vec::new();
     let now = rec.now_us();
     let mut next_slot = device.schedule.first_slot_at_or_after(now);
-    let mut last_out = now;
-    let mut ping_sent: Option<u64> = None;
+    let mut keepalive = KeepAlive::new(keep_alive, now);
 
     let lose = |reason: Counter, inflight: &mut Vec<Inflight>| {
         for f in inflight.drain(..) {
@@ -244,11 +243,26 @@ async fn connected(
                 && device.schedule.due(next_slot) < end_us
                 && (!acked || inflight.len() < group.max_inflight)
             {
+                if group.skip_late && device.schedule.is_overrun(next_slot, now) {
+                    // A whole interval late: drop the slots already missed rather than send them late.
+                    let resume = device
+                        .schedule
+                        .first_slot_at_or_after(now.saturating_sub(group.interval_us));
+                    let resume = resume.max(next_slot + 1);
+                    let missed = resume - next_slot;
+                    rec.count_n(Counter::Skipped, g, device.schedule.due(next_slot), missed);
+                    next_slot = resume;
+                    continue;
+                }
                 let intended = device.schedule.due(next_slot).min(now);
                 payload.clear();
-                device
-                    .telemetry
-                    .encode_json(&device.client_id, device.seq, intended, &mut payload);
+                device.telemetry.encode_json_sent(
+                    &device.client_id,
+                    device.seq,
+                    intended,
+                    now,
+                    &mut payload,
+                );
                 let pkid = if acked { device.pkid() } else { 0 };
                 codec::encode_publish(
                     &mut out,
@@ -264,6 +278,9 @@ async fn connected(
                     rec.count(Counter::Overrun, g, intended);
                 }
                 rec.count(Counter::Published, g, intended);
+                if group.fanout > 0 {
+                    rec.count_n(Counter::ExpectedDeliveries, g, intended, group.fanout);
+                }
                 if acked {
                     inflight.push(Inflight {
                         pkid,
@@ -279,7 +296,7 @@ async fn connected(
                 if let Err(_e) = session.try_send(&out) {
                     return lose(Counter::DisconnectReset, &mut inflight);
                 }
-                last_out = now;
+                keepalive.sent(now);
             }
         }
         if session.has_pending_out() {
@@ -296,21 +313,16 @@ async fn connected(
         }
 
         // 2. keep-alive
-        if keep_alive > 0 {
-            match ping_sent {
-                Some(at) if now.saturating_sub(at) > keep_alive => {
-                    return lose(Counter::DisconnectKeepalive, &mut inflight);
+        match keepalive.poll(now) {
+            KeepAliveAction::TimedOut => return lose(Counter::DisconnectKeepalive, &mut inflight),
+            KeepAliveAction::SendPing => {
+                if session.try_send(&codec::PINGREQ).is_err() {
+                    return lose(Counter::DisconnectReset, &mut inflight);
                 }
-                None if now.saturating_sub(last_out) >= keep_alive => {
-                    if session.try_send(&codec::PINGREQ).is_err() {
-                        return lose(Counter::DisconnectReset, &mut inflight);
-                    }
-                    rec.count(Counter::PingSent, g, now);
-                    ping_sent = Some(now);
-                    last_out = now;
-                }
-                _ => {}
+                rec.count(Counter::PingSent, g, now);
+                keepalive.ping_sent(now);
             }
+            KeepAliveAction::Nothing => {}
         }
 
         // 3. done?
@@ -331,12 +343,7 @@ async fn connected(
         if !publishing {
             wake = wake.min(if now < end_us { end_us } else { drain_until });
         }
-        if keep_alive > 0 {
-            wake = wake.min(match ping_sent {
-                Some(at) => at.saturating_add(keep_alive).saturating_add(1),
-                None => last_out.saturating_add(keep_alive),
-            });
-        }
+        wake = wake.min(keepalive.next_deadline());
         let wake_at = Instant::from_std(rec.clock().instant_at(wake.min(drain_until)));
         tokio::select! {
             biased;
@@ -361,7 +368,7 @@ async fn connected(
                     }
                 };
                 if flags.pingresp {
-                    ping_sent = None;
+                    keepalive.pong();
                 }
                 if flags.server_disconnect {
                     return lose(Counter::DisconnectServer, &mut inflight);

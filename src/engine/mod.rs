@@ -4,6 +4,7 @@
 mod context;
 mod device;
 pub mod limits;
+mod observer;
 mod worker;
 
 use std::net::SocketAddr;
@@ -22,8 +23,6 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
 use crate::scenario::{BrokerUrl, MqttVersion};
-
-pub use context::DEFAULT_MAX_INFLIGHT;
 
 /// How to run (things that are not part of the scenario).
 #[derive(Debug, Clone)]
@@ -189,6 +188,64 @@ impl Watchdog {
     }
 }
 
+/// Start the observer thread (shard 0 only) and wait until every session has subscribed. Returns the
+/// channel that hands it the timeline and its result receiver, or the outcome when observers failed.
+struct Observers {
+    timeline_tx: tokio::sync::oneshot::Sender<Arc<crate::plan::Timeline>>,
+    done: tokio::sync::oneshot::Receiver<Result<RunSnapshot, EngineError>>,
+    live: Arc<LiveCounters>,
+}
+
+async fn start_observers(
+    plan: &Arc<Plan>,
+    clock: Clock,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<Option<Result<Observers, Outcome>>, EngineError> {
+    let sessions = observer::session_count(plan);
+    if sessions == 0 || plan.shard.index != 0 {
+        return Ok(None);
+    }
+    let live = Arc::new(LiveCounters::default());
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (timeline_tx, timeline_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let spec = observer::ObserverSpec {
+        plan: plan.clone(),
+        clock,
+        live: live.clone(),
+        broker: addr,
+        cancel: cancel.clone(),
+        ready: ready_tx,
+        timeline: timeline_rx,
+    };
+    std::thread::Builder::new()
+        .name("fleetstorm-observers".into())
+        .spawn(move || {
+            let _ = done_tx.send(observer::run(spec));
+        })
+        .map_err(EngineError::Spawn)?;
+    let mut up = 0;
+    while up < sessions {
+        match ready_rx.recv().await {
+            Some(Ok(_)) => up += 1,
+            Some(Err(message)) => {
+                cancel.cancel();
+                return Ok(Some(Err(Outcome {
+                    status: RunStatus::BrokerUnreachable,
+                    message: format!("observers could not start: {message}"),
+                })));
+            }
+            None => break,
+        }
+    }
+    Ok(Some(Ok(Observers {
+        timeline_tx,
+        done,
+        live,
+    })))
+}
+
 async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
     let (addr, broker_label) = broker_target(plan).await?;
     let clock = Clock::new();
@@ -200,16 +257,42 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         opts.threads
     }
     .clamp(1, usize::try_from(devices.max(1)).unwrap_or(usize::MAX));
+    let cancel = CancellationToken::new();
+    let observer_cancel = cancel.child_token();
+    let plan_arc = Arc::new(plan.clone());
+
+    // Observers subscribe before anything is published.
+    let observers = match start_observers(&plan_arc, clock, addr, observer_cancel.clone()).await? {
+        None => None,
+        Some(Ok(o)) => Some(o),
+        Some(Err(outcome)) => {
+            let timeline = plan.timeline(clock.now_us());
+            let windows: Vec<(String, u64, u64)> = timeline
+                .phases
+                .iter()
+                .map(|p| (p.name.clone(), p.start_us, p.end_us))
+                .collect();
+            let names = plan.groups().iter().map(|g| g.name.clone()).collect();
+            return Ok(EngineOutput {
+                snapshot: RunSnapshot::empty(&windows, names),
+                series: Vec::new(),
+                outcome,
+                started_at_us: timeline.start_us,
+                ended_at_us: clock.now_us(),
+                broker_label,
+                worker_threads: 0,
+            });
+        }
+    };
+
     // A short lead so every worker is up before the first intended connect.
     let start_us = clock.now_us() + 100_000;
     let timeline = Arc::new(plan.timeline(start_us));
     let end_us = timeline.end_us();
-    let cancel = CancellationToken::new();
-    let plan_arc = Arc::new(plan.clone());
     let max_connecting = plan.scenario.broker.max_connecting as usize;
     let drain_us = u64::try_from(opts.drain.as_micros()).unwrap_or(u64::MAX);
 
-    let lives: Vec<Arc<LiveCounters>> = (0..threads)
+    let mut lives: Vec<Arc<LiveCounters>> = (0..threads)
         .map(|_| Arc::new(LiveCounters::default()))
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -236,6 +319,12 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             .map_err(EngineError::Spawn)?;
     }
     drop(tx);
+    let mut observer_done = None;
+    if let Some(o) = observers {
+        let _ = o.timeline_tx.send(timeline.clone());
+        lives.push(o.live);
+        observer_done = Some(o.done);
+    }
 
     let connect_timeout_us =
         u64::try_from(plan.scenario.broker.connect_timeout.as_micros()).unwrap_or(u64::MAX);
@@ -254,20 +343,44 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         status: RunStatus::Completed,
         message: String::new(),
     };
-    let mut snapshots = Vec::with_capacity(threads);
+    let mut snapshots = Vec::with_capacity(threads + 1);
     let mut errors = Vec::new();
     let mut tick: u32 = 1;
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut signalled = false;
-    while snapshots.len() + errors.len() < threads {
+    // Once the devices are done: observers wait for the deliveries still on their way, up to the drain.
+    let mut observers_until: Option<u64> = None;
+    loop {
+        let devices_done = snapshots.len() + errors.len() >= threads;
+        if devices_done {
+            let Some(done) = observer_done.as_mut() else {
+                break;
+            };
+            let (c, _) = read_live(&lives);
+            let until = *observers_until.get_or_insert(clock.now_us() + drain_us);
+            let complete = c.get(Counter::Received) >= c.get(Counter::ExpectedDeliveries);
+            if complete || clock.now_us() >= until || cancel.is_cancelled() {
+                observer_cancel.cancel();
+                match done.await {
+                    Ok(Ok(s)) => snapshots.push(s),
+                    Ok(Err(e)) => errors.push(e),
+                    Err(_) => errors.push(EngineError::Internal("observer thread vanished")),
+                }
+                break;
+            }
+        }
         let tick_us = start_us + u64::from(tick) * 1_000_000;
-        let tick_at = Instant::from_std(clock.instant_at(tick_us));
+        let tick_at = Instant::from_std(clock.instant_at(if devices_done {
+            tick_us.min(clock.now_us() + 50_000)
+        } else {
+            tick_us
+        }));
         tokio::select! {
-            r = rx.recv() => match r {
+            r = rx.recv(), if !devices_done => match r {
                 Some(Ok(s)) => snapshots.push(s),
                 Some(Err(e)) => errors.push(e),
-                None => break,
+                None => errors.push(EngineError::Internal("a worker thread vanished")),
             },
             _ = &mut signal, if !signalled => {
                 signalled = true;
@@ -279,16 +392,18 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                 cancel.cancel();
             }
             _ = tokio::time::sleep_until(tick_at) => {
-                let (now_counters, connected) = read_live(&lives);
-                series.push(SeriesPoint::from_delta(tick, connected, &prev, &now_counters));
-                progress.update(clock.now_us(), connected, &now_counters, &prev);
-                prev = now_counters;
-                tick = tick.saturating_add(1);
-                if !cancel.is_cancelled() {
-                    if let Some(o) = watchdog.check(clock.now_us(), end_us, &prev, connected) {
-                        progress.note(&o.message);
-                        outcome = o;
-                        cancel.cancel();
+                if clock.now_us() >= tick_us {
+                    let (now_counters, connected) = read_live(&lives);
+                    series.push(SeriesPoint::from_delta(tick, connected, &prev, &now_counters));
+                    progress.update(clock.now_us(), connected, &now_counters, &prev);
+                    prev = now_counters;
+                    tick = tick.saturating_add(1);
+                    if !cancel.is_cancelled() {
+                        if let Some(o) = watchdog.check(clock.now_us(), end_us, &prev, connected) {
+                            progress.note(&o.message);
+                            outcome = o;
+                            cancel.cancel();
+                        }
                     }
                 }
             }

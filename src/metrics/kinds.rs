@@ -116,7 +116,12 @@ counters! {
     PublishFailed => "publish_failed": "QoS 1/2 publishes lost: connection dropped before the ack, or a refusal reason code",
     InflightAtEnd => "inflight_at_end": "QoS 1/2 publishes still unacknowledged when the run ended",
     Overrun => "overrun": "publishes sent more than one interval after their intended time",
+    Skipped => "skipped": "scheduled publishes dropped because they were a whole interval late (late_sends: skip)",
     PingSent => "ping_sent": "PINGREQ packets sent",
+    ExpectedDeliveries => "expected_deliveries": "deliveries observers should receive: each publish times the observer fan-out of its group",
+    Received => "received": "distinct messages observers received (each device sequence number once per observer stream)",
+    Duplicates => "duplicates": "messages observers received again (a sequence number already seen on that stream)",
+    Reordered => "reordered": "messages observers received after a later message of the same device stream",
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Measurement: metric and counter kinds, the one clock reader, the per-worker lock-free [`Recorder`],
 //! and the mergeable, serialisable [`RunSnapshot`]. Nothing here prints or computes report percentiles.
 
+pub mod audit;
 mod clock;
 pub mod histogram;
 mod kinds;

@@ -32,7 +32,7 @@ impl SeriesPoint {
             connected,
             publishes_per_s: d(Counter::Published),
             acks_per_s: d(Counter::Acked),
-            receives_per_s: 0,
+            receives_per_s: d(Counter::Received),
             errors_per_s: errors,
         }
     }

@@ -2,7 +2,9 @@
 //! imports rumqttc. Knows nothing about phases or reports.
 
 pub mod codec;
+mod keepalive;
 mod session;
 
 pub use codec::{ConnectOptions, Incoming};
+pub use keepalive::{KeepAlive, KeepAliveAction};
 pub use session::{tcp_connect, ConnectError, ReadStatus, Session, SessionError};

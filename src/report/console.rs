@@ -65,9 +65,20 @@ fn counters(out: &mut String, r: &Report) {
     row("publish failed", c.get(Counter::PublishFailed));
     row("in flight at end", c.get(Counter::InflightAtEnd));
     row("overrun", c.get(Counter::Overrun));
+    if c.get(Counter::Skipped) > 0 {
+        row("skipped (late)", c.get(Counter::Skipped));
+    }
     row("disconnects", c.disconnects());
     for (reason, n) in by_reason(c, "disconnect_") {
         row(&format!("  {reason}"), n);
+    }
+    let d = &r.totals.totals.deliveries;
+    if d.expected > 0 || d.received > 0 {
+        row("observer deliveries expected", d.expected);
+        row("  received", d.received);
+        row("  lost", d.lost);
+        row("  duplicates", d.duplicates);
+        row("  reordered", d.reordered);
     }
     out.push_str("counters (whole run)\n");
     out.push_str(&columns(&rows, "  "));

@@ -15,6 +15,7 @@ pub fn render(report: &Report) -> String {
     latency_tables(&mut out, report);
     counters(&mut out, report);
     groups(&mut out, report);
+    deliveries(&mut out, report);
     out
 }
 
@@ -220,6 +221,43 @@ fn groups(out: &mut String, r: &Report) {
                     .map_or_else(|| "-".to_owned(), |l| latency(l.corrected.p99_us))
             }));
             row
+        })
+        .collect();
+    table(out, &head, 1, &rows);
+}
+
+fn deliveries(out: &mut String, r: &Report) {
+    if r.totals.totals.deliveries.expected == 0 && r.totals.totals.deliveries.received == 0 {
+        return;
+    }
+    out.push_str("## Observer deliveries (whole run)\n\n");
+    let head = strings(&[
+        "group",
+        "expected",
+        "received",
+        "lost",
+        "loss ratio",
+        "duplicates",
+        "reordered",
+    ]);
+    let all = "**all**".to_owned();
+    let rows: Vec<Vec<String>> = r
+        .histograms
+        .group_names
+        .iter()
+        .filter_map(|name| Some((name, r.totals.groups.get(name)?)))
+        .chain(std::iter::once((&all, &r.totals.totals)))
+        .map(|(name, g)| {
+            let d = &g.deliveries;
+            vec![
+                cell(name),
+                d.expected.to_string(),
+                d.received.to_string(),
+                d.lost.to_string(),
+                format!("{:.6}", d.loss_ratio),
+                d.duplicates.to_string(),
+                d.reordered.to_string(),
+            ]
         })
         .collect();
     table(out, &head, 1, &rows);

@@ -12,8 +12,8 @@ mod units;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report, Summary,
-    RUN_SECTION_NAME, SCHEMA_VERSION,
+    Deliveries, GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report,
+    Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
 };
 pub use record::{Environment, Outcome, RunRecord, RunStatus};
 

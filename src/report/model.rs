@@ -112,6 +112,42 @@ pub struct GroupReport {
     pub rates: Rates,
     /// Each metric that recorded anything.
     pub latency: BTreeMap<Metric, MetricLatency>,
+    /// What the observers received of what they should have.
+    pub deliveries: Deliveries,
+}
+
+/// Observer accounting: `expected = received + lost`; duplicates and reordered come on top.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Deliveries {
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// lost / expected (0 when nothing was expected).
+    pub loss_ratio: f64,
+}
+
+impl Deliveries {
+    /// From a section's counters. Received beyond expected (possible only for a phase boundary edge
+    /// case or a broker delivering unsolicited copies) never makes `lost` negative.
+    pub fn from_counters(c: &Counters) -> Deliveries {
+        let expected = c.get(Counter::ExpectedDeliveries);
+        let received = c.get(Counter::Received);
+        let lost = expected.saturating_sub(received);
+        Deliveries {
+            expected,
+            received,
+            lost,
+            duplicates: c.get(Counter::Duplicates),
+            reordered: c.get(Counter::Reordered),
+            loss_ratio: if expected == 0 {
+                0.0
+            } else {
+                lost as f64 / expected as f64
+            },
+        }
+    }
 }
 
 /// Rates over the section's duration.
@@ -321,6 +357,7 @@ fn group_report(g: &GroupSnapshot, duration_s: f64) -> GroupReport {
             published_per_s: per_second(g.counters.get(Counter::Published), duration_s),
             acked_per_s: per_second(g.counters.get(Counter::Acked), duration_s),
         },
+        deliveries: Deliveries::from_counters(&g.counters),
         counters: g.counters.clone(),
         latency,
     }

@@ -6,11 +6,13 @@
 
 pub mod error;
 pub mod model;
+mod observers;
 mod overrides;
 pub mod raw;
 pub mod template;
+pub mod topic;
 mod units;
-mod validate;
+pub(crate) mod validate;
 
 use std::path::Path;
 

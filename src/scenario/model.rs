@@ -16,6 +16,8 @@ pub struct Scenario {
     pub broker: BrokerSettings,
     pub groups: Vec<Group>,
     pub phases: Vec<Phase>,
+    /// Subscriber sessions that audit what the broker delivers.
+    pub observers: Vec<Observer>,
 }
 
 impl Scenario {
@@ -96,6 +98,63 @@ pub struct Group {
     pub qos: Qos,
     pub retain: bool,
     pub topic: Template,
+    /// Most unacknowledged QoS 1/2 publishes per device; a full window delays sends (shows as latency).
+    pub max_inflight: u16,
+    /// What a device that fell a whole interval behind does with the slots it missed.
+    pub late_sends: LateSends,
+}
+
+/// Policy for sends that are already late by more than one interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateSends {
+    /// Send every scheduled message, late (counted as `overrun`); latency shows the delay.
+    Send,
+    /// Drop the slots that are already a whole interval late (counted as `skipped`).
+    Skip,
+}
+
+/// A group of subscriber sessions that receive the fleet's messages and audit them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observer {
+    pub name: String,
+    /// Sessions in this observer group.
+    pub count: u32,
+    /// Topic filters each session subscribes to.
+    pub topics: Vec<String>,
+    pub qos: Qos,
+    /// Use one MQTT 5 shared subscription (`$share/<name>/<filter>`): the sessions split the messages
+    /// instead of each receiving all of them.
+    pub shared: bool,
+    /// Indices of the device groups whose messages this observer receives (each matched by exactly one
+    /// of its filters, for every device of the group).
+    pub groups: Vec<usize>,
+}
+
+impl Observer {
+    /// Deliveries each message of a matched group yields to this observer.
+    pub fn fanout(&self) -> u64 {
+        if self.shared {
+            1
+        } else {
+            u64::from(self.count)
+        }
+    }
+}
+
+impl Scenario {
+    /// Per group: deliveries the observers should receive for each message the group publishes.
+    pub fn fanout(&self) -> Vec<u64> {
+        let mut out = vec![0; self.groups.len()];
+        for o in &self.observers {
+            for &g in &o.groups {
+                if let Some(slot) = out.get_mut(g) {
+                    *slot += o.fanout();
+                }
+            }
+        }
+        out
+    }
 }
 
 /// One phase of the run, in order.

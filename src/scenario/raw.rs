@@ -95,6 +95,7 @@ pub struct RawScenario {
     pub broker: Option<Spanned<RawBroker>>,
     pub groups: Spanned<Vec<Spanned<RawGroup>>>,
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
+    pub observers: Option<Spanned<Vec<Spanned<RawObserver>>>>,
 }
 
 /// `broker:`
@@ -123,6 +124,8 @@ pub struct RawGroup {
     pub qos: Option<Scalar>,
     pub retain: Option<Scalar>,
     pub topic: Option<Scalar>,
+    pub max_inflight: Option<Scalar>,
+    pub late_sends: Option<Scalar>,
 }
 
 /// One item of `phases:`: exactly one of `ramp` / `steady`, plus an optional `name`.
@@ -146,4 +149,15 @@ pub struct RawRamp {
 #[serde(deny_unknown_fields)]
 pub struct RawSteady {
     pub duration: Scalar,
+}
+
+/// One observer group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObserver {
+    pub name: Scalar,
+    pub count: Option<Scalar>,
+    pub topics: Option<Spanned<Vec<Scalar>>>,
+    pub qos: Option<Scalar>,
+    pub shared: Option<Scalar>,
 }

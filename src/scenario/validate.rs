@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde_saphyr::Location;
 
 use crate::scenario::error::{did_you_mean, list_keys, ErrorKind, Reporter, ScenarioError};
-use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Phase, PhaseKind, Qos, Scenario};
+use crate::scenario::model::{
+    BrokerSettings, Group, LateSends, MqttVersion, Phase, PhaseKind, Qos, Scenario,
+};
 use crate::scenario::raw::{RawBroker, RawPhase, RawScenario, Scalar, Value};
 use crate::scenario::template::{Template, Var};
 use crate::scenario::units::{parse_broker_url, parse_duration, parse_rate};
@@ -22,6 +24,8 @@ pub const DEFAULT_STEADY: Duration = Duration::from_secs(30);
 pub const DEFAULT_CLIENT_ID: &str = "fleetstorm-{group}-{index}";
 /// Default topic template.
 pub const DEFAULT_TOPIC: &str = "fleetstorm/{group}/{client_id}/telemetry";
+/// Default in-flight window of QoS 1/2 publishes per device.
+pub const DEFAULT_MAX_INFLIGHT: u16 = 16;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -44,7 +48,13 @@ pub(crate) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn invalid(&self, v: &Scalar, path: &str, message: String, hint: &str) -> ScenarioError {
+    pub(super) fn invalid(
+        &self,
+        v: &Scalar,
+        path: &str,
+        message: String,
+        hint: &str,
+    ) -> ScenarioError {
         self.r.error(
             ErrorKind::InvalidValue,
             loc(&v.referenced),
@@ -54,7 +64,13 @@ impl Validator<'_> {
         )
     }
 
-    fn wrong_type(&self, v: &Scalar, path: &str, expected: &str, hint: &str) -> ScenarioError {
+    pub(super) fn wrong_type(
+        &self,
+        v: &Scalar,
+        path: &str,
+        expected: &str,
+        hint: &str,
+    ) -> ScenarioError {
         self.r.error(
             ErrorKind::WrongType,
             loc(&v.referenced),
@@ -65,7 +81,7 @@ impl Validator<'_> {
     }
 
     /// A whole number.
-    fn int(&self, v: &Scalar, path: &str, hint: &str) -> Result<i128> {
+    pub(super) fn int(&self, v: &Scalar, path: &str, hint: &str) -> Result<i128> {
         match &v.value {
             Value::Int(i) => Ok(*i),
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i128),
@@ -80,7 +96,7 @@ impl Validator<'_> {
     }
 
     /// A whole number in `min..=max`.
-    fn int_in(
+    pub(super) fn int_in(
         &self,
         v: &Scalar,
         path: &str,
@@ -102,7 +118,7 @@ impl Validator<'_> {
     }
 
     /// Text (numbers are accepted as their decimal text).
-    fn text(&self, v: &Scalar, path: &str, hint: &str) -> Result<String> {
+    pub(super) fn text(&self, v: &Scalar, path: &str, hint: &str) -> Result<String> {
         match &v.value {
             Value::Str(s) => Ok(s.clone()),
             Value::Int(i) => Ok(i.to_string()),
@@ -110,7 +126,7 @@ impl Validator<'_> {
         }
     }
 
-    fn boolean(&self, v: &Scalar, path: &str, hint: &str) -> Result<bool> {
+    pub(super) fn boolean(&self, v: &Scalar, path: &str, hint: &str) -> Result<bool> {
         match &v.value {
             Value::Bool(b) => Ok(*b),
             _ => Err(self.wrong_type(v, path, "`true` or `false`", hint)),
@@ -118,7 +134,13 @@ impl Validator<'_> {
     }
 
     /// Text of a duration or rate (a bare number becomes its text, so the parser can say "no unit").
-    fn unit_text(&self, v: &Scalar, path: &str, expected: &str, hint: &str) -> Result<String> {
+    pub(super) fn unit_text(
+        &self,
+        v: &Scalar,
+        path: &str,
+        expected: &str,
+        hint: &str,
+    ) -> Result<String> {
         match &v.value {
             Value::Str(s) => Ok(s.clone()),
             Value::Int(i) => Ok(i.to_string()),
@@ -127,12 +149,12 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&self, v: &Scalar, path: &str, hint: &str) -> Result<Duration> {
+    pub(super) fn duration(&self, v: &Scalar, path: &str, hint: &str) -> Result<Duration> {
         let text = self.unit_text(v, path, "a duration such as `30s`", hint)?;
         parse_duration(&text).map_err(|m| self.invalid(v, path, m, hint))
     }
 
-    fn name(&self, v: &Scalar, path: &str, what: &str, hint: &str) -> Result<String> {
+    pub(super) fn name(&self, v: &Scalar, path: &str, what: &str, hint: &str) -> Result<String> {
         let s = self.text(v, path, hint)?;
         if !valid_name(&s) {
             return Err(self.invalid(
@@ -148,7 +170,7 @@ impl Validator<'_> {
         Ok(s)
     }
 
-    fn template(&self, v: &Scalar, path: &str, hint: &str) -> Result<Template> {
+    pub(super) fn template(&self, v: &Scalar, path: &str, hint: &str) -> Result<Template> {
         let s = self.text(v, path, hint)?;
         Template::parse(&s).map_err(|e| self.invalid(v, path, e.to_string(), hint))
     }
@@ -206,6 +228,7 @@ impl Validator<'_> {
         self.check_client_id(&raw, &mut broker, groups.len())?;
 
         let phases = self.phases(&raw)?;
+        let observers = self.observers(&raw, &broker, &groups)?;
 
         Ok(Scenario {
             name,
@@ -213,6 +236,7 @@ impl Validator<'_> {
             broker,
             groups,
             phases,
+            observers,
         })
     }
 
@@ -528,6 +552,35 @@ impl Validator<'_> {
                     t
                 }
             };
+            let max_inflight = match &g.max_inflight {
+                None => DEFAULT_MAX_INFLIGHT,
+                Some(v) => {
+                    let hint = "unacknowledged QoS 1/2 publishes per device, 1 to 65535, e.g. `max_inflight: 16`";
+                    let n = self.int_in(v, &p("max_inflight"), "max_inflight", 1, 65_535, hint)?;
+                    u16::try_from(n).unwrap_or(DEFAULT_MAX_INFLIGHT)
+                }
+            };
+            let late_sends = match &g.late_sends {
+                None => LateSends::Send,
+                Some(v) => {
+                    let hint = "`send` (default: every scheduled message goes out, late ones count as overrun) or `skip` (slots a whole interval late are dropped and counted as skipped)";
+                    match self.text(v, &p("late_sends"), hint)?.trim() {
+                        "send" => LateSends::Send,
+                        "skip" => LateSends::Skip,
+                        other => {
+                            return Err(self.invalid(
+                                v,
+                                &p("late_sends"),
+                                format!(
+                                    "unknown late_sends policy `{}`",
+                                    crate::scenario::error::shorten(other, 40)
+                                ),
+                                hint,
+                            ))
+                        }
+                    }
+                }
+            };
             out.push(Group {
                 name,
                 count: u32::try_from(count).unwrap_or(u32::MAX),
@@ -536,6 +589,8 @@ impl Validator<'_> {
                 qos,
                 retain,
                 topic,
+                max_inflight,
+                late_sends,
             });
         }
         Ok(out)

@@ -92,6 +92,8 @@ pub struct Stamp<'a> {
     pub seq: u64,
     /// Intended send time, µs since the Unix epoch.
     pub intended_at_us: u64,
+    /// Actual send time, µs since the Unix epoch (equal to the intended time when the payload has none).
+    pub sent_at_us: u64,
 }
 
 /// Read the stamp of a JSON payload written by [`DeviceTelemetry::encode_json`](super::DeviceTelemetry).
@@ -111,6 +113,10 @@ pub fn read_stamp(payload: &[u8]) -> Option<Stamp<'_>> {
     let (seq, rest) = read_u64(rest)?;
     let rest = rest.strip_prefix(b",\"ts_us\":")?;
     let (intended_at_us, rest) = read_u64(rest)?;
+    let (sent_at_us, rest) = match rest.strip_prefix(b",\"sent_us\":") {
+        Some(r) => read_u64(r)?,
+        None => (intended_at_us, rest),
+    };
     match rest.first() {
         Some(b'}') if rest.len() == 1 => {}
         Some(b',') if closes_object(&rest[1..]) => {}
@@ -120,6 +126,7 @@ pub fn read_stamp(payload: &[u8]) -> Option<Stamp<'_>> {
         device_id,
         seq,
         intended_at_us,
+        sent_at_us,
     })
 }
 

@@ -64,6 +64,20 @@ impl DeviceTelemetry {
         intended_at_us: u64,
         out: &mut Vec<u8>,
     ) {
+        self.encode_json_sent(device_id, seq, intended_at_us, intended_at_us, out);
+    }
+
+    /// As [`DeviceTelemetry::encode_json`], for a message actually sent at `sent_at_us`. When it differs
+    /// from the intended time, the stamp carries it too (`"sent_us"`), so observers can measure end-to-end
+    /// latency both corrected (from the intended time) and uncorrected (from the actual send).
+    pub fn encode_json_sent(
+        &mut self,
+        device_id: &str,
+        seq: u64,
+        intended_at_us: u64,
+        sent_at_us: u64,
+        out: &mut Vec<u8>,
+    ) {
         let dt_s = match self.last_at_us {
             Some(previous) => intended_at_us.saturating_sub(previous) as f64 / 1e6,
             None => FIRST_STEP_S,
@@ -80,6 +94,10 @@ impl DeviceTelemetry {
         json::write_u64(out, seq);
         out.extend_from_slice(b",\"ts_us\":");
         json::write_u64(out, intended_at_us);
+        if sent_at_us != intended_at_us {
+            out.extend_from_slice(b",\"sent_us\":");
+            json::write_u64(out, sent_at_us);
+        }
         out.extend_from_slice(b",\"profile\":\"");
         out.extend_from_slice(self.state.kind().name().as_bytes());
         out.extend_from_slice(b"\",\"metrics\":{");

@@ -1,0 +1,363 @@
+//! Observers: subscriber sessions on their own worker thread. Each decodes the stamp of every message
+//! (device id, seq, intended and actual send time), records end-to-end latency and audits every device
+//! stream for loss, duplicates and reordering.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::EngineError;
+use crate::metrics::audit::{Seen, StreamAudit};
+use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot};
+use crate::mqtt::codec::{self, ConnectOptions, Incoming};
+use crate::mqtt::{tcp_connect, KeepAlive, KeepAliveAction, Session};
+use crate::plan::{Plan, Timeline};
+use crate::scenario::topic::{matches, template_filter};
+use crate::scenario::{MqttVersion, Qos};
+use crate::telemetry::read_stamp;
+
+/// A session's start-up result: `Ok((subscribe sent, suback received))` or why it failed.
+pub type Ready = Result<(u64, u64), String>;
+
+/// Stream audits of one observer stream set (a session, or all sessions of a shared observer).
+type Streams = RefCell<HashMap<Box<str>, StreamAudit>>;
+
+struct ObsCtx {
+    plan: Arc<Plan>,
+    clock: Clock,
+    live: Arc<LiveCounters>,
+    recorder: OnceCell<Recorder>,
+    broker: SocketAddr,
+    cancel: CancellationToken,
+    /// `(filter, group)` for attributing a topic to its group.
+    group_filters: Vec<(String, usize)>,
+    read_buf: RefCell<Vec<u8>>,
+    write_buf: RefCell<Vec<u8>>,
+}
+
+/// What the observer thread needs.
+pub struct ObserverSpec {
+    pub plan: Arc<Plan>,
+    pub clock: Clock,
+    pub live: Arc<LiveCounters>,
+    pub broker: SocketAddr,
+    pub cancel: CancellationToken,
+    /// One message per session once it has subscribed (or failed).
+    pub ready: mpsc::UnboundedSender<Ready>,
+    /// The timeline, sent once every session is ready.
+    pub timeline: oneshot::Receiver<Arc<Timeline>>,
+}
+
+/// Sessions the scenario's observers open.
+pub fn session_count(plan: &Plan) -> usize {
+    plan.scenario
+        .observers
+        .iter()
+        .map(|o| o.count as usize)
+        .sum()
+}
+
+/// Run every observer session on this thread until cancelled; returns what they measured.
+pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(EngineError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    let group_filters = spec
+        .plan
+        .groups()
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (template_filter(&g.topic), i))
+        .collect();
+    let ctx = Rc::new(ObsCtx {
+        plan: spec.plan.clone(),
+        clock: spec.clock,
+        live: spec.live.clone(),
+        recorder: OnceCell::new(),
+        broker: spec.broker,
+        cancel: spec.cancel.clone(),
+        group_filters,
+        read_buf: RefCell::new(Vec::new()),
+        write_buf: RefCell::new(Vec::with_capacity(4096)),
+    });
+    let group_names: Vec<String> = spec.plan.groups().iter().map(|g| g.name.clone()).collect();
+    let task_ctx = ctx.clone();
+    let ready = spec.ready;
+    let timeline_rx = spec.timeline;
+    local.block_on(&rt, async move {
+        let ctx = task_ctx;
+        let tracker = TaskTracker::new();
+        let (suback_tx, mut suback_rx) = mpsc::unbounded_channel::<(usize, u64, u64)>();
+        for (oi, o) in ctx.plan.scenario.observers.iter().enumerate() {
+            let shared_streams: Rc<Streams> = Rc::new(RefCell::new(HashMap::new()));
+            for si in 0..o.count {
+                let streams = if o.shared {
+                    shared_streams.clone()
+                } else {
+                    Rc::new(RefCell::new(HashMap::new()))
+                };
+                let group = o.groups.first().copied().unwrap_or(0);
+                tracker.spawn_local(session(
+                    ctx.clone(),
+                    oi,
+                    si,
+                    streams,
+                    ready.clone(),
+                    suback_tx.clone(),
+                    group,
+                ));
+            }
+        }
+        drop(ready);
+        drop(suback_tx);
+        // The recorder needs the timeline, which starts once every session has subscribed.
+        let timeline = tokio::select! {
+            _ = ctx.cancel.cancelled() => None,
+            t = timeline_rx => t.ok(),
+        };
+        if let Some(timeline) = timeline {
+            let groups = ctx.plan.groups().len();
+            let rec = Recorder::new(ctx.clock, timeline, groups, ctx.live.clone());
+            // SUBACK latencies measured before the recorder existed
+            while let Ok((group, sent, done)) = suback_rx.try_recv() {
+                rec.latency(Metric::Suback, group, sent, sent, done);
+            }
+            let _ = ctx.recorder.set(rec);
+        }
+        tracker.close();
+        tracker.wait().await;
+    });
+    let ctx = Rc::try_unwrap(ctx)
+        .map_err(|_| EngineError::Internal("observer sessions outlived their thread"))?;
+    match ctx.recorder.into_inner() {
+        Some(rec) => rec
+            .into_snapshot(group_names)
+            .map_err(EngineError::Histogram),
+        None => Err(EngineError::Internal(
+            "observers stopped before the run started",
+        )),
+    }
+}
+
+/// One subscriber session.
+async fn session(
+    ctx: Rc<ObsCtx>,
+    observer: usize,
+    index: u32,
+    streams: Rc<Streams>,
+    ready: mpsc::UnboundedSender<Ready>,
+    suback: mpsc::UnboundedSender<(usize, u64, u64)>,
+    group: usize,
+) {
+    let Some(o) = ctx.plan.scenario.observers.get(observer) else {
+        return;
+    };
+    let broker = &ctx.plan.scenario.broker;
+    let version = broker.protocol;
+    let options = ConnectOptions {
+        version,
+        client_id: format!(
+            "fleetstorm-observer-{}-{}-{index}",
+            ctx.plan.scenario.name, o.name
+        ),
+        keep_alive_s: u16::try_from(broker.keep_alive.as_secs()).unwrap_or(u16::MAX),
+        clean_session: true,
+        username: broker.username.clone(),
+        password: broker.password.clone(),
+    };
+    let filters: Vec<(String, Qos)> = o
+        .topics
+        .iter()
+        .map(|f| {
+            let f = if o.shared {
+                format!("$share/{}/{f}", o.name)
+            } else {
+                f.clone()
+            };
+            (f, o.qos)
+        })
+        .collect();
+    let timeout = broker.connect_timeout;
+    let start = async {
+        let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
+        let stream = tcp_connect(ctx.broker, None, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut s, _) = Session::handshake(stream, version, &packet, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sub = codec::encode_subscribe(version, 1, &filters).map_err(|e| e.to_string())?;
+        let sent = ctx.clock.now_us();
+        s.try_send(&sub).map_err(|e| e.to_string())?;
+        s.flush().await.map_err(|e| e.to_string())?;
+        // wait for SUBACK
+        let mut codes: Option<Vec<u8>> = None;
+        let mut scratch = vec![0u8; 512];
+        while codes.is_none() {
+            s.readable().await.map_err(|e| e.to_string())?;
+            s.read_available(&mut scratch, &mut |p| {
+                if let Incoming::SubAck { codes: c, .. } = p {
+                    codes = Some(c.to_vec());
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        let done = ctx.clock.now_us();
+        if let Some(bad) = codes.iter().flatten().find(|&&c| c >= 0x80) {
+            return Err(format!(
+                "the broker refused the subscription (code {bad:#04x})"
+            ));
+        }
+        Ok::<_, String>((s, sent, done))
+    };
+    let started = tokio::select! {
+        _ = ctx.cancel.cancelled() => return,
+        r = tokio::time::timeout(timeout * 2, start) => r.unwrap_or_else(|_| Err("timed out".into())),
+    };
+    let mut s = match started {
+        Ok((s, sent, done)) => {
+            let _ = suback.send((group, sent, done));
+            let _ = ready.send(Ok((sent, done)));
+            s
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("observer `{}` session {index}: {e}", o.name)));
+            return;
+        }
+    };
+    drop(ready);
+    drop(suback);
+    receive(&ctx, version, &mut s, &streams).await;
+    s.close();
+}
+
+impl ObsCtx {
+    fn group_of(&self, topic: &[u8]) -> Option<usize> {
+        let topic = std::str::from_utf8(topic).ok()?;
+        self.group_filters
+            .iter()
+            .find(|(f, _)| matches(f, topic))
+            .map(|(_, g)| *g)
+    }
+}
+
+/// Receive until cancelled.
+async fn receive(ctx: &ObsCtx, version: MqttVersion, s: &mut Session, streams: &Streams) {
+    let keep_alive_us = u64::try_from(ctx.plan.scenario.broker.keep_alive.as_micros()).unwrap_or(0);
+    let mut keepalive = KeepAlive::new(keep_alive_us, ctx.clock.now_us());
+    loop {
+        let now = ctx.clock.now_us();
+        match keepalive.poll(now) {
+            KeepAliveAction::TimedOut => return,
+            KeepAliveAction::SendPing => {
+                if s.try_send(&codec::PINGREQ).is_err() {
+                    return;
+                }
+                keepalive.ping_sent(now);
+            }
+            KeepAliveAction::Nothing => {}
+        }
+        let wake = Instant::from_std(
+            ctx.clock
+                .instant_at(keepalive.next_deadline().min(now + 60_000_000)),
+        );
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            r = s.readable() => {
+                if r.is_err() {
+                    return;
+                }
+                let mut pong = false;
+                let result = {
+                    let mut scratch = ctx.read_buf.borrow_mut();
+                    let mut out = ctx.write_buf.borrow_mut();
+                    out.clear();
+                    let done = ctx.clock.now_us();
+                    let r = s.read_available(&mut scratch, &mut |p| match p {
+                        Incoming::Publish { qos, pkid, retain, topic, payload, .. } => {
+                            if !retain {
+                                audit(ctx, streams, topic, payload, done);
+                            }
+                            match qos {
+                                1 => codec::encode_ack(&mut out, codec::PUBACK, pkid),
+                                2 => codec::encode_ack(&mut out, codec::PUBREC, pkid),
+                                _ => {}
+                            }
+                        }
+                        Incoming::PubRel { pkid } => codec::encode_ack(&mut out, codec::PUBCOMP, pkid),
+                        Incoming::PingResp => pong = true,
+                        _ => {}
+                    });
+                    match r {
+                        Ok(_) if !out.is_empty() => s.try_send(&out).map(|_| ()).map_err(|_| ()),
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(()),
+                    }
+                };
+                if pong {
+                    keepalive.pong();
+                }
+                if result.is_err() {
+                    return;
+                }
+                if s.has_pending_out() && s.flush().await.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        let _ = version;
+    }
+}
+
+/// Audit one delivered message.
+fn audit(ctx: &ObsCtx, streams: &Streams, topic: &[u8], payload: &[u8], done_us: u64) {
+    let Some(rec) = ctx.recorder.get() else {
+        return;
+    };
+    let Some(stamp) = read_stamp(payload) else {
+        return;
+    };
+    let Some(group) = ctx.group_of(topic) else {
+        return;
+    };
+    let seen = {
+        let mut map = streams.borrow_mut();
+        match map.get_mut(stamp.device_id) {
+            Some(a) => a.observe(stamp.seq),
+            None => {
+                map.insert(
+                    stamp.device_id.into(),
+                    StreamAudit::new(stamp.seq, u32::try_from(group).unwrap_or(0)),
+                );
+                Seen::New
+            }
+        }
+    };
+    let at = stamp.intended_at_us;
+    if seen == Seen::Duplicate {
+        rec.count(Counter::Duplicates, group, at);
+        return;
+    }
+    rec.count(Counter::Received, group, at);
+    if seen == Seen::Reordered {
+        rec.count(Counter::Reordered, group, at);
+    }
+    rec.latency(
+        Metric::E2e,
+        group,
+        stamp.intended_at_us,
+        stamp.sent_at_us,
+        done_us,
+    );
+}
