@@ -46,9 +46,24 @@ pub struct RunArgs {
     /// Hide the live progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
-    /// Worker threads (default: one per core).
+    /// Worker threads per process (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Split the fleet over N worker processes of this binary (`auto`: as many as the open-file
+    /// limit requires). One merged report.
+    #[arg(long, value_name = "N|auto")]
+    pub workers: Option<String>,
+    /// Run only shard I of N (a contiguous slice of the device ids), e.g. on one of N hosts; combine the
+    /// reports with `fleetstorm report merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Shared start time of all shards, µs since the Unix epoch (set by the parent for its workers;
+    /// by hand when shards on several hosts must start together).
+    #[arg(long, value_name = "US")]
+    pub start_at_us: Option<u64>,
+    /// Internal: stream JSON lines to a parent process instead of writing a report.
+    #[arg(long, hide = true)]
+    pub worker_pipe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod context;
 mod device;
 pub mod limits;
 mod observer;
+pub mod processes;
 mod worker;
 
 use std::net::SocketAddr;
@@ -24,8 +25,19 @@ use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
 use crate::scenario::{BrokerUrl, MqttVersion};
 
+/// One second of a running shard, as a worker process streams it to its parent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TickSample {
+    pub tick: u32,
+    pub connected: i64,
+    pub counters: Counters,
+}
+
+/// Called once a second with the shard's cumulative counters.
+pub type TickHook = Arc<dyn Fn(&TickSample) + Send + Sync>;
+
 /// How to run (things that are not part of the scenario).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Worker threads; 0 means one per core.
     pub threads: usize,
@@ -33,6 +45,22 @@ pub struct RunOptions {
     pub progress: bool,
     /// How long devices wait for outstanding acks after the last phase.
     pub drain: Duration,
+    /// The run's start (µs since the Unix epoch) when shards must share it; default: now + 100 ms.
+    pub start_at_us: Option<u64>,
+    /// Receives the 1 Hz samples (worker processes stream them to their parent).
+    pub tick_hook: Option<TickHook>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("threads", &self.threads)
+            .field("progress", &self.progress)
+            .field("drain", &self.drain)
+            .field("start_at_us", &self.start_at_us)
+            .field("tick_hook", &self.tick_hook.is_some())
+            .finish()
+    }
 }
 
 impl Default for RunOptions {
@@ -41,6 +69,8 @@ impl Default for RunOptions {
             threads: 0,
             progress: false,
             drain: Duration::from_secs(5),
+            start_at_us: None,
+            tick_hook: None,
         }
     }
 }
@@ -99,7 +129,7 @@ async fn resolve(url: &BrokerUrl) -> Result<SocketAddr, EngineError> {
 }
 
 /// Where to connect, and how to name it in reports.
-async fn broker_target(plan: &Plan) -> Result<(SocketAddr, String), EngineError> {
+pub(crate) async fn broker_target(plan: &Plan) -> Result<(SocketAddr, String), EngineError> {
     match &plan.scenario.broker.url {
         Some(url) => Ok((resolve(url).await?, url.to_string())),
         None => {
@@ -114,7 +144,7 @@ async fn broker_target(plan: &Plan) -> Result<(SocketAddr, String), EngineError>
 }
 
 /// Sum of every worker's live counters.
-fn read_live(lives: &[Arc<LiveCounters>]) -> (Counters, i64) {
+pub(crate) fn read_live(lives: &[Arc<LiveCounters>]) -> (Counters, i64) {
     let mut total = Counters::default();
     let mut connected = 0;
     for l in lives {
@@ -124,7 +154,7 @@ fn read_live(lives: &[Arc<LiveCounters>]) -> (Counters, i64) {
     (total, connected)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -246,6 +276,13 @@ async fn start_observers(
     })))
 }
 
+fn progress_note_late(start_us: u64, now_us: u64) {
+    eprintln!(
+        "warning: the shared start time passed {} ms before this shard was ready; its first slots are late",
+        now_us.saturating_sub(start_us) / 1000
+    );
+}
+
 async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
     let (addr, broker_label) = broker_target(plan).await?;
     let clock = Clock::new();
@@ -285,8 +322,16 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         }
     };
 
-    // A short lead so every worker is up before the first intended connect.
-    let start_us = clock.now_us() + 100_000;
+    // A short lead so every worker is up before the first intended connect (or the shared start).
+    let start_us = match opts.start_at_us {
+        Some(t) => {
+            if clock.now_us() > t {
+                progress_note_late(t, clock.now_us());
+            }
+            t
+        }
+        None => clock.now_us() + 100_000,
+    };
     let timeline = Arc::new(plan.timeline(start_us));
     let end_us = timeline.end_us();
     let max_connecting = plan.scenario.broker.max_connecting as usize;
@@ -394,6 +439,9 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             _ = tokio::time::sleep_until(tick_at) => {
                 if clock.now_us() >= tick_us {
                     let (now_counters, connected) = read_live(&lives);
+                    if let Some(hook) = &opts.tick_hook {
+                        hook(&TickSample { tick, connected, counters: now_counters.clone() });
+                    }
                     series.push(SeriesPoint::from_delta(tick, connected, &prev, &now_counters));
                     progress.update(clock.now_us(), connected, &now_counters, &prev);
                     prev = now_counters;

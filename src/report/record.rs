@@ -16,6 +16,8 @@ pub enum RunStatus {
     BrokerUnreachable,
     /// Every connection was lost and could not be re-established within the budget.
     BrokerLost,
+    /// A worker process died before it reported; the report holds the other shards.
+    WorkerFailed,
 }
 
 /// The run's outcome, as the report states it.
@@ -65,6 +67,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::BrokerUnreachable => "broker_unreachable",
             RunStatus::BrokerLost => "broker_lost",
+            RunStatus::WorkerFailed => "worker_failed",
         }
     }
 }
