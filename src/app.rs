@@ -198,6 +198,9 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         let exe = std::env::current_exe()
             .map_err(|e| CommandError::Usage(format!("cannot find this program's path: {e}")))?;
         let mut shared = vec![args.scenario.clone().into_os_string()];
+        if let Some(b) = &args.broker {
+            shared.extend(["--broker".into(), b.into()]);
+        }
         if let Some(d) = &args.duration {
             shared.extend(["--duration".into(), d.into()]);
         }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Recorder;
 use crate::plan::{DeviceRef, Plan};
 use crate::scenario::template::TemplateVars;
-use crate::scenario::{Group, LateSends, MqttVersion, Qos};
+use crate::scenario::{BrokerAssign, Group, LateSends, MqttVersion, Qos};
 
 /// Per-group settings in the units the hot path wants.
 #[derive(Debug)]
@@ -32,7 +32,10 @@ pub struct WorkerCtx {
     pub plan: Arc<Plan>,
     pub recorder: Recorder,
     pub groups: Vec<GroupRuntime>,
-    pub broker: SocketAddr,
+    /// Broker targets; a device's is chosen by [`WorkerCtx::broker_for`].
+    pub brokers: Vec<SocketAddr>,
+    pub assign: BrokerAssign,
+    pub source_addresses: Vec<std::net::IpAddr>,
     pub version: MqttVersion,
     pub keep_alive_us: u64,
     pub connect_timeout: std::time::Duration,
@@ -52,7 +55,7 @@ impl WorkerCtx {
     pub fn new(
         plan: Arc<Plan>,
         recorder: Recorder,
-        broker: SocketAddr,
+        brokers: Vec<SocketAddr>,
         cancel: CancellationToken,
         handshake_permits: usize,
         drain_us: u64,
@@ -82,7 +85,9 @@ impl WorkerCtx {
             connect_timeout: s.broker.connect_timeout,
             groups,
             recorder,
-            broker,
+            assign: s.broker.assign,
+            source_addresses: s.broker.source_addresses.clone(),
+            brokers,
             drain_us,
             connecting: Semaphore::new(handshake_permits.max(1)),
             cancel,
@@ -92,6 +97,31 @@ impl WorkerCtx {
             write_buf: RefCell::new(Vec::with_capacity(16 * 1024)),
             payload_buf: RefCell::new(Vec::with_capacity(4 * 1024)),
         })
+    }
+
+    /// The broker a device connects to, and the local address it binds (if a pool is configured).
+    pub fn broker_for(&self, d: DeviceRef) -> (SocketAddr, Option<std::net::IpAddr>) {
+        let n = self.brokers.len().max(1) as u64;
+        let pick = match self.assign {
+            BrokerAssign::RoundRobin => d.global % n,
+            BrokerAssign::ByGroup => d.group as u64 % n,
+        };
+        let broker = self
+            .brokers
+            .get(usize::try_from(pick).unwrap_or(0))
+            .or(self.brokers.first())
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883)));
+        let source = if self.source_addresses.is_empty() {
+            None
+        } else {
+            // Spread each broker's devices over the pool.
+            let per_broker = d.global / n;
+            self.source_addresses
+                .get(usize::try_from(per_broker % self.source_addresses.len() as u64).unwrap_or(0))
+                .copied()
+        };
+        (broker, source)
     }
 
     /// The client id of a device.

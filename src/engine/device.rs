@@ -174,7 +174,8 @@ async fn connect(
     let attempt = async {
         let packet =
             codec::encode_connect(&options).map_err(|e| ConnectError::Protocol(e.to_string()))?;
-        let stream = tcp_connect(ctx.broker, None, ctx.connect_timeout).await?;
+        let (broker, source) = ctx.broker_for(device.dev);
+        let stream = tcp_connect(broker, source, ctx.connect_timeout).await?;
         let remaining = ctx
             .connect_timeout
             .saturating_sub(std::time::Duration::from_micros(

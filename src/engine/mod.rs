@@ -128,19 +128,27 @@ async fn resolve(url: &BrokerUrl) -> Result<SocketAddr, EngineError> {
     })
 }
 
-/// Where to connect, and how to name it in reports.
-pub(crate) async fn broker_target(plan: &Plan) -> Result<(SocketAddr, String), EngineError> {
-    match &plan.scenario.broker.url {
-        Some(url) => Ok((resolve(url).await?, url.to_string())),
-        None => {
-            let b = broker::start_embedded(EmbeddedLimits::default())?;
-            let addr = match plan.scenario.broker.protocol {
-                MqttVersion::V311 => b.v4,
-                MqttVersion::V5 => b.v5,
-            };
-            Ok((addr, format!("embedded rumqttd (mqtt://{addr})")))
-        }
+/// Where to connect (every broker target, in scenario order), and how to name it in reports.
+pub(crate) async fn broker_target(plan: &Plan) -> Result<(Vec<SocketAddr>, String), EngineError> {
+    let targets = plan.scenario.broker.targets();
+    if targets.is_empty() {
+        let b = broker::start_embedded(EmbeddedLimits::default())?;
+        let addr = match plan.scenario.broker.protocol {
+            MqttVersion::V311 => b.v4,
+            MqttVersion::V5 => b.v5,
+        };
+        return Ok((vec![addr], format!("embedded rumqttd (mqtt://{addr})")));
     }
+    let mut addrs = Vec::with_capacity(targets.len());
+    for u in &targets {
+        addrs.push(resolve(u).await?);
+    }
+    let label = targets
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((addrs, label))
 }
 
 /// Sum of every worker's live counters.
@@ -284,7 +292,8 @@ fn progress_note_late(start_us: u64, now_us: u64) {
 }
 
 async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
-    let (addr, broker_label) = broker_target(plan).await?;
+    let (addrs, broker_label) = broker_target(plan).await?;
+    let addr = addrs.first().copied().ok_or(EngineError::Internal("no broker address"))?;
     let clock = Clock::new();
     let devices = plan.shard_devices();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -350,7 +359,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             clock,
             live: live.clone(),
             cancel: cancel.clone(),
-            broker: addr,
+            brokers: addrs.clone(),
             handshake_permits: max_connecting.div_ceil(threads),
             drain_us,
         };

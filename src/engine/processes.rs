@@ -88,10 +88,11 @@ async fn coordinate(
     workers: u32,
     cmd: &WorkerCommand,
 ) -> Result<EngineOutput, EngineError> {
-    let (addr, broker_label) = broker_target(plan).await?;
-    let url = match &plan.scenario.broker.url {
-        Some(u) => u.to_string(),
-        None => format!("mqtt://{addr}"),
+    let (addrs, broker_label) = broker_target(plan).await?;
+    // Children get the embedded broker's address; named brokers come from the scenario itself.
+    let embedded_url = match (&plan.scenario.broker.url, addrs.first()) {
+        (None, Some(addr)) => Some(format!("mqtt://{addr}")),
+        _ => None,
     };
     let clock = Clock::new();
     let start_us = opts
@@ -108,14 +109,15 @@ async fn coordinate(
             .arg(format!("{i}/{workers}"))
             .arg("--start-at-us")
             .arg(start_us.to_string())
-            .arg("--broker")
-            .arg(&url)
             .arg("--worker-pipe")
             .arg("--no-progress")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(false);
+        if let Some(url) = &embedded_url {
+            command.arg("--broker").arg(url);
+        }
         if opts.threads > 0 {
             command.arg("--threads").arg(opts.threads.to_string());
         }

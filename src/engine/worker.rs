@@ -23,7 +23,7 @@ pub struct WorkerSpec {
     pub clock: Clock,
     pub live: Arc<LiveCounters>,
     pub cancel: CancellationToken,
-    pub broker: SocketAddr,
+    pub brokers: Vec<SocketAddr>,
     pub handshake_permits: usize,
     pub drain_us: u64,
 }
@@ -45,7 +45,7 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
     let ctx = WorkerCtx::new(
         spec.plan.clone(),
         recorder,
-        spec.broker,
+        spec.brokers.clone(),
         spec.cancel.clone(),
         spec.handshake_permits,
         spec.drain_us,

@@ -54,6 +54,30 @@ pub enum SessionError {
     Protocol(#[from] CodecError),
 }
 
+/// Ask the kernel to pick the local port at connect time, per destination, rather than at bind time
+/// (Linux `IP_BIND_ADDRESS_NO_PORT`): with it one source address reaches ~64k ports per broker address
+/// instead of ~64k in all.
+fn bind_address_no_port(socket: &TcpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                IP_BIND_ADDRESS_NO_PORT,
+                std::ptr::addr_of!(one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
+}
+
 /// Open the TCP connection (the first part of a connect), optionally from a given local address.
 pub async fn tcp_connect(
     addr: SocketAddr,
@@ -67,6 +91,7 @@ pub async fn tcp_connect(
     }
     .map_err(ConnectError::from_io)?;
     if let Some(ip) = local {
+        bind_address_no_port(&socket);
         socket
             .bind(SocketAddr::new(ip, 0))
             .map_err(ConnectError::from_io)?;

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod model;
+mod network;
 mod observers;
 mod overrides;
 pub mod raw;

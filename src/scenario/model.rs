@@ -85,6 +85,32 @@ pub struct BrokerSettings {
     pub password: Option<String>,
     /// At most this many CONNECT handshakes in flight at once.
     pub max_connecting: u32,
+    /// Several brokers (a cluster, or several listeners): every target. Empty: just `url`.
+    pub urls: Vec<BrokerUrl>,
+    /// How devices are spread over `urls`.
+    pub assign: BrokerAssign,
+    /// Local addresses sessions bind to, round-robin (each reaches ~64k ports per broker address).
+    pub source_addresses: Vec<std::net::IpAddr>,
+}
+
+impl BrokerSettings {
+    /// Every broker target (empty when the embedded broker is used).
+    pub fn targets(&self) -> Vec<BrokerUrl> {
+        if !self.urls.is_empty() {
+            return self.urls.clone();
+        }
+        self.url.iter().cloned().collect()
+    }
+}
+
+/// How devices are spread over several brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerAssign {
+    /// Device `i` (over the whole fleet) connects to broker `i mod n`.
+    RoundRobin,
+    /// Every device of group `g` connects to broker `g mod n`.
+    ByGroup,
 }
 
 /// A group of identical devices.

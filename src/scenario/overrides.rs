@@ -42,6 +42,7 @@ impl Scenario {
                 )
             })?;
             self.broker.url = Some(parsed);
+            self.broker.urls.clear();
         }
         if let Some(d) = &o.duration {
             let hint = "pass a positive duration such as `--duration 30s`, `--duration 5m` or `--duration 1h`";

@@ -111,6 +111,9 @@ pub struct RawBroker {
     pub username: Option<Scalar>,
     pub password: Option<Scalar>,
     pub max_connecting: Option<Scalar>,
+    pub urls: Option<Spanned<Vec<Scalar>>>,
+    pub assign: Option<Scalar>,
+    pub source_addresses: Option<Spanned<Vec<Scalar>>>,
 }
 
 /// One item of `groups:`.

@@ -7,7 +7,7 @@ use serde_saphyr::Location;
 
 use crate::scenario::error::{did_you_mean, list_keys, ErrorKind, Reporter, ScenarioError};
 use crate::scenario::model::{
-    BrokerSettings, Group, LateSends, MqttVersion, Phase, PhaseKind, Qos, Scenario,
+    BrokerAssign, BrokerSettings, Group, LateSends, MqttVersion, Phase, PhaseKind, Qos, Scenario,
 };
 use crate::scenario::raw::{RawBroker, RawPhase, RawScenario, Scalar, Value};
 use crate::scenario::template::{Template, Var};
@@ -350,6 +350,7 @@ impl Validator<'_> {
             )?;
             out.max_connecting = u32::try_from(i).unwrap_or(u32::MAX);
         }
+        self.network(b, &mut out)?;
         Ok(out)
     }
 
@@ -776,5 +777,8 @@ pub(crate) fn default_broker() -> Result<BrokerSettings> {
         username: None,
         password: None,
         max_connecting: 100,
+        urls: Vec::new(),
+        assign: BrokerAssign::RoundRobin,
+        source_addresses: Vec::new(),
     })
 }
