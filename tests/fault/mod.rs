@@ -1,0 +1,596 @@
+//! A scripted fault broker: a small MQTT 3.1.1 broker on `127.0.0.1:0` for the fault cases of the
+//! measurement proofs. It is an independent witness (it counts what it really received) and a fault
+//! injector (it withholds acknowledgements, drops connections, duplicates and reorders deliveries), so
+//! tests can assert what fleetstorm measured against what actually happened on the wire.
+//!
+//! What it speaks: CONNECT → CONNACK (success), PINGREQ → PINGRESP, PUBLISH QoS 1 → PUBACK, PUBLISH
+//! QoS 2 → PUBREC and PUBREL → PUBCOMP, SUBSCRIBE → SUBACK (granted QoS 0), DISCONNECT closes. Every
+//! PUBLISH is forwarded at QoS 0 to the subscribers whose filters match. It does not retain, queue for
+//! offline sessions or speak MQTT 5. Malformed input closes that connection; nothing here panics on it.
+//!
+//! Script times are measured from the first CONNECT the broker accepts, so a test can place faults
+//! relative to the run it drives without sharing a clock with it.
+//!
+//! Plain std threads: one accepting, one per connection. Each connection thread reads with a timeout
+//! so it also wakes up to release withheld acknowledgements and to drop its connection on time.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Largest packet accepted; anything larger closes the connection.
+const MAX_PACKET: usize = 1 << 20;
+/// How often an idle connection thread looks at the clock (stop flag, drop times).
+const IDLE_TICK: Duration = Duration::from_millis(20);
+
+/// A window during which acknowledgements are withheld.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    /// Start, from the first CONNECT.
+    pub from: Duration,
+    pub duration: Duration,
+}
+
+/// What the broker does wrong, and when.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    stalls: Vec<Stall>,
+    drops: Vec<Duration>,
+    duplicate: HashSet<u64>,
+    reorder: HashSet<u64>,
+}
+
+impl Script {
+    pub fn new() -> Script {
+        Script::default()
+    }
+
+    /// Acknowledgements (PUBACK, PUBREC, PUBCOMP) owed for packets received in `[from, from + duration)`
+    /// are withheld and released together, in order, when the window ends.
+    pub fn stall(mut self, from: Duration, duration: Duration) -> Script {
+        self.stalls.push(Stall { from, duration });
+        self
+    }
+
+    /// At `at`, close every connection that was open then (withheld acknowledgements are discarded).
+    pub fn drop_connections_at(mut self, at: Duration) -> Script {
+        self.drops.push(at);
+        self
+    }
+
+    /// Deliver forwarded message number `k` (from 0, counting every PUBLISH the broker forwards) twice.
+    pub fn duplicate_delivery(mut self, k: u64) -> Script {
+        self.duplicate.insert(k);
+        self
+    }
+
+    /// Deliver forwarded messages `k` and `k + 1` in swapped order.
+    pub fn reorder_pair(mut self, k: u64) -> Script {
+        self.reorder.insert(k);
+        self
+    }
+}
+
+/// What the broker saw and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub connects: u64,
+    /// PUBLISH packets received, by QoS.
+    pub publishes: [u64; 3],
+    /// Acknowledgements held back by a stall (released or discarded).
+    pub acks_withheld: u64,
+    /// Connections closed by `drop_connections_at`.
+    pub dropped: u64,
+    /// PUBLISH packets written to subscribers (duplicates included).
+    pub deliveries: u64,
+}
+
+impl Stats {
+    pub fn publishes_total(&self) -> u64 {
+        self.publishes.iter().sum()
+    }
+}
+
+struct Subscriber {
+    conn: u64,
+    filters: Vec<String>,
+    out: Arc<Mutex<TcpStream>>,
+}
+
+#[derive(Default)]
+struct Forwarding {
+    subscribers: Vec<Subscriber>,
+    /// Messages forwarded so far (the script's `k`).
+    next: u64,
+    /// A message held back to be delivered after the next one.
+    held: Option<(String, Vec<u8>)>,
+}
+
+struct Shared {
+    script: Script,
+    first_connect: OnceLock<Instant>,
+    stats: Mutex<Stats>,
+    forwarding: Mutex<Forwarding>,
+    stop: AtomicBool,
+}
+
+/// Lock, and keep going if a test thread panicked while holding the lock.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running fault broker; stops when dropped.
+pub struct FaultBroker {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FaultBroker {
+    /// Start on a free loopback port.
+    pub fn start(script: Script) -> FaultBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let shared = Arc::new(Shared {
+            script,
+            first_connect: OnceLock::new(),
+            stats: Mutex::new(Stats::default()),
+            forwarding: Mutex::new(Forwarding::default()),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let accept = std::thread::spawn(move || {
+            let mut next_conn = 0u64;
+            for stream in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                next_conn += 1;
+                lock(&s.stats).connections_opened += 1;
+                let s = s.clone();
+                let id = next_conn;
+                std::thread::spawn(move || {
+                    connection(&s, id, stream);
+                    lock(&s.stats).connections_closed += 1;
+                    lock(&s.forwarding).subscribers.retain(|x| x.conn != id);
+                });
+            }
+        });
+        FaultBroker {
+            addr,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `mqtt://127.0.0.1:PORT`, for a scenario's `broker.url`.
+    pub fn url(&self) -> String {
+        format!("mqtt://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> Stats {
+        *lock(&self.shared.stats)
+    }
+
+    /// Poll until every connection the broker accepted has ended (the client closed it after its last
+    /// packet, so every packet has been counted), or the deadline passes. Returns the stats either way.
+    pub fn wait_all_closed(&self, timeout: Duration) -> Stats {
+        poll_until(timeout, || {
+            let s = self.stats();
+            s.connections_opened > 0 && s.connections_closed == s.connections_opened
+        });
+        self.stats()
+    }
+}
+
+impl Drop for FaultBroker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Poll `cond` every few milliseconds until it holds or `timeout` passes; whether it held.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One frame: the first byte of the fixed header and the body (variable header and payload).
+struct Frame<'a> {
+    first: u8,
+    body: &'a [u8],
+}
+
+/// Parse one frame from the front of `buf`: `Ok(None)` while incomplete, `Err` when malformed.
+fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, &'static str> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let mut len = 0usize;
+    let mut i = 1;
+    loop {
+        if i > 4 {
+            return Err("remaining length longer than 4 bytes");
+        }
+        let Some(&b) = buf.get(i) else {
+            return Ok(None);
+        };
+        len |= usize::from(b & 0x7F) << (7 * (i - 1));
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    if len > MAX_PACKET {
+        return Err("packet too large");
+    }
+    let Some(body) = buf.get(i..i + len) else {
+        return Ok(None);
+    };
+    Ok(Some((Frame { first, body }, i + len)))
+}
+
+fn put_remaining_length(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+fn ack(first: u8, pkid: u16) -> [u8; 4] {
+    let [hi, lo] = pkid.to_be_bytes();
+    [first, 2, hi, lo]
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// A length-prefixed UTF-8 string at `at`, and the offset after it.
+fn str_at(b: &[u8], at: usize) -> Option<(&str, usize)> {
+    let n = usize::from(u16_at(b, at)?);
+    let s = std::str::from_utf8(b.get(at + 2..at + 2 + n)?).ok()?;
+    Some((s, at + 2 + n))
+}
+
+/// MQTT topic matching with `+` and `#`.
+fn matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+fn publish_frame(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(topic.len() + payload.len() + 8);
+    out.push(0x30);
+    put_remaining_length(&mut out, 2 + topic.len() + payload.len());
+    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Shared {
+    /// Time since the first CONNECT (zero before it).
+    fn elapsed(&self) -> Duration {
+        self.first_connect
+            .get()
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// When a withheld ack received now is released, if now is inside a stall.
+    fn stalled_until(&self) -> Option<Instant> {
+        let t0 = *self.first_connect.get()?;
+        let now = t0.elapsed();
+        self.script
+            .stalls
+            .iter()
+            .find(|s| now >= s.from && now < s.from + s.duration)
+            .map(|s| t0 + s.from + s.duration)
+    }
+
+    /// Forward one PUBLISH to the matching subscribers, following the script.
+    fn forward(&self, topic: &str, payload: &[u8]) {
+        let mut fw = lock(&self.forwarding);
+        if !fw
+            .subscribers
+            .iter()
+            .any(|s| s.filters.iter().any(|f| matches(f, topic)))
+        {
+            return;
+        }
+        let k = fw.next;
+        fw.next += 1;
+        if self.script.reorder.contains(&k) {
+            fw.held = Some((topic.to_owned(), payload.to_vec()));
+            return;
+        }
+        let times = if self.script.duplicate.contains(&k) {
+            2
+        } else {
+            1
+        };
+        let mut delivered = 0;
+        for _ in 0..times {
+            delivered += deliver(&fw, topic, payload);
+        }
+        if let Some((t, p)) = fw.held.take() {
+            delivered += deliver(&fw, &t, &p);
+        }
+        drop(fw);
+        lock(&self.stats).deliveries += delivered;
+    }
+}
+
+fn deliver(fw: &Forwarding, topic: &str, payload: &[u8]) -> u64 {
+    let frame = publish_frame(topic, payload);
+    let mut n = 0;
+    for s in &fw.subscribers {
+        if s.filters.iter().any(|f| matches(f, topic)) && lock(&s.out).write_all(&frame).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Acknowledgements owed but held back, in the order they are owed.
+#[derive(Default)]
+struct Withheld {
+    acks: Vec<u8>,
+    release_at: Option<Instant>,
+}
+
+/// Serve one connection until it closes, is dropped by the script, or the broker stops.
+fn connection(shared: &Shared, id: u64, stream: TcpStream) {
+    let opened_at = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let Ok(out) = stream.try_clone() else { return };
+    let out = Arc::new(Mutex::new(out));
+    let mut stream = stream;
+    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut withheld = Withheld::default();
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        // Release withheld acks once their stall is over.
+        if withheld.release_at.is_some_and(|t| Instant::now() >= t) {
+            let _ = lock(&out).write_all(&withheld.acks);
+            withheld = Withheld::default();
+        }
+        // Scripted drops: a connection open at a drop time is closed then.
+        if let Some(t0) = shared.first_connect.get() {
+            let due = shared
+                .script
+                .drops
+                .iter()
+                .map(|d| *t0 + *d)
+                .any(|at| opened_at < at && Instant::now() >= at);
+            if due {
+                lock(&shared.stats).dropped += 1;
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+        // Sleep in `read` until data, the next release, the next drop or the idle tick.
+        let now = Instant::now();
+        let mut wake = now + IDLE_TICK;
+        if let Some(t) = withheld.release_at {
+            wake = wake.min(t);
+        }
+        if let Some(t0) = shared.first_connect.get() {
+            for d in &shared.script.drops {
+                let at = *t0 + *d;
+                if at > now && opened_at < at {
+                    wake = wake.min(at);
+                }
+            }
+        }
+        let timeout = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        if stream.set_read_timeout(Some(timeout)).is_err() {
+            break;
+        }
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        let mut close = false;
+        let mut reply: Vec<u8> = Vec::new();
+        loop {
+            let (frame, used) = match parse_frame(&buf[at..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    close = true;
+                    break;
+                }
+            };
+            at += used;
+            match handle(shared, id, &out, &frame, &mut withheld, &mut reply) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..at);
+        if !reply.is_empty() && lock(&out).write_all(&reply).is_err() {
+            break;
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Handle one frame; `Ok(false)` closes the connection, `Err` means it was malformed.
+fn handle(
+    shared: &Shared,
+    id: u64,
+    out: &Arc<Mutex<TcpStream>>,
+    frame: &Frame<'_>,
+    withheld: &mut Withheld,
+    reply: &mut Vec<u8>,
+) -> Result<bool, &'static str> {
+    // An ack owed now: withheld during a stall, and behind any ack already withheld (order is kept).
+    let mut owe = |bytes: [u8; 4], reply: &mut Vec<u8>| {
+        let stalled = shared.stalled_until();
+        if stalled.is_some() || withheld.release_at.is_some() {
+            let until = match (stalled, withheld.release_at) {
+                (Some(a), Some(b)) => a.max(b),
+                (a, b) => a.or(b).unwrap_or_else(Instant::now),
+            };
+            withheld.release_at = Some(until);
+            withheld.acks.extend_from_slice(&bytes);
+            lock(&shared.stats).acks_withheld += 1;
+        } else {
+            reply.extend_from_slice(&bytes);
+        }
+    };
+    let body = frame.body;
+    match frame.first >> 4 {
+        1 => {
+            // CONNECT
+            let _ = shared.first_connect.set(Instant::now());
+            lock(&shared.stats).connects += 1;
+            reply.extend_from_slice(&[0x20, 2, 0, 0]);
+        }
+        3 => {
+            // PUBLISH
+            let qos = (frame.first >> 1) & 3;
+            let (topic, mut at) = str_at(body, 0).ok_or("bad PUBLISH topic")?;
+            if qos == 3 {
+                return Err("PUBLISH with QoS 3");
+            }
+            lock(&shared.stats).publishes[usize::from(qos)] += 1;
+            let mut pkid = 0;
+            if qos > 0 {
+                pkid = u16_at(body, at).ok_or("PUBLISH without packet id")?;
+                at += 2;
+            }
+            let payload = body.get(at..).unwrap_or(&[]);
+            shared.forward(topic, payload);
+            match qos {
+                1 => owe(ack(0x40, pkid), reply),
+                2 => owe(ack(0x50, pkid), reply),
+                _ => {}
+            }
+        }
+        6 => {
+            // PUBREL
+            let pkid = u16_at(body, 0).ok_or("short PUBREL")?;
+            owe(ack(0x70, pkid), reply);
+        }
+        8 => {
+            // SUBSCRIBE: grant QoS 0 (deliveries are forwarded at QoS 0)
+            let pkid = u16_at(body, 0).ok_or("short SUBSCRIBE")?;
+            let mut at = 2;
+            let mut filters = Vec::new();
+            while at < body.len() {
+                let (f, next) = str_at(body, at).ok_or("bad SUBSCRIBE filter")?;
+                filters.push(f.to_owned());
+                at = next + 1;
+            }
+            if filters.is_empty() {
+                return Err("SUBSCRIBE without filters");
+            }
+            let n = filters.len();
+            lock(&shared.forwarding).subscribers.push(Subscriber {
+                conn: id,
+                filters,
+                out: out.clone(),
+            });
+            reply.push(0x90);
+            put_remaining_length(reply, 2 + n);
+            reply.extend_from_slice(&pkid.to_be_bytes());
+            reply.extend(std::iter::repeat_n(0u8, n));
+        }
+        12 => reply.extend_from_slice(&[0xD0, 0]), // PINGREQ
+        14 => return Ok(false),                    // DISCONNECT
+        _ => {}                                    // PUBACK etc. from subscribers: nothing to do
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_in_pieces() {
+        let frame = publish_frame("a/b", &[7; 200]);
+        for cut in 0..frame.len() {
+            assert!(parse_frame(&frame[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        let (f, used) = parse_frame(&frame).unwrap().unwrap();
+        assert_eq!((f.first, used), (0x30, frame.len()));
+        assert!(parse_frame(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]).is_err());
+    }
+
+    #[test]
+    fn topic_filters() {
+        assert!(matches("a/+/c", "a/b/c"));
+        assert!(matches("a/#", "a/b/c"));
+        assert!(!matches("a/+", "a/b/c"));
+        assert!(!matches("a/b", "a/c"));
+    }
+}
