@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, RunArgs, ValidateArgs};
+use crate::cli::{Cli, Command, DoctorArgs, MergeArgs, ReportCommand, RunArgs, ValidateArgs};
 use crate::engine::processes::{self, PipeMessage, WorkerCommand};
 use crate::engine::{self, limits, RunOptions};
 use crate::error::{CommandError, Exit};
@@ -18,6 +18,8 @@ pub fn main(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Validate(args) => validate(&args),
+        Command::Doctor(args) => doctor(&args),
+        Command::Report(ReportCommand::Merge(args)) => merge(&args),
     };
     match result {
         Ok(exit) => exit,
@@ -140,30 +142,126 @@ fn worker_count(args: &RunArgs, devices: u64, soft: u64) -> Result<u32, CommandE
     }
 }
 
-/// Refuse a plan that cannot fit under the open-file limit, before connecting anything.
-fn check_fit(plan: &Plan, workers: u32, soft: u64, hard: u64) -> Result<(), CommandError> {
-    if soft == 0 {
+/// Refuse a plan that cannot fit this host, before connecting anything, with the same advice
+/// `doctor` prints.
+fn check_fit(plan: &Plan, workers: u32, facts: &limits::Facts) -> Result<(), CommandError> {
+    let problems: Vec<String> = limits::assess(plan, workers, facts)
+        .into_iter()
+        .filter(|f| !f.ok)
+        .map(|f| format!("{}\n  hint: {}", f.what, f.fix))
+        .collect();
+    if problems.is_empty() {
         return Ok(());
     }
-    let embedded = plan.scenario.broker.url.is_none();
-    let devices = plan.shard_devices();
-    let per_process = devices.div_ceil(u64::from(workers.max(1)));
-    let process_ok = limits::fits(per_process, soft, embedded && workers <= 1);
-    // With workers, the embedded broker lives in the parent and holds one socket per device.
-    let broker_ok = !(embedded && workers > 1) || limits::fits(devices, soft, false);
-    if process_ok && broker_ok {
-        return Ok(());
-    }
-    let needed = soft.saturating_sub(limits::FD_RESERVE).max(1);
-    let suggestion = devices.div_ceil(needed);
     Err(CommandError::Usage(format!(
-        "{devices} devices do not fit: {per_process} per process need about {} open files{}, but a process may open {soft} (hard limit {hard}).\n  \
-         hint: run `--workers {}` (or `--workers auto`) to spread the fleet over processes{}; or raise the hard limit (ulimit -Hn / LimitNOFILE). `fleetstorm doctor SCENARIO` shows every limit",
-        per_process * if embedded && workers <= 1 { 2 } else { 1 } + limits::FD_RESERVE,
-        if embedded { " (the embedded broker holds the other end of each socket)" } else { "" },
-        suggestion.max(2),
-        if embedded { ", and point --broker at an external broker (the embedded one is a single process)" } else { "" },
+        "the plan does not fit this host:\n{}\n  (`fleetstorm doctor {}` shows every limit)",
+        problems.join("\n"),
+        plan.scenario.name
     )))
+}
+
+fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
+    let f = limits::Facts::gather();
+    println!("host limits");
+    println!("  cores                 {}", f.cores);
+    println!(
+        "  open files            {} (hard {}; raised to the hard limit at start)",
+        f.open_files_soft, f.open_files_hard
+    );
+    println!(
+        "  ephemeral ports       {}-{} ({} per source address and broker address)",
+        f.ephemeral_ports.0,
+        f.ephemeral_ports.1,
+        f.port_count()
+    );
+    println!("  listen backlog        somaxconn {}", f.somaxconn);
+    println!(
+        "  memory                {} MiB available of {} MiB",
+        f.mem_available_bytes >> 20,
+        f.mem_total_bytes >> 20
+    );
+    println!(
+        "  devices per process   {} at most",
+        f.open_files_soft.saturating_sub(limits::FD_RESERVE)
+    );
+    let Some(path) = &args.scenario else {
+        return Ok(Exit::Success);
+    };
+    let overrides = Overrides {
+        broker: args.broker.clone(),
+        devices: args.devices,
+        ..Overrides::default()
+    };
+    let plan = Plan::new(load(path, &overrides)?, Shard::default());
+    let workers = args
+        .workers
+        .unwrap_or_else(|| limits::workers_needed(plan.shard_devices(), f.open_files_soft));
+    println!();
+    print!("{}", describe(&plan));
+    println!(
+        "  sources/targets       {} source address(es), {} broker address(es)",
+        plan.scenario.broker.source_addresses.len().max(1),
+        plan.scenario.broker.targets().len().max(1)
+    );
+    println!(
+        "  worker processes      {workers}{}",
+        if args.workers.is_none() {
+            " (the fewest the open-file limit allows)"
+        } else {
+            ""
+        }
+    );
+    println!();
+    let findings = limits::assess(&plan, workers, &f);
+    let mut fits = true;
+    for finding in &findings {
+        if finding.ok {
+            println!("  ok    {}", finding.what);
+        } else {
+            fits = false;
+            println!("  FAIL  {}\n        fix: {}", finding.what, finding.fix);
+        }
+    }
+    println!();
+    if fits {
+        let flag = if workers > 1 {
+            format!(" --workers {workers}")
+        } else {
+            String::new()
+        };
+        println!(
+            "fits: run it with `fleetstorm run {}{flag}`",
+            path.display()
+        );
+        Ok(Exit::Success)
+    } else {
+        println!("does not fit: apply the fixes above");
+        Ok(Exit::Usage)
+    }
+}
+
+fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
+    let mut reports = Vec::with_capacity(args.reports.len());
+    for p in &args.reports {
+        reports.push(report::load(p)?);
+    }
+    let record = report::merge::merge(&reports)?;
+    let report = Report::build(&record)?;
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => report::default_dir(
+            Path::new("reports"),
+            &format!("{}-merged", record.scenario_name),
+            record.started_at_us,
+        ),
+    };
+    let written = report::write_all(&report, &dir)?;
+    println!("{}", report::console::render(&report));
+    println!("merged {} reports", reports.len());
+    for p in &written {
+        println!("wrote {}", p.display());
+    }
+    Ok(Exit::Success)
 }
 
 fn run(args: &RunArgs) -> Result<Exit, CommandError> {
@@ -179,12 +277,13 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         None => Shard::default(),
     };
     let plan = Plan::new(scenario, shard);
-    let (soft, hard) = limits::raise_open_files();
+    let facts = limits::Facts::gather();
+    let soft = facts.open_files_soft;
     if args.worker_pipe {
         return run_worker_child(&plan, args);
     }
     let workers = worker_count(args, plan.shard_devices(), soft)?;
-    check_fit(&plan, workers, soft, hard)?;
+    check_fit(&plan, workers, &facts)?;
     eprint!("{}", describe(&plan));
     let options = RunOptions {
         threads: args.threads,

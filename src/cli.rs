@@ -22,6 +22,45 @@ pub enum Command {
     /// Check a scenario file and print what it would do, without connecting anything.
     #[command(after_help = EXIT_CODES_HELP)]
     Validate(ValidateArgs),
+    /// Print the limits that decide how many devices fit (open files, ports, memory) and whether a
+    /// scenario fits them, with the exact fix when it does not.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Doctor(DoctorArgs),
+    /// Work with report.json files: merge shards.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Scenario file to check (optional).
+    pub scenario: Option<PathBuf>,
+    /// Total devices, as `run --devices` would.
+    #[arg(long, value_name = "N")]
+    pub devices: Option<u64>,
+    /// Worker processes, as `run --workers` would.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Broker, as `run --broker` would.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the reports of separate shards (e.g. pods of a Kubernetes Indexed Job) into one exact
+    /// report: histograms and counters add up, percentiles are recomputed from the merged histograms.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// report.json files or the directories holding them.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the merged report (default: reports/<name>-merged-<UTC stamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

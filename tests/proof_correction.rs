@@ -78,6 +78,7 @@ fn run(plan: &Plan) -> EngineOutput {
             threads: 1,
             progress: false,
             drain: Duration::from_secs(2),
+            ..RunOptions::default()
         },
     )
     .expect("the run completes");

@@ -1,4 +1,7 @@
-//! Process limits that decide how many devices fit: the open-file limit above all.
+//! Process and host limits that decide how many devices fit, and the assessment `doctor` prints and
+//! `run` enforces before connecting anything.
+
+use crate::plan::Plan;
 
 /// Open-file limits `(soft, hard)` after raising the soft limit to the hard one.
 pub fn raise_open_files() -> (u64, u64) {
@@ -33,6 +36,9 @@ pub fn raise_open_files() -> (u64, u64) {
 
 /// File descriptors the process needs besides device sockets (runtime, broker listener, files, stdio).
 pub const FD_RESERVE: u64 = 64;
+/// Planning figures per connected device on the client host (DESIGN.md section 6).
+pub const USER_BYTES_PER_DEVICE: u64 = 1_800;
+pub const KERNEL_BYTES_PER_DEVICE: u64 = 4_400;
 
 /// Whether `devices` sockets fit under `soft` open files, with the reserve (and the embedded broker's
 /// own sockets when it runs in this process).
@@ -42,6 +48,153 @@ pub fn fits(devices: u64, soft: u64, embedded_broker: bool) -> bool {
         .saturating_mul(per_device)
         .saturating_add(FD_RESERVE)
         <= soft
+}
+
+/// What this host allows.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub open_files_soft: u64,
+    pub open_files_hard: u64,
+    /// Local ports the kernel hands out, `(low, high)`.
+    pub ephemeral_ports: (u32, u32),
+    pub mem_available_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub cores: usize,
+    pub somaxconn: u64,
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn meminfo(key: &str) -> u64 {
+    read_trim("/proc/meminfo")
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+impl Facts {
+    /// Read the limits (raising the soft open-file limit first).
+    pub fn gather() -> Facts {
+        let (soft, hard) = raise_open_files();
+        let ports = read_trim("/proc/sys/net/ipv4/ip_local_port_range")
+            .and_then(|s| {
+                let mut it = s.split_whitespace().filter_map(|x| x.parse::<u32>().ok());
+                Some((it.next()?, it.next()?))
+            })
+            .unwrap_or((32768, 60999));
+        Facts {
+            open_files_soft: soft,
+            open_files_hard: hard,
+            ephemeral_ports: ports,
+            mem_available_bytes: meminfo("MemAvailable:"),
+            mem_total_bytes: meminfo("MemTotal:"),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            somaxconn: read_trim("/proc/sys/net/core/somaxconn")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Local ports per (source address, broker address) pair.
+    pub fn port_count(&self) -> u64 {
+        u64::from(
+            self.ephemeral_ports
+                .1
+                .saturating_sub(self.ephemeral_ports.0),
+        ) + 1
+    }
+}
+
+/// One line of the assessment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    /// The exact fix when not ok.
+    pub fix: String,
+}
+
+/// Worker processes the open-file limit requires for `devices` (at least 1).
+pub fn workers_needed(devices: u64, soft: u64) -> u32 {
+    let per = soft.saturating_sub(FD_RESERVE).max(1);
+    u32::try_from(devices.div_ceil(per))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+/// Does the plan fit this host with `workers` processes?
+pub fn assess(plan: &Plan, workers: u32, f: &Facts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let devices = plan.shard_devices();
+    let workers = workers.max(1);
+    let embedded = plan.scenario.broker.url.is_none();
+    let soft = f.open_files_soft;
+    // open files, per process
+    let per_process = devices.div_ceil(u64::from(workers));
+    let in_process_broker = embedded && workers == 1;
+    let need = per_process * if in_process_broker { 2 } else { 1 } + FD_RESERVE;
+    let ok = soft == 0 || need <= soft;
+    let suggested = workers_needed(devices, soft).max(2);
+    out.push(Finding {
+        ok,
+        what: format!(
+            "open files: {per_process} devices per process need {need}{}; the limit is {soft} (hard {})",
+            if in_process_broker { " (the embedded broker holds the other end of each socket)" } else { "" },
+            f.open_files_hard
+        ),
+        fix: if embedded {
+            format!("run against an external broker (--broker mqtt://HOST:PORT) with `--workers {suggested}` (or `--workers auto`), or raise the hard limit (ulimit -Hn / LimitNOFILE)")
+        } else {
+            format!("run with `--workers {suggested}` (or `--workers auto`), or raise the hard limit (ulimit -Hn / LimitNOFILE)")
+        },
+    });
+    if embedded && workers > 1 {
+        let need = devices + FD_RESERVE;
+        out.push(Finding {
+            ok: soft == 0 || need <= soft,
+            what: format!("embedded broker: one process holding {devices} connections needs {need} open files; the limit is {soft}"),
+            fix: "start several brokers (e.g. mosquitto on several loopback ports) and list them in `broker.urls`".into(),
+        });
+    }
+    // local ports per (source address, broker address)
+    let targets = plan.scenario.broker.targets().len().max(1) as u64;
+    let sources = plan.scenario.broker.source_addresses.len().max(1) as u64;
+    let per_pair = devices.div_ceil(targets * sources);
+    let ports = f.port_count();
+    let spare = ports.saturating_sub(ports / 20); // keep 5% for everything else
+    let more_sources = devices.div_ceil(targets * spare.max(1)).max(sources + 1);
+    out.push(Finding {
+        ok: per_pair <= spare,
+        what: format!(
+            "local ports: {per_pair} connections per (source address, broker) pair over {sources} source address(es) and {targets} broker address(es); {ports} ports in the ephemeral range {}-{}",
+            f.ephemeral_ports.0, f.ephemeral_ports.1
+        ),
+        fix: format!(
+            "add source addresses (`broker.source_addresses: [\"127.0.0.2-127.0.0.{}\"]` on loopback; {more_sources} in all), add broker listeners to `broker.urls`, or widen net.ipv4.ip_local_port_range",
+            (more_sources + 1).min(254)
+        ),
+    });
+    // memory on this host
+    let bytes = devices * (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE);
+    out.push(Finding {
+        ok: f.mem_available_bytes == 0 || bytes <= f.mem_available_bytes,
+        what: format!(
+            "memory: ~{} MiB for {devices} devices (~{:.1} KB each, user + kernel); {} MiB available",
+            bytes >> 20,
+            (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE) as f64 / 1000.0,
+            f.mem_available_bytes >> 20
+        ),
+        fix: "spread the fleet over several hosts with `--shard I/N` and merge with `fleetstorm report merge`".into(),
+    });
+    out
 }
 
 #[cfg(test)]
@@ -55,5 +208,8 @@ mod tests {
         assert!(!fits(19_990, 20_000, false));
         assert!(!fits(10_000, 20_000, true));
         assert!(fits(9_000, 20_000, true));
+        assert_eq!(workers_needed(100_000, 20_000), 6);
+        assert_eq!(workers_needed(10, 20_000), 1);
+        assert_eq!(workers_needed(10, 0), 1);
     }
 }

@@ -293,7 +293,10 @@ fn progress_note_late(start_us: u64, now_us: u64) {
 
 async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
     let (addrs, broker_label) = broker_target(plan).await?;
-    let addr = addrs.first().copied().ok_or(EngineError::Internal("no broker address"))?;
+    let addr = addrs
+        .first()
+        .copied()
+        .ok_or(EngineError::Internal("no broker address"))?;
     let clock = Clock::new();
     let devices = plan.shard_devices();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

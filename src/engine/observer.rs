@@ -19,7 +19,7 @@ use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
 use crate::mqtt::{tcp_connect, KeepAlive, KeepAliveAction, Session};
 use crate::plan::{Plan, Timeline};
-use crate::scenario::topic::{matches, template_filter};
+use crate::scenario::topic::{group_filter, matches};
 use crate::scenario::{MqttVersion, Qos};
 use crate::telemetry::read_stamp;
 
@@ -76,7 +76,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         .groups()
         .iter()
         .enumerate()
-        .map(|(i, g)| (template_filter(&g.topic), i))
+        .map(|(i, g)| (group_filter(&g.topic, &g.name), i))
         .collect();
     let ctx = Rc::new(ObsCtx {
         plan: spec.plan.clone(),

@@ -5,6 +5,7 @@
 pub mod console;
 pub mod json;
 pub mod markdown;
+pub mod merge;
 mod model;
 mod record;
 mod units;

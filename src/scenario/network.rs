@@ -30,11 +30,15 @@ pub fn parse_address_range(text: &str) -> std::result::Result<Vec<IpAddr>, Strin
                     return Err(format!("the range `{text}` ends before it starts"));
                 }
                 if (hi - lo) as usize >= MAX_SOURCE_ADDRESSES {
-                    return Err(format!("the range `{text}` has more than {MAX_SOURCE_ADDRESSES} addresses"));
+                    return Err(format!(
+                        "the range `{text}` has more than {MAX_SOURCE_ADDRESSES} addresses"
+                    ));
                 }
                 Ok((lo..=hi).map(|n| IpAddr::V4(n.into())).collect())
             }
-            _ => Err(format!("`{text}`: ranges are supported for IPv4 only; list IPv6 addresses one by one")),
+            _ => Err(format!(
+                "`{text}`: ranges are supported for IPv4 only; list IPv6 addresses one by one"
+            )),
         },
     }
 }
@@ -42,7 +46,8 @@ pub fn parse_address_range(text: &str) -> std::result::Result<Vec<IpAddr>, Strin
 impl Validator<'_> {
     pub(super) fn network(&self, b: &RawBroker, out: &mut BrokerSettings) -> Result<()> {
         if let Some(list) = &b.urls {
-            let hint = "list broker URLs such as `urls: [mqtt://127.0.0.1:1883, mqtt://127.0.0.1:1884]`";
+            let hint =
+                "list broker URLs such as `urls: [mqtt://127.0.0.1:1883, mqtt://127.0.0.1:1884]`";
             if b.url.is_some() {
                 return Err(self.r.error(
                     ErrorKind::InvalidValue,
@@ -78,7 +83,10 @@ impl Validator<'_> {
                     return Err(self.invalid(
                         v,
                         "broker.assign",
-                        format!("unknown assignment `{}`", crate::scenario::error::shorten(other, 40)),
+                        format!(
+                            "unknown assignment `{}`",
+                            crate::scenario::error::shorten(other, 40)
+                        ),
                         hint,
                     ))
                 }
@@ -89,7 +97,8 @@ impl Validator<'_> {
             for (i, v) in list.value.iter().enumerate() {
                 let path = format!("broker.source_addresses[{i}]");
                 let text = self.text(v, &path, hint)?;
-                let addrs = parse_address_range(&text).map_err(|m| self.invalid(v, &path, m, hint))?;
+                let addrs =
+                    parse_address_range(&text).map_err(|m| self.invalid(v, &path, m, hint))?;
                 out.source_addresses.extend(addrs);
                 if out.source_addresses.len() > MAX_SOURCE_ADDRESSES {
                     return Err(self.invalid(

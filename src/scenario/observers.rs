@@ -6,7 +6,7 @@ use crate::scenario::error::{ErrorKind, ScenarioError};
 use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Observer, Qos};
 use crate::scenario::raw::RawScenario;
 use crate::scenario::template::TemplateVars;
-use crate::scenario::topic::{matches, template_filter, valid_filter};
+use crate::scenario::topic::{group_filter, matches, template_filter, valid_filter};
 use crate::scenario::validate::{loc, Validator};
 
 /// Most sessions in one observer group.
@@ -47,6 +47,27 @@ impl Validator<'_> {
             .iter()
             .map(|g| edge_topics(g, &broker.client_id))
             .collect();
+        // Observers tell a message's group from its topic: no group's topics may match another's filter.
+        let filters: Vec<String> = groups
+            .iter()
+            .map(|g| group_filter(&g.topic, &g.name))
+            .collect();
+        for (a, ga) in groups.iter().enumerate() {
+            for (b, gb) in groups.iter().enumerate() {
+                if a != b && edges[a].iter().any(|t| matches(&filters[b], t)) {
+                    let first = &list.value[0].value.name;
+                    return Err(self.invalid(
+                        first,
+                        "observers",
+                        format!(
+                            "observers cannot tell group `{}` from group `{}`: topics like `{}` match both",
+                            ga.name, gb.name, edges[a][0]
+                        ),
+                        "give each group its own topic, e.g. put `{group}` in the topic templates (the default does)",
+                    ));
+                }
+            }
+        }
         let mut names = HashSet::new();
         let mut out = Vec::with_capacity(list.value.len());
         for (i, o) in list.value.iter().enumerate() {

@@ -44,6 +44,23 @@ pub fn template_filter(t: &Template) -> String {
         .join("/")
 }
 
+/// The filter that covers exactly one group's topics: `{group}` is the group's name, every other
+/// placeholder level becomes `+`.
+pub fn group_filter(t: &Template, group: &str) -> String {
+    t.as_str()
+        .split('/')
+        .map(|level| {
+            let literal = level.replace("{group}", group);
+            if literal.contains('{') {
+                "+".to_owned()
+            } else {
+                literal
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +97,8 @@ mod tests {
     fn template_filters_cover_renderings() {
         let t = Template::parse("plant/{group}/dev-{index}/telemetry").unwrap();
         assert_eq!(template_filter(&t), "plant/+/+/telemetry");
+        assert_eq!(group_filter(&t, "cnc"), "plant/cnc/+/telemetry");
+        let t = Template::parse("plant/{group}-{index}").unwrap();
+        assert_eq!(group_filter(&t, "cnc"), "plant/+");
     }
 }
