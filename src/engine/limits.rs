@@ -124,6 +124,9 @@ pub struct Finding {
 
 /// Worker processes the open-file limit requires for `devices` (at least 1).
 pub fn workers_needed(devices: u64, soft: u64) -> u32 {
+    if soft == 0 {
+        return 1; // unknown limit: do not guess
+    }
     let per = soft.saturating_sub(FD_RESERVE).max(1);
     u32::try_from(devices.div_ceil(per))
         .unwrap_or(u32::MAX)

@@ -6,7 +6,9 @@ use crate::scenario::error::{ErrorKind, ScenarioError};
 use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Observer, Qos};
 use crate::scenario::raw::RawScenario;
 use crate::scenario::template::TemplateVars;
-use crate::scenario::topic::{group_filter, matches, template_filter, valid_filter};
+use crate::scenario::topic::{
+    filter_covers, filters_intersect, group_filter, template_filter, valid_filter,
+};
 use crate::scenario::validate::{loc, Validator};
 
 /// Most sessions in one observer group.
@@ -47,20 +49,17 @@ impl Validator<'_> {
             .iter()
             .map(|g| edge_topics(g, &broker.client_id))
             .collect();
-        // Observers tell a message's group from its topic: no group's topics may match another's filter.
-        let filters: Vec<String> = groups
-            .iter()
-            .map(|g| group_filter(&g.topic, &g.name))
-            .collect();
+        // Observers tell a message's group from its topic: no two groups' topics may overlap.
+        let filters: Vec<String> = groups.iter().map(|g| group_filter(&g.topic, &g.name)).collect();
         for (a, ga) in groups.iter().enumerate() {
-            for (b, gb) in groups.iter().enumerate() {
-                if a != b && edges[a].iter().any(|t| matches(&filters[b], t)) {
+            for (b, gb) in groups.iter().enumerate().skip(a + 1) {
+                if filters_intersect(&filters[a], &filters[b]) {
                     let first = &list.value[0].value.name;
                     return Err(self.invalid(
                         first,
                         "observers",
                         format!(
-                            "observers cannot tell group `{}` from group `{}`: topics like `{}` match both",
+                            "observers cannot tell group `{}` from group `{}`: topics like `{}` could belong to both",
                             ga.name, gb.name, edges[a][0]
                         ),
                         "give each group its own topic, e.g. put `{group}` in the topic templates (the default does)",
@@ -172,15 +171,10 @@ impl Validator<'_> {
             // Which groups each filter covers; every group must be covered whole or not at all, and by
             // at most one filter (overlapping filters may deliver a message twice).
             let mut covered = Vec::new();
-            for (gi, (g, [first, last])) in groups.iter().zip(&edges).enumerate() {
-                let hits: Vec<&String> = topics
-                    .iter()
-                    .filter(|f| matches(f, first) || matches(f, last))
-                    .collect();
-                let whole: Vec<&&String> = hits
-                    .iter()
-                    .filter(|f| matches(f, first) && matches(f, last))
-                    .collect();
+            for (gi, (g, gf)) in groups.iter().zip(&filters).enumerate() {
+                let hits: Vec<&String> = topics.iter().filter(|f| filters_intersect(f, gf)).collect();
+                let whole: Vec<&&String> = hits.iter().filter(|f| filter_covers(f, gf)).collect();
+                let first = &edges[gi][0];
                 if hits.len() > whole.len() {
                     return Err(self.invalid(
                         &o.name,

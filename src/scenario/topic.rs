@@ -61,6 +61,37 @@ pub fn group_filter(t: &Template, group: &str) -> String {
         .join("/")
 }
 
+/// Whether subscription filter `f` receives every topic that filter `g` describes.
+pub fn filter_covers(f: &str, g: &str) -> bool {
+    let mut fl = f.split('/');
+    let mut gl = g.split('/');
+    loop {
+        match (fl.next(), gl.next()) {
+            (Some("#"), _) => return true,
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b && b != "+" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether some topic matches both filters.
+pub fn filters_intersect(f: &str, g: &str) -> bool {
+    let mut fl = f.split('/');
+    let mut gl = g.split('/');
+    loop {
+        match (fl.next(), gl.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +121,25 @@ mod tests {
             ("+", true),
         ] {
             assert_eq!(valid_filter(f), ok, "{f}");
+        }
+    }
+
+    #[test]
+    fn cover_and_intersect_tables() {
+        let cases = [
+            // (f, g, covers, intersects)
+            ("a/+/c", "a/+/c", true, true),
+            ("a/#", "a/+/c", true, true),
+            ("a/1/c", "a/+/c", false, true),
+            ("a/+", "a/+/c", false, false),
+            ("b/#", "a/+/c", false, false),
+            ("+/+/+", "a/b/c", true, true),
+            ("a/b/c", "a/b/c", true, true),
+            ("a/+/c", "a/#", false, true),
+        ];
+        for (f, g, covers, meets) in cases {
+            assert_eq!(filter_covers(f, g), covers, "{f} covers {g}");
+            assert_eq!(filters_intersect(f, g), meets, "{f} meets {g}");
         }
     }
 
