@@ -237,10 +237,10 @@ struct Observers {
 async fn start_observers(
     plan: &Arc<Plan>,
     clock: Clock,
-    addr: SocketAddr,
+    brokers: &[SocketAddr],
     cancel: CancellationToken,
 ) -> Result<Option<Result<Observers, Outcome>>, EngineError> {
-    let sessions = observer::session_count(plan);
+    let sessions = observer::session_count(plan, brokers.len());
     if sessions == 0 || plan.shard.index != 0 {
         return Ok(None);
     }
@@ -252,7 +252,7 @@ async fn start_observers(
         plan: plan.clone(),
         clock,
         live: live.clone(),
-        broker: addr,
+        brokers: brokers.to_vec(),
         cancel: cancel.clone(),
         ready: ready_tx,
         timeline: timeline_rx,
@@ -293,10 +293,6 @@ fn progress_note_late(start_us: u64, now_us: u64) {
 
 async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
     let (addrs, broker_label) = broker_target(plan).await?;
-    let addr = addrs
-        .first()
-        .copied()
-        .ok_or(EngineError::Internal("no broker address"))?;
     let clock = Clock::new();
     let devices = plan.shard_devices();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -311,7 +307,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let plan_arc = Arc::new(plan.clone());
 
     // Observers subscribe before anything is published.
-    let observers = match start_observers(&plan_arc, clock, addr, observer_cancel.clone()).await? {
+    let observers = match start_observers(&plan_arc, clock, &addrs, observer_cancel.clone()).await? {
         None => None,
         Some(Ok(o)) => Some(o),
         Some(Err(outcome)) => {

@@ -34,7 +34,8 @@ struct ObsCtx {
     clock: Clock,
     live: Arc<LiveCounters>,
     recorder: OnceCell<Recorder>,
-    broker: SocketAddr,
+    /// Every broker target: each observer opens its sessions on each (independent brokers).
+    brokers: Vec<SocketAddr>,
     cancel: CancellationToken,
     /// `(filter, group)` for attributing a topic to its group.
     group_filters: Vec<(String, usize)>,
@@ -47,7 +48,7 @@ pub struct ObserverSpec {
     pub plan: Arc<Plan>,
     pub clock: Clock,
     pub live: Arc<LiveCounters>,
-    pub broker: SocketAddr,
+    pub brokers: Vec<SocketAddr>,
     pub cancel: CancellationToken,
     /// One message per session once it has subscribed (or failed).
     pub ready: mpsc::UnboundedSender<Ready>,
@@ -56,12 +57,13 @@ pub struct ObserverSpec {
 }
 
 /// Sessions the scenario's observers open.
-pub fn session_count(plan: &Plan) -> usize {
+pub fn session_count(plan: &Plan, brokers: usize) -> usize {
     plan.scenario
         .observers
         .iter()
         .map(|o| o.count as usize)
-        .sum()
+        .sum::<usize>()
+        * brokers.max(1)
 }
 
 /// Run every observer session on this thread until cancelled; returns what they measured.
@@ -83,7 +85,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         clock: spec.clock,
         live: spec.live.clone(),
         recorder: OnceCell::new(),
-        broker: spec.broker,
+        brokers: spec.brokers.clone(),
         cancel: spec.cancel.clone(),
         group_filters,
         read_buf: RefCell::new(Vec::new()),
@@ -98,6 +100,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         let tracker = TaskTracker::new();
         let (suback_tx, mut suback_rx) = mpsc::unbounded_channel::<(usize, u64, u64)>();
         for (oi, o) in ctx.plan.scenario.observers.iter().enumerate() {
+          for (bi, broker) in ctx.brokers.iter().enumerate() {
             let shared_streams: Rc<Streams> = Rc::new(RefCell::new(HashMap::new()));
             for si in 0..o.count {
                 let streams = if o.shared {
@@ -108,14 +111,19 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
                 let group = o.groups.first().copied().unwrap_or(0);
                 tracker.spawn_local(session(
                     ctx.clone(),
-                    oi,
-                    si,
+                    SessionId {
+                        observer: oi,
+                        broker: *broker,
+                        broker_index: bi,
+                        index: si,
+                    },
                     streams,
                     ready.clone(),
                     suback_tx.clone(),
                     group,
                 ));
             }
+          }
         }
         drop(ready);
         drop(suback_tx);
@@ -148,16 +156,29 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
     }
 }
 
+/// Which session of which observer, on which broker.
+struct SessionId {
+    observer: usize,
+    broker: SocketAddr,
+    broker_index: usize,
+    index: u32,
+}
+
 /// One subscriber session.
 async fn session(
     ctx: Rc<ObsCtx>,
-    observer: usize,
-    index: u32,
+    id: SessionId,
     streams: Rc<Streams>,
     ready: mpsc::UnboundedSender<Ready>,
     suback: mpsc::UnboundedSender<(usize, u64, u64)>,
     group: usize,
 ) {
+    let SessionId {
+        observer,
+        broker: target,
+        broker_index,
+        index,
+    } = id;
     let Some(o) = ctx.plan.scenario.observers.get(observer) else {
         return;
     };
@@ -166,7 +187,7 @@ async fn session(
     let options = ConnectOptions {
         version,
         client_id: format!(
-            "fleetstorm-observer-{}-{}-{index}",
+            "fleetstorm-observer-{}-{}-{broker_index}-{index}",
             ctx.plan.scenario.name, o.name
         ),
         keep_alive_s: u16::try_from(broker.keep_alive.as_secs()).unwrap_or(u16::MAX),
@@ -189,7 +210,7 @@ async fn session(
     let timeout = broker.connect_timeout;
     let start = async {
         let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
-        let stream = tcp_connect(ctx.broker, None, timeout)
+        let stream = tcp_connect(target, None, timeout)
             .await
             .map_err(|e| e.to_string())?;
         let (mut s, _) = Session::handshake(stream, version, &packet, timeout)
