@@ -134,3 +134,32 @@ fn metrics_in_one_run_only_are_listed_not_compared() {
     )));
     assert!(!c.regressed());
 }
+
+#[test]
+fn compare_text_lists_every_quantity_and_flags_regressions() {
+    let base = build(&scaled(1, 1, 100));
+    let cur = build(&scaled(12, 10, 150));
+    let c = compare(&base, &cur, 0.10);
+    let text = fleetstorm::report::compare::render(&base, &cur, &c);
+    assert!(text.contains("tolerance 10%"), "{text}");
+    let p50 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("puback.p50"))
+        .unwrap();
+    assert!(
+        p50.contains("1.00ms")
+            && p50.contains("1.20ms")
+            && p50.contains("+20.0%")
+            && p50.ends_with("REGRESSED"),
+        "{p50}"
+    );
+    let rate = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("publish_rate"))
+        .unwrap();
+    assert!(
+        rate.contains("+50.0%") && rate.ends_with("improved"),
+        "{rate}"
+    );
+    assert!(text.contains("regressions beyond 10%"), "{text}");
+}
