@@ -9,6 +9,7 @@ pub mod broker;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod metrics;
 pub mod mqtt;
 pub mod plan;

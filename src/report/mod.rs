@@ -1,9 +1,15 @@
 //! Reports: a [`Report`] is built once from a [`RunRecord`] (percentiles computed here, once), then
-//! written by separate writers: [`console`], [`json`] (`report.json`), [`markdown`] (`summary.md`).
+//! written by separate writers: [`console`], [`json`] (`report.json`), [`markdown`] (`summary.md`),
+//! [`html`] (`report.html`), [`hlog`] (`<metric>.hlog`), [`junit`] (`junit.xml`, gate results) and
+//! [`compare`] (the text of `report compare`).
 //! No network, no clock; only the functions that take a directory do I/O.
 
+pub mod compare;
 pub mod console;
+pub mod hlog;
+pub mod html;
 pub mod json;
+pub mod junit;
 pub mod markdown;
 pub mod merge;
 mod model;
@@ -66,13 +72,31 @@ pub enum ReportError {
     },
 }
 
-/// Create `dir` and write `report.json` and `summary.md` into it; returns the paths written.
+/// Create `dir` and write `report.json`, `summary.md`, `report.html` and one `<metric>.hlog` per
+/// measured metric into it; returns the paths written.
 pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    write_with_gates(report, &[], None, dir)
+}
+
+/// Like [`write_all`], with the gate results: the HTML shows the verdicts, and `junit.xml` is
+/// written when there are verdicts or a comparison.
+pub fn write_with_gates(
+    report: &Report,
+    verdicts: &[crate::gate::Verdict],
+    comparison: Option<&crate::gate::Comparison>,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ReportError> {
     create_dir(dir)?;
-    Ok(vec![
+    let mut paths = vec![
         json::write(report, dir)?,
         markdown::write(report, dir)?,
-    ])
+        html::write(report, verdicts, dir)?,
+    ];
+    paths.extend(hlog::write(report, dir)?);
+    if !verdicts.is_empty() || comparison.is_some() {
+        paths.push(junit::write(report, verdicts, comparison, dir)?);
+    }
+    Ok(paths)
 }
 
 /// The default report directory: `root/<scenario name>-<UTC start, YYYYMMDDTHHMMSSZ>`.
