@@ -220,7 +220,17 @@ fn write_all_then_load_from_dir_or_file() {
     let report = Report::build(&sample()).unwrap();
     let dir = scratch_dir("write_all").join("nested");
     let paths = report::write_all(&report, &dir).unwrap();
-    assert_eq!(paths, vec![dir.join("report.json"), dir.join("summary.md")]);
+    assert_eq!(
+        paths,
+        vec![
+            dir.join("report.json"),
+            dir.join("summary.md"),
+            dir.join("report.html"),
+            dir.join("connect.hlog"),
+            dir.join("puback.hlog"),
+            dir.join("e2e.hlog"),
+        ]
+    );
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert_eq!(md, report::markdown::render(&report));
     assert_eq!(report::load(&dir).unwrap().snapshot(), report.snapshot());
@@ -232,7 +242,17 @@ fn write_all_then_load_from_dir_or_file() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["report.json", "summary.md"]);
+    assert_eq!(
+        names,
+        [
+            "connect.hlog",
+            "e2e.hlog",
+            "puback.hlog",
+            "report.html",
+            "report.json",
+            "summary.md"
+        ]
+    );
 }
 
 #[test]
@@ -277,7 +297,7 @@ fn unreachable_broker_still_renders_and_writes() {
     assert!(md.contains("_All counters are zero._"), "{md}");
     let dir = scratch_dir("unreachable");
     let paths = report::write_all(&report, &dir).unwrap();
-    assert_eq!(paths.len(), 2);
+    assert_eq!(paths.len(), 3);
     assert_eq!(report::load(&dir).unwrap(), report);
 }
 

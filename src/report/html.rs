@@ -68,6 +68,7 @@ fn header(out: &mut String, r: &Report) {
         RunStatus::Interrupted => ("warn", "interrupted"),
         RunStatus::BrokerUnreachable => ("bad", "broker unreachable"),
         RunStatus::BrokerLost => ("bad", "broker lost"),
+        RunStatus::WorkerFailed => ("bad", "worker failed"),
     };
     let _ = write!(
         out,
