@@ -210,7 +210,12 @@ pub fn spawn(ws: &Workspace, args: &[&str]) -> Child {
 }
 
 /// Wait for `child` to exit within `limit`; kill it (by its own PID) and panic if it does not.
-pub fn wait_within(ws: &Workspace, child: &mut Child, started: Instant, limit: Duration) -> Finished {
+pub fn wait_within(
+    ws: &Workspace,
+    child: &mut Child,
+    started: Instant,
+    limit: Duration,
+) -> Finished {
     let deadline = started + limit;
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
@@ -315,7 +320,10 @@ pub fn assert_corrected_dominates(label: &str, g: &GroupReport) {
     for (metric, l) in &g.latency {
         let (c, u) = (l.get(Basis::Corrected), l.get(Basis::Uncorrected));
         let m = metric.name();
-        assert_eq!(c.count, u.count, "{label} {m}: corrected and uncorrected counts differ");
+        assert_eq!(
+            c.count, u.count,
+            "{label} {m}: corrected and uncorrected counts differ"
+        );
         for (what, cv, uv) in [
             ("p50", c.p50_us, u.p50_us),
             ("p90", c.p90_us, u.p90_us),
@@ -342,34 +350,73 @@ pub fn latency_count(g: &GroupReport, metric: Metric) -> u64 {
 pub fn check_healthy_run(fleet: &Fleet, run: &Finished, dir: &Path) {
     let ctx = run.describe();
     assert_eq!(run.code(), Some(0), "expected exit 0\n{ctx}");
-    assert!(dir.join(report::REPORT_JSON).is_file(), "no report.json\n{ctx}");
-    assert!(dir.join(report::SUMMARY_MD).is_file(), "no summary.md\n{ctx}");
-    assert_eq!(schema_errors(dir), Vec::<String>::new(), "report.json vs reports/schema.json");
+    assert!(
+        dir.join(report::REPORT_JSON).is_file(),
+        "no report.json\n{ctx}"
+    );
+    assert!(
+        dir.join(report::SUMMARY_MD).is_file(),
+        "no summary.md\n{ctx}"
+    );
+    assert_eq!(
+        schema_errors(dir),
+        Vec::<String>::new(),
+        "report.json vs reports/schema.json"
+    );
 
     let r = load_report(dir);
-    assert_eq!(r.outcome.status, RunStatus::Completed, "{:?}\n{ctx}", r.outcome);
+    assert_eq!(
+        r.outcome.status,
+        RunStatus::Completed,
+        "{:?}\n{ctx}",
+        r.outcome
+    );
     assert_eq!(r.scenario_name, fleet.name);
     let protocol = if fleet.mqtt5 { "5" } else { "3.1.1" };
-    assert_eq!(r.scenario["broker"]["protocol"], protocol, "resolved scenario protocol");
-    assert_eq!(r.scenario["groups"][0]["qos"], fleet.qos, "resolved scenario QoS");
+    assert_eq!(
+        r.scenario["broker"]["protocol"], protocol,
+        "resolved scenario protocol"
+    );
+    assert_eq!(
+        r.scenario["groups"][0]["qos"], fleet.qos,
+        "resolved scenario QoS"
+    );
 
     // Connections: every device connected once and stayed connected.
     let devices = u64::from(fleet.devices);
     let s = &r.summary;
     assert_eq!(s.connect_successes, devices, "connect_successes\n{ctx}");
-    assert_eq!(s.connect_attempts, devices, "connect_attempts (no retries)\n{ctx}");
+    assert_eq!(
+        s.connect_attempts, devices,
+        "connect_attempts (no retries)\n{ctx}"
+    );
     assert_eq!(s.connect_failures, 0, "connect_failures\n{ctx}");
     assert_eq!(s.devices_connected_peak, devices, "peak connected\n{ctx}");
     let totals = &r.totals.totals;
-    assert_eq!(totals.counters.disconnects(), 0, "disconnects from a healthy broker");
-    assert_eq!(latency_count(totals, Metric::Connect), devices, "one connect latency per device");
+    assert_eq!(
+        totals.counters.disconnects(),
+        0,
+        "disconnects from a healthy broker"
+    );
+    assert_eq!(
+        latency_count(totals, Metric::Connect),
+        devices,
+        "one connect latency per device"
+    );
 
     // Publishes: the steady phase holds its schedule's worth, give or take 25 %.
     let steady = r.summary_phase().expect("a steady phase");
-    assert!(steady.name.starts_with("steady"), "summary phase {}", steady.name);
+    assert!(
+        steady.name.starts_with("steady"),
+        "summary phase {}",
+        steady.name
+    );
     let expected = fleet.expected_steady_publishes();
     let published = steady.totals.counters.get(Counter::Published);
-    assert_eq!(s.published, published, "summary.published is the steady phase's");
+    assert_eq!(
+        s.published, published,
+        "summary.published is the steady phase's"
+    );
     assert!(
         published * 4 >= expected * 3 && published * 4 <= expected * 5,
         "steady published {published}, expected {expected} ± 25 % ({} devices × {} s / {} ms)\n{ctx}",
@@ -378,7 +425,10 @@ pub fn check_healthy_run(fleet: &Fleet, run: &Finished, dir: &Path) {
         fleet.interval_ms
     );
     let total_published = totals.counters.get(Counter::Published);
-    assert!(total_published >= published, "run published {total_published} < steady {published}");
+    assert!(
+        total_published >= published,
+        "run published {total_published} < steady {published}"
+    );
     let phase_sum: u64 = r
         .phases
         .iter()
@@ -389,13 +439,25 @@ pub fn check_healthy_run(fleet: &Fleet, run: &Finished, dir: &Path) {
     for (label, g) in sections(&r) {
         assert_corrected_dominates(&label, g);
         let c = &g.counters;
-        assert_eq!(c.get(Counter::PublishFailed), 0, "{label}: publish_failed against a healthy broker");
-        assert_eq!(c.get(Counter::InflightAtEnd), 0, "{label}: inflight_at_end after the drain");
+        assert_eq!(
+            c.get(Counter::PublishFailed),
+            0,
+            "{label}: publish_failed against a healthy broker"
+        );
+        assert_eq!(
+            c.get(Counter::InflightAtEnd),
+            0,
+            "{label}: inflight_at_end after the drain"
+        );
         match fleet.ack_metric() {
             None => {
                 assert_eq!(c.get(Counter::Acked), 0, "{label}: QoS 0 has no acks");
                 assert_eq!(latency_count(g, Metric::Puback), 0, "{label}: QoS 0 puback");
-                assert_eq!(latency_count(g, Metric::Pubcomp), 0, "{label}: QoS 0 pubcomp");
+                assert_eq!(
+                    latency_count(g, Metric::Pubcomp),
+                    0,
+                    "{label}: QoS 0 pubcomp"
+                );
             }
             Some(metric) => {
                 let other = if metric == Metric::Puback {
@@ -411,7 +473,12 @@ pub fn check_healthy_run(fleet: &Fleet, run: &Finished, dir: &Path) {
                     "{label}: {} corrected count == acked",
                     metric.name()
                 );
-                assert_eq!(latency_count(g, other), 0, "{label}: no {} latency", other.name());
+                assert_eq!(
+                    latency_count(g, other),
+                    0,
+                    "{label}: no {} latency",
+                    other.name()
+                );
             }
         }
     }
@@ -517,4 +584,19 @@ pub fn listening_ports(pid: u32) -> Vec<u16> {
             u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
         })
         .collect()
+}
+
+/// Established TCP connections on this host whose remote end is 127.0.0.1:`port` (Linux:
+/// /proc/net/tcp), i.e. clients connected to a broker on that port.
+pub fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01")
+        })
+        .count()
 }
