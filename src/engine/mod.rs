@@ -205,8 +205,11 @@ impl Watchdog {
                 ),
             });
         }
-        if connected > 0 {
+        // A connection that came and went between two ticks still counts as having had one.
+        if ok > 0 {
             self.had_connection = true;
+        }
+        if connected > 0 {
             self.zero_since_us = None;
         } else if self.had_connection && now_us < end_us {
             let since = *self.zero_since_us.get_or_insert(now_us);
