@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::app_gates;
 use crate::cli::{Cli, Command, DoctorArgs, MergeArgs, ReportCommand, RunArgs, ValidateArgs};
 use crate::engine::processes::{self, PipeMessage, WorkerCommand};
 use crate::engine::{self, limits, RunOptions};
@@ -20,6 +21,8 @@ pub fn main(cli: Cli) -> Exit {
         Command::Validate(args) => validate(&args),
         Command::Doctor(args) => doctor(&args),
         Command::Report(ReportCommand::Merge(args)) => merge(&args),
+        Command::Report(ReportCommand::Render(args)) => app_gates::render(&args),
+        Command::Report(ReportCommand::Compare(args)) => app_gates::compare(&args),
     };
     match result {
         Ok(exit) => exit,
@@ -284,6 +287,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     }
     let workers = worker_count(args, plan.shard_devices(), soft)?;
     check_fit(&plan, workers, &facts)?;
+    let gates = app_gates::collect(args, &plan.scenario)?;
     eprint!("{}", describe(&plan));
     let options = RunOptions {
         threads: args.threads,
@@ -316,7 +320,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         engine::run(&plan, &options)?
     };
     eprintln!("broker: {}", output.broker_label);
-    finish(&plan, args, output, soft)
+    finish(&plan, args, &gates, output, soft)
 }
 
 /// As a worker process: run the shard, stream ticks and the final snapshot to the parent on stdout.
@@ -348,6 +352,7 @@ fn run_worker_child(plan: &Plan, args: &RunArgs) -> Result<Exit, CommandError> {
 fn finish(
     plan: &Plan,
     args: &RunArgs,
+    gates: &app_gates::Gates,
     output: engine::EngineOutput,
     open_files: u64,
 ) -> Result<Exit, CommandError> {
@@ -371,13 +376,19 @@ fn finish(
             record.started_at_us,
         ),
     };
-    let written = report::write_all(&report, &dir)?;
+    let (verdicts, comparison) = app_gates::evaluate(gates, &report);
+    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir)?;
     println!("{}", report::console::render(&report));
+    let passed = app_gates::print(gates, &report, &verdicts, comparison.as_ref());
     for p in &written {
         println!("wrote {}", p.display());
     }
     Ok(match record.outcome.status {
-        RunStatus::Completed => Exit::Success,
+        RunStatus::Completed if passed => Exit::Success,
+        RunStatus::Completed => {
+            eprintln!("gates failed: see the thresholds / baseline table above");
+            Exit::GateFailed
+        }
         _ => {
             eprintln!("run did not complete: {}", record.outcome.message);
             Exit::Runtime

@@ -18,7 +18,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario: connect the fleet, publish, measure, write a report.
     #[command(after_help = EXIT_CODES_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a scenario file and print what it would do, without connecting anything.
     #[command(after_help = EXIT_CODES_HELP)]
     Validate(ValidateArgs),
@@ -51,6 +51,47 @@ pub enum ReportCommand {
     /// Merge the reports of separate shards (e.g. pods of a Kubernetes Indexed Job) into one exact
     /// report: histograms and counters add up, percentiles are recomputed from the merged histograms.
     Merge(MergeArgs),
+    /// Write a report in another format from its report.json.
+    Render(RenderArgs),
+    /// Compare two reports metric by metric; exit 1 when CURRENT regressed beyond the tolerance.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Compare(CompareArgs),
+}
+
+/// Output formats of `report render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    Html,
+    Md,
+    Json,
+    Junit,
+    Hlog,
+    Console,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// report.json or its directory.
+    pub report: PathBuf,
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: RenderFormat,
+    /// Directory to write into (default: the report's own directory; `console` prints).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Thresholds to evaluate for the html and junit formats (repeatable).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline report.json (or its directory).
+    pub base: PathBuf,
+    /// The report to judge.
+    pub current: PathBuf,
+    /// Largest tolerated regression (default 10%).
+    #[arg(long, value_name = "PCT")]
+    pub max_regression: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +141,18 @@ pub struct RunArgs {
     /// by hand when shards on several hosts must start together).
     #[arg(long, value_name = "US")]
     pub start_at_us: Option<u64>,
+    /// Add a threshold gate, e.g. `--threshold 'e2e.p99 < 50ms'` (repeatable; adds to the scenario's).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Compare with an earlier report.json (or its directory); exit 1 on a regression.
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
+    /// Largest tolerated regression against the baseline (default 10%).
+    #[arg(long, value_name = "PCT")]
+    pub max_regression: Option<String>,
+    /// Serve live metrics in the OpenMetrics text format at this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub prometheus: Option<std::net::SocketAddr>,
     /// Internal: stream JSON lines to a parent process instead of writing a report.
     #[arg(long, hide = true)]
     pub worker_pipe: bool,

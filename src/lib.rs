@@ -5,6 +5,7 @@
 //! merged snapshot). See DESIGN.md in the shared folder for the architecture.
 
 pub mod app;
+mod app_gates;
 pub mod broker;
 pub mod cli;
 pub mod engine;

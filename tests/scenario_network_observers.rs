@@ -116,7 +116,10 @@ fn inflight_window_and_late_sends() {
     assert_eq!(s.groups[0].max_inflight, 1);
     assert_eq!(s.groups[0].late_sends, LateSends::Skip);
     let d = parse(&with(""), FILE).unwrap();
-    assert_eq!((d.groups[0].max_inflight, d.groups[0].late_sends), (16, LateSends::Send));
+    assert_eq!(
+        (d.groups[0].max_inflight, d.groups[0].late_sends),
+        (16, LateSends::Send)
+    );
     refused(
         &with("    max_inflight: 0\n"),
         9,

@@ -310,7 +310,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let plan_arc = Arc::new(plan.clone());
 
     // Observers subscribe before anything is published.
-    let observers = match start_observers(&plan_arc, clock, &addrs, observer_cancel.clone()).await? {
+    let observers = match start_observers(&plan_arc, clock, &addrs, observer_cancel.clone()).await?
+    {
         None => None,
         Some(Ok(o)) => Some(o),
         Some(Err(outcome)) => {

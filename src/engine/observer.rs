@@ -100,30 +100,30 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         let tracker = TaskTracker::new();
         let (suback_tx, mut suback_rx) = mpsc::unbounded_channel::<(usize, u64, u64)>();
         for (oi, o) in ctx.plan.scenario.observers.iter().enumerate() {
-          for (bi, broker) in ctx.brokers.iter().enumerate() {
-            let shared_streams: Rc<Streams> = Rc::new(RefCell::new(HashMap::new()));
-            for si in 0..o.count {
-                let streams = if o.shared {
-                    shared_streams.clone()
-                } else {
-                    Rc::new(RefCell::new(HashMap::new()))
-                };
-                let group = o.groups.first().copied().unwrap_or(0);
-                tracker.spawn_local(session(
-                    ctx.clone(),
-                    SessionId {
-                        observer: oi,
-                        broker: *broker,
-                        broker_index: bi,
-                        index: si,
-                    },
-                    streams,
-                    ready.clone(),
-                    suback_tx.clone(),
-                    group,
-                ));
+            for (bi, broker) in ctx.brokers.iter().enumerate() {
+                let shared_streams: Rc<Streams> = Rc::new(RefCell::new(HashMap::new()));
+                for si in 0..o.count {
+                    let streams = if o.shared {
+                        shared_streams.clone()
+                    } else {
+                        Rc::new(RefCell::new(HashMap::new()))
+                    };
+                    let group = o.groups.first().copied().unwrap_or(0);
+                    tracker.spawn_local(session(
+                        ctx.clone(),
+                        SessionId {
+                            observer: oi,
+                            broker: *broker,
+                            broker_index: bi,
+                            index: si,
+                        },
+                        streams,
+                        ready.clone(),
+                        suback_tx.clone(),
+                        group,
+                    ));
+                }
             }
-          }
         }
         drop(ready);
         drop(suback_tx);

@@ -189,3 +189,27 @@ fn other_phases(out: &mut String, phases: &[&PhaseReport]) {
         ));
     }
 }
+
+/// The threshold verdicts as a terminal table: result, threshold, where, measured.
+pub fn render_verdicts(verdicts: &[crate::gate::Verdict]) -> String {
+    let mut out = String::new();
+    if verdicts.is_empty() {
+        return out;
+    }
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    out.push_str(&format!(
+        "thresholds: {} passed, {failed} failed\n",
+        verdicts.len() - failed
+    ));
+    let mut rows: Vec<Vec<String>> =
+        vec![vec!["result".into(), "threshold".into(), "measured".into()]];
+    for v in verdicts {
+        rows.push(vec![
+            if v.passed { "pass" } else { "FAIL" }.into(),
+            v.threshold.to_string(),
+            v.detail.clone(),
+        ]);
+    }
+    out.push_str(&columns(&rows, "  "));
+    out
+}

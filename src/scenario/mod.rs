@@ -5,6 +5,7 @@
 //! and the value parsers [`parse_duration`], [`parse_rate`], [`parse_broker_url`].
 
 pub mod error;
+mod gates;
 pub mod model;
 mod network;
 mod observers;

@@ -18,6 +18,19 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
     /// Subscriber sessions that audit what the broker delivers.
     pub observers: Vec<Observer>,
+    /// Pass/fail gates evaluated on the report (exit code 1 when one fails).
+    pub thresholds: Vec<crate::gate::Threshold>,
+    /// A previous report to compare against (exit code 1 on a regression beyond the tolerance).
+    pub baseline: Option<Baseline>,
+}
+
+/// Baseline comparison settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    /// report.json (or its directory), relative paths resolved from the scenario file's directory.
+    pub report: std::path::PathBuf,
+    /// Largest tolerated regression, as a fraction (0.10 = 10%).
+    pub max_regression: f64,
 }
 
 impl Scenario {

@@ -50,7 +50,10 @@ impl Validator<'_> {
             .map(|g| edge_topics(g, &broker.client_id))
             .collect();
         // Observers tell a message's group from its topic: no two groups' topics may overlap.
-        let filters: Vec<String> = groups.iter().map(|g| group_filter(&g.topic, &g.name)).collect();
+        let filters: Vec<String> = groups
+            .iter()
+            .map(|g| group_filter(&g.topic, &g.name))
+            .collect();
         for (a, ga) in groups.iter().enumerate() {
             for (b, gb) in groups.iter().enumerate().skip(a + 1) {
                 if filters_intersect(&filters[a], &filters[b]) {
@@ -172,7 +175,8 @@ impl Validator<'_> {
             // at most one filter (overlapping filters may deliver a message twice).
             let mut covered = Vec::new();
             for (gi, (g, gf)) in groups.iter().zip(&filters).enumerate() {
-                let hits: Vec<&String> = topics.iter().filter(|f| filters_intersect(f, gf)).collect();
+                let hits: Vec<&String> =
+                    topics.iter().filter(|f| filters_intersect(f, gf)).collect();
                 let whole: Vec<&&String> = hits.iter().filter(|f| filter_covers(f, gf)).collect();
                 let first = &edges[gi][0];
                 if hits.len() > whole.len() {

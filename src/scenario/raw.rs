@@ -96,6 +96,16 @@ pub struct RawScenario {
     pub groups: Spanned<Vec<Spanned<RawGroup>>>,
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
     pub observers: Option<Spanned<Vec<Spanned<RawObserver>>>>,
+    pub thresholds: Option<Spanned<Vec<Scalar>>>,
+    pub baseline: Option<Spanned<RawBaseline>>,
+}
+
+/// `baseline:` a previous report to compare against.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBaseline {
+    pub report: Scalar,
+    pub max_regression: Option<Scalar>,
 }
 
 /// `broker:`

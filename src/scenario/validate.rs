@@ -229,6 +229,7 @@ impl Validator<'_> {
 
         let phases = self.phases(&raw)?;
         let observers = self.observers(&raw, &broker, &groups)?;
+        let (thresholds, baseline) = self.gates(&raw)?;
 
         Ok(Scenario {
             name,
@@ -237,6 +238,8 @@ impl Validator<'_> {
             groups,
             phases,
             observers,
+            thresholds,
+            baseline,
         })
     }
 
