@@ -90,9 +90,7 @@ fn observer_errors_are_located() {
     );
     // a filter that covers only some devices of a group
     refused(
-        &format!(
-            "name: net\ngroups:\n  - name: a\n    count: 20\n    profile: energy-meter\n    topic: \"t/{{index}}\"\nobservers:\n  - name: o\n    topics: [\"t/1\"]\n"
-        ),
+        "name: net\ngroups:\n  - name: a\n    count: 20\n    profile: energy-meter\n    topic: \"t/{index}\"\nobservers:\n  - name: o\n    topics: [\"t/1\"]\n",
         8,
         "observers[0].topics",
         "only part of group",
