@@ -295,6 +295,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         drain: Duration::from_secs(5),
         start_at_us: args.start_at_us,
         tick_hook: None,
+        prometheus: args.prometheus,
     };
     let output = if workers > 1 {
         eprintln!("workers: {workers} processes");
@@ -331,6 +332,7 @@ fn run_worker_child(plan: &Plan, args: &RunArgs) -> Result<Exit, CommandError> {
         drain: Duration::from_secs(5),
         start_at_us: args.start_at_us,
         tick_hook: Some(processes::stdout_tick_hook()),
+        prometheus: None,
     };
     let output = engine::run(plan, &options)?;
     let status = output.outcome.status;

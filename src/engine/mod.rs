@@ -6,6 +6,7 @@ mod device;
 pub mod limits;
 mod observer;
 pub mod processes;
+pub mod prometheus;
 mod worker;
 
 use std::net::SocketAddr;
@@ -18,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{self, BrokerError, EmbeddedLimits};
 use crate::metrics::histogram::HistogramError;
 use crate::metrics::{
-    Clock, Counter, Counters, LiveCounters, RunSnapshot, SeriesPoint, SnapshotError,
+    Clock, Counter, Counters, IntervalHistograms, LiveCounters, RunSnapshot, SeriesPoint,
+    SnapshotError,
 };
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -31,6 +33,9 @@ pub struct TickSample {
     pub tick: u32,
     pub connected: i64,
     pub counters: Counters,
+    /// This second's corrected latency histograms (base64 V2+DEFLATE), for the parent's live view.
+    #[serde(default)]
+    pub interval: Vec<(crate::metrics::Metric, String)>,
 }
 
 /// Called once a second with the shard's cumulative counters.
@@ -49,6 +54,8 @@ pub struct RunOptions {
     pub start_at_us: Option<u64>,
     /// Receives the 1 Hz samples (worker processes stream them to their parent).
     pub tick_hook: Option<TickHook>,
+    /// Serve live OpenMetrics text here during the run.
+    pub prometheus: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -59,6 +66,7 @@ impl std::fmt::Debug for RunOptions {
             .field("drain", &self.drain)
             .field("start_at_us", &self.start_at_us)
             .field("tick_hook", &self.tick_hook.is_some())
+            .field("prometheus", &self.prometheus)
             .finish()
     }
 }
@@ -71,6 +79,7 @@ impl Default for RunOptions {
             drain: Duration::from_secs(5),
             start_at_us: None,
             tick_hook: None,
+            prometheus: None,
         }
     }
 }
@@ -104,6 +113,8 @@ pub enum EngineError {
     Internal(&'static str),
     #[error("could not start worker thread: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot serve live metrics on {0}: {1} (pick another --prometheus address)")]
+    Prometheus(SocketAddr, std::io::Error),
 }
 
 /// Run a plan to its end (or until interrupted / the broker is gone) and return what was measured.
@@ -149,6 +160,35 @@ pub(crate) async fn broker_target(plan: &Plan) -> Result<(Vec<SocketAddr>, Strin
         .collect::<Vec<_>>()
         .join(", ");
     Ok((addrs, label))
+}
+
+/// Where a worker thread sends its one-second latency histograms.
+pub(crate) type IntervalSender = tokio::sync::mpsc::UnboundedSender<IntervalHistograms>;
+
+/// On a worker thread: every second (on the run's second boundaries) hand the recorder's interval
+/// histograms to the coordinator, until `done`; then once more with what is left.
+pub(crate) async fn send_intervals(
+    take: impl Fn() -> Option<IntervalHistograms>,
+    clock: Clock,
+    start_us: u64,
+    tx: IntervalSender,
+    done: CancellationToken,
+) {
+    let mut k: u64 = 1;
+    loop {
+        let at = Instant::from_std(clock.instant_at(start_us + k * 1_000_000));
+        tokio::select! {
+            _ = done.cancelled() => break,
+            _ = tokio::time::sleep_until(at) => {}
+        }
+        if let Some(h) = take() {
+            let _ = tx.send(h);
+        }
+        k += 1;
+    }
+    if let Some(h) = take() {
+        let _ = tx.send(h);
+    }
 }
 
 /// Sum of every worker's live counters.
@@ -242,6 +282,7 @@ async fn start_observers(
     clock: Clock,
     brokers: &[SocketAddr],
     cancel: CancellationToken,
+    intervals: IntervalSender,
 ) -> Result<Option<Result<Observers, Outcome>>, EngineError> {
     let sessions = observer::session_count(plan, brokers.len());
     if sessions == 0 || plan.shard.index != 0 {
@@ -259,6 +300,7 @@ async fn start_observers(
         cancel: cancel.clone(),
         ready: ready_tx,
         timeline: timeline_rx,
+        intervals,
     };
     std::thread::Builder::new()
         .name("fleetstorm-observers".into())
@@ -309,8 +351,16 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let observer_cancel = cancel.child_token();
     let plan_arc = Arc::new(plan.clone());
 
+    let (interval_tx, mut interval_rx) = tokio::sync::mpsc::unbounded_channel();
     // Observers subscribe before anything is published.
-    let observers = match start_observers(&plan_arc, clock, &addrs, observer_cancel.clone()).await?
+    let observers = match start_observers(
+        &plan_arc,
+        clock,
+        &addrs,
+        observer_cancel.clone(),
+        interval_tx.clone(),
+    )
+    .await?
     {
         None => None,
         Some(Ok(o)) => Some(o),
@@ -365,6 +415,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             brokers: addrs.clone(),
             handshake_permits: max_connecting.div_ceil(threads),
             drain_us,
+            intervals: interval_tx.clone(),
         };
         let tx = tx.clone();
         std::thread::Builder::new()
@@ -376,6 +427,12 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             .map_err(EngineError::Spawn)?;
     }
     drop(tx);
+    drop(interval_tx);
+    let mut pending = IntervalHistograms::default();
+    let live_view = match opts.prometheus {
+        Some(at) => Some(prometheus::serve(at, plan.scenario.name.clone()).await?),
+        None => None,
+    };
     let mut observer_done = None;
     if let Some(o) = observers {
         let _ = o.timeline_tx.send(timeline.clone());
@@ -427,13 +484,20 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                 break;
             }
         }
-        let tick_us = start_us + u64::from(tick) * 1_000_000;
+        // Sample just after each second boundary, once the workers have sent that second's histograms.
+        let tick_us = start_us + u64::from(tick) * 1_000_000 + 50_000;
         let tick_at = Instant::from_std(clock.instant_at(if devices_done {
             tick_us.min(clock.now_us() + 50_000)
         } else {
             tick_us
         }));
         tokio::select! {
+            Some(h) = interval_rx.recv() => {
+                pending.merge(&h);
+                if let Some(view) = &live_view {
+                    view.add_latency(&h);
+                }
+            }
             r = rx.recv(), if !devices_done => match r {
                 Some(Ok(s)) => snapshots.push(s),
                 Some(Err(e)) => errors.push(e),
@@ -452,9 +516,20 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                 if clock.now_us() >= tick_us {
                     let (now_counters, connected) = read_live(&lives);
                     if let Some(hook) = &opts.tick_hook {
-                        hook(&TickSample { tick, connected, counters: now_counters.clone() });
+                        hook(&TickSample {
+                            tick,
+                            connected,
+                            counters: now_counters.clone(),
+                            interval: pending.encode(),
+                        });
                     }
-                    series.push(SeriesPoint::from_delta(tick, connected, &prev, &now_counters));
+                    if let Some(view) = &live_view {
+                        view.set_counters(&now_counters, connected);
+                    }
+                    let mut point = SeriesPoint::from_delta(tick, connected, &prev, &now_counters);
+                    pending.annotate(&mut point);
+                    pending = IntervalHistograms::default();
+                    series.push(point);
                     progress.update(clock.now_us(), connected, &now_counters, &prev);
                     prev = now_counters;
                     tick = tick.saturating_add(1);

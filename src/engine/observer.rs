@@ -54,6 +54,8 @@ pub struct ObserverSpec {
     pub ready: mpsc::UnboundedSender<Ready>,
     /// The timeline, sent once every session is ready.
     pub timeline: oneshot::Receiver<Arc<Timeline>>,
+    /// One-second latency histograms for the live view.
+    pub intervals: super::IntervalSender,
 }
 
 /// Sessions the scenario's observers open.
@@ -95,6 +97,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
     let task_ctx = ctx.clone();
     let ready = spec.ready;
     let timeline_rx = spec.timeline;
+    let intervals = spec.intervals;
     local.block_on(&rt, async move {
         let ctx = task_ctx;
         let tracker = TaskTracker::new();
@@ -141,8 +144,20 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
             }
             let _ = ctx.recorder.set(rec);
         }
+        let done = CancellationToken::new();
+        let ticker_ctx = ctx.clone();
+        let start_us = ctx.recorder.get().map_or(0, |r| r.timeline().start_us);
+        let ticker = tokio::task::spawn_local(super::send_intervals(
+            move || ticker_ctx.recorder.get().map(Recorder::take_interval),
+            ctx.clock,
+            start_us,
+            intervals,
+            done.clone(),
+        ));
         tracker.close();
         tracker.wait().await;
+        done.cancel();
+        let _ = ticker.await;
     });
     let ctx = Rc::try_unwrap(ctx)
         .map_err(|_| EngineError::Internal("observer sessions outlived their thread"))?;

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 use super::{broker_target, shutdown_signal, EngineError, EngineOutput, RunOptions, TickSample};
-use crate::metrics::{Clock, Counters, RunSnapshot, SeriesPoint};
+use crate::metrics::{Clock, Counters, IntervalHistograms, RunSnapshot, SeriesPoint};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
@@ -149,6 +149,11 @@ async fn coordinate(
     drop(tx);
 
     let progress = Progress::new(opts.progress, plan.total_devices(), &timeline);
+    let live_view = match opts.prometheus {
+        Some(at) => Some(super::prometheus::serve(at, plan.scenario.name.clone()).await?),
+        None => None,
+    };
+    let mut pending = IntervalHistograms::default();
     let mut series = Vec::new();
     let mut prev = Counters::default();
     let mut tick: u32 = 1;
@@ -156,12 +161,18 @@ async fn coordinate(
     let signal = shutdown_signal();
     tokio::pin!(signal);
     while children.iter().any(|c| c.exit.is_none()) {
-        let tick_us = start_us + u64::from(tick) * 1_000_000;
+        // After the children's samples of that second (they send theirs 50 ms past the boundary).
+        let tick_us = start_us + u64::from(tick) * 1_000_000 + 200_000;
         let tick_at = Instant::from_std(clock.instant_at(tick_us));
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(Event::Line(i, line)) => match serde_json::from_str::<PipeMessage>(&line) {
                     Ok(PipeMessage::Tick(t)) => {
+                        let h = IntervalHistograms::decode(&t.interval);
+                        if let Some(view) = &live_view {
+                            view.add_latency(&h);
+                        }
+                        pending.merge(&h);
                         if let Some(c) = children.get_mut(i) {
                             c.latest = Some(t);
                         }
@@ -191,7 +202,13 @@ async fn coordinate(
             }
             _ = tokio::time::sleep_until(tick_at) => {
                 let (now, connected) = sum(&children);
-                series.push(SeriesPoint::from_delta(tick, connected, &prev, &now));
+                if let Some(view) = &live_view {
+                    view.set_counters(&now, connected);
+                }
+                let mut point = SeriesPoint::from_delta(tick, connected, &prev, &now);
+                pending.annotate(&mut point);
+                pending = IntervalHistograms::default();
+                series.push(point);
                 progress.update(clock.now_us(), connected, &now, &prev);
                 prev = now;
                 tick = tick.saturating_add(1);

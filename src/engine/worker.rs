@@ -26,6 +26,8 @@ pub struct WorkerSpec {
     pub brokers: Vec<SocketAddr>,
     pub handshake_permits: usize,
     pub drain_us: u64,
+    /// One-second latency histograms for the live view.
+    pub intervals: super::IntervalSender,
 }
 
 /// Run the worker to completion on the current thread and return what it measured.
@@ -57,6 +59,15 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
     local.block_on(&rt, async move {
         let ctx = task_ctx;
         let tracker = TaskTracker::new();
+        let done = CancellationToken::new();
+        let ticker_ctx = ctx.clone();
+        let ticker = tokio::task::spawn_local(super::send_intervals(
+            move || Some(ticker_ctx.recorder.take_interval()),
+            spec.clock,
+            start_us,
+            spec.intervals.clone(),
+            done.clone(),
+        ));
         for global in spec.plan.worker_devices(spec.index, spec.count) {
             let at_us = pacer::connect_at(start_us, global, rate);
             if at_us >= end_us {
@@ -75,6 +86,8 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
         }
         tracker.close();
         tracker.wait().await;
+        done.cancel();
+        let _ = ticker.await;
     });
     let ctx = std::rc::Rc::try_unwrap(ctx)
         .map_err(|_| EngineError::Internal("device tasks outlived their worker"))?;

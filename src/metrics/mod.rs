@@ -12,5 +12,5 @@ mod snapshot;
 pub use clock::Clock;
 pub use kinds::{Basis, Counter, Metric};
 pub use recorder::{LiveCounters, Recorder};
-pub use series::SeriesPoint;
+pub use series::{IntervalHistograms, SeriesPoint};
 pub use snapshot::{Counters, GroupSnapshot, HistKey, PhaseSnapshot, RunSnapshot, SnapshotError};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::clock::Clock;
 use super::histogram::{self, new_histogram, HistogramError, LatencyHistogram};
 use super::kinds::{Basis, Counter, Metric};
+use super::series::IntervalHistograms;
 use super::snapshot::{Counters, RunSnapshot};
 use crate::plan::Timeline;
 
@@ -69,6 +70,8 @@ pub struct Recorder {
     groups: usize,
     live: Arc<LiveCounters>,
     tables: RefCell<Tables>,
+    /// Corrected latency since the last [`Recorder::take_interval`], per metric (live view, 1 Hz).
+    interval: RefCell<Vec<Option<Box<LatencyHistogram>>>>,
     alloc_error: RefCell<Option<HistogramError>>,
 }
 
@@ -89,8 +92,23 @@ impl Recorder {
                 counters: vec![Counters::default(); cells],
                 histograms: (0..cells * HISTS_PER_GROUP).map(|_| None).collect(),
             }),
+            interval: RefCell::new((0..Metric::COUNT).map(|_| None).collect()),
             alloc_error: RefCell::new(None),
         }
+    }
+
+    /// Hand over the corrected latencies recorded since the last call (for the 1 Hz live view).
+    pub fn take_interval(&self) -> IntervalHistograms {
+        let mut out = IntervalHistograms::default();
+        for (i, slot) in self.interval.borrow_mut().iter_mut().enumerate() {
+            if let (Some(h), Some(metric)) = (slot.as_deref_mut(), Metric::ALL.get(i)) {
+                if !h.is_empty() {
+                    out.by_metric.push((*metric, h.clone()));
+                    h.reset();
+                }
+            }
+        }
+        out
     }
 
     /// Now, µs since the Unix epoch.
@@ -166,6 +184,15 @@ impl Recorder {
             }
             if let Some(h) = entry.as_deref_mut() {
                 histogram::record(h, done_us.saturating_sub(from));
+            }
+        }
+        drop(tables);
+        if let Some(slot) = self.interval.borrow_mut().get_mut(metric as usize) {
+            if slot.is_none() {
+                *slot = new_histogram().ok().map(Box::new);
+            }
+            if let Some(h) = slot.as_deref_mut() {
+                histogram::record(h, done_us.saturating_sub(intended_us));
             }
         }
     }

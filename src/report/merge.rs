@@ -56,6 +56,11 @@ pub fn merge(reports: &[Report]) -> Result<RunRecord, ReportError> {
                 acks_per_s: 0,
                 receives_per_s: 0,
                 errors_per_s: 0,
+                // Per-second percentiles cannot be merged from shard reports (they keep no
+                // per-second histograms); the whole-run percentiles are exact.
+                e2e_p50_us: None,
+                e2e_p99_us: None,
+                puback_p99_us: None,
             });
             e.connected += p.connected;
             e.publishes_per_s += p.publishes_per_s;

@@ -13,6 +13,7 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 mod model;
+pub mod openmetrics;
 mod record;
 mod units;
 
