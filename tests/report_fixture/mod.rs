@@ -110,6 +110,9 @@ pub fn record_with_phases(names: &[&str]) -> RunRecord {
             acks_per_s: 1_100,
             receives_per_s: 0,
             errors_per_s: 0,
+            e2e_p50_us: Some(1_000 + u64::from(t_s)),
+            e2e_p99_us: Some(5_000 + u64::from(t_s)),
+            puback_p99_us: None,
         })
         .collect();
     RunRecord {
