@@ -8,6 +8,7 @@ mod json;
 mod profile;
 mod rng;
 mod signal;
+pub mod sparkplug;
 
 pub use json::{read_stamp, write_fixed, Stamp};
 pub use profile::ProfileKind;

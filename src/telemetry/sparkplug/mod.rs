@@ -1,0 +1,75 @@
+//! Sparkplug B 3.0 for simulated edge nodes: payload schema, topics, the edge node state machine, primary
+//! host STATE gating and an observer-side stream validator. Pure: no I/O, no clock, no async.
+//!
+//! # What this relies on from Eclipse Sparkplug B 3.0
+//!
+//! - **Topics**: `spBv1.0/{group_id}/{NBIRTH|NDEATH|NDATA|NCMD}/{edge_node_id}`,
+//!   `spBv1.0/{group_id}/{DBIRTH|DDEATH|DDATA|DCMD}/{edge_node_id}/{device_id}`, host state
+//!   `spBv1.0/STATE/{host_id}` (2.2: `STATE/{host_id}`). Ids are non-empty and free of `/`, `+`, `#`.
+//! - **Payload**: the `sparkplug_b.proto` `Payload` message (proto2), see [`payload`]. Timestamps are
+//!   milliseconds since the Unix epoch, UTC.
+//! - **bdSeq**: an Int64 metric named `bdSeq`, 0..=255, in the NDEATH registered as the MQTT will and in the
+//!   NBIRTH that follows on the same connection (they must be equal); it advances once per connection.
+//!   Hosts ignore an NDEATH whose bdSeq differs from the current NBIRTH's (a stale will).
+//! - **seq**: one counter per edge node shared by NBIRTH, DBIRTH, NDATA, DDATA and DDEATH; NBIRTH carries 0, each
+//!   following message the previous + 1, wrapping 255 -> 0. NDEATH, NCMD, DCMD carry no seq. A rebirth
+//!   (NBIRTH again) restarts seq at 0 and keeps bdSeq.
+//! - **Births** carry every metric with name, alias, datatype, value and timestamp; NBIRTH also carries
+//!   `bdSeq` and `Node Control/Rebirth` (Boolean, false). Aliases are unique within the edge node (node and all
+//!   its devices). **Data** messages carry only changed metrics (report by exception), by alias, without
+//!   datatype. An NCMD setting `Node Control/Rebirth` = true asks for a rebirth.
+//! - **QoS / retain**: NBIRTH, NDATA, DBIRTH, DDATA, DDEATH: QoS 0, not retained. NDEATH will: QoS 1, not
+//!   retained. STATE (published by hosts): QoS 1, retained, JSON `{"online":bool,"timestamp":ms}`.
+//! - **Primary host**: an edge node configured with one waits for its STATE `online: true` before births
+//!   and disconnects when it goes offline; a STATE older than the last one seen is ignored.
+//!
+//! Integer encoding: Int8/16/32 and UInt8/16/32 in `int_value` (signed: two's complement sign-extended to 32
+//! bits), Int64/UInt64/DateTime in `long_value`; readers truncate, so zero-extended narrow negatives also read
+//! correctly.
+
+mod node;
+pub mod payload;
+mod state;
+pub mod topic;
+mod validator;
+mod value;
+
+pub use node::{
+    DeviceSpec, EdgeNode, Message, MetricSpec, NodeCommand, Outbox, QoS, BD_SEQ,
+    DEVICE_STATE_BYTES, REBIRTH,
+};
+pub use payload::{DataType, Metric, Payload};
+pub use state::{StateChange, StateError, StateGate};
+pub use topic::{MessageType, Topic, TopicError};
+pub use validator::{Validator, Violation, Violations};
+pub use value::{Deadband, Value};
+
+use thiserror::Error;
+
+/// Errors of the edge node model.
+#[derive(Debug, Error)]
+pub enum SparkplugError {
+    #[error("invalid {what} id: {source}")]
+    InvalidId {
+        what: &'static str,
+        source: TopicError,
+    },
+    #[error("duplicate device id `{0}`")]
+    DuplicateId(Box<str>),
+    #[error("invalid metric name `{0}` (empty, duplicate, or reserved)")]
+    InvalidMetric(Box<str>),
+    #[error("data type {0:?} is not simulated by the edge node model")]
+    UnsupportedDataType(DataType),
+    #[error("value does not fit data type {0:?}")]
+    ValueMismatch(DataType),
+    #[error("no device with index {0}")]
+    NoSuchDevice(usize),
+    #[error("no metric with index {0}")]
+    NoSuchMetric(usize),
+    #[error("not born: publish births (or the device's birth) first")]
+    NotBorn,
+    #[error("too many metrics for 32-bit aliases")]
+    TooManyMetrics,
+    #[error("payload does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
