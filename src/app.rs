@@ -77,6 +77,15 @@ fn describe(plan: &Plan) -> String {
             PhaseKind::Steady { .. } => {
                 out.push_str(&format!("  phase {:<12} steady for {secs:.1} s\n", p.name))
             }
+            PhaseKind::Churn { rate_per_s, .. } => out.push_str(&format!(
+                "  phase {:<12} churn for {secs:.1} s: {rate_per_s} devices/s drop and reconnect\n",
+                p.name
+            )),
+            PhaseKind::Storm { fraction, .. } => out.push_str(&format!(
+                "  phase {:<12} storm for {secs:.1} s: {:.0}% of the fleet drops at its start\n",
+                p.name,
+                fraction * 100.0
+            )),
         }
     }
     out

@@ -605,7 +605,7 @@ fn phase_rules() {
         Some("phases[0]"),
         7,
         None,
-        "both",
+        "only one of `ramp`, `steady`",
         "own list item",
     );
     let e = err(&format!("{BASE}phases:\n  - name: x\n"));
@@ -615,7 +615,7 @@ fn phase_rules() {
         Some("phases[0]"),
         7,
         None,
-        "needs `ramp` or `steady`",
+        "needs one of `ramp`, `steady`, `churn` or `storm`",
         "steady:",
     );
     let e = err(&format!("{BASE}phases:\n  - ramp: {{ connect_rate: 5 }}\n"));
@@ -869,7 +869,7 @@ fn duration_broker_and_seed_overrides() {
         .iter()
         .filter_map(|p| match p.kind {
             PhaseKind::Steady { duration } => Some(duration),
-            PhaseKind::Ramp { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(steady, [Duration::from_secs(60), Duration::from_secs(60)]);

@@ -11,7 +11,7 @@ use crate::metrics::{Counter, Metric};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
 use crate::mqtt::{tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError};
 use crate::plan::pacer::{self, Schedule};
-use crate::plan::DeviceRef;
+use crate::plan::{DeviceRef, Disruption};
 use crate::scenario::Qos;
 use crate::telemetry::DeviceTelemetry;
 
@@ -222,6 +222,8 @@ async fn connected(
     let mut inflight: Vec<Inflight> = Vec::new();
     let now = rec.now_us();
     let mut next_slot = device.schedule.first_slot_at_or_after(now);
+    // When a churn or storm phase makes this device drop (computed, like every time here).
+    let disruption = ctx.plan.next_disruption(rec.timeline(), device.dev, now);
     let mut keepalive = KeepAlive::new(keep_alive, now);
 
     let lose = |reason: Counter, inflight: &mut Vec<Inflight>| {
@@ -313,6 +315,16 @@ async fn connected(
             }
         }
 
+        if let Some((at, why)) = disruption {
+            if now >= at {
+                let reason = match why {
+                    Disruption::Churn => Counter::ChurnDrops,
+                    Disruption::Storm => Counter::StormDrops,
+                };
+                return lose(reason, &mut inflight);
+            }
+        }
+
         // 2. keep-alive
         match keepalive.poll(now) {
             KeepAliveAction::TimedOut => return lose(Counter::DisconnectKeepalive, &mut inflight),
@@ -345,6 +357,9 @@ async fn connected(
             wake = wake.min(if now < end_us { end_us } else { drain_until });
         }
         wake = wake.min(keepalive.next_deadline());
+        if let Some((at, _)) = disruption {
+            wake = wake.min(at);
+        }
         let wake_at = Instant::from_std(rec.clock().instant_at(wake.min(drain_until)));
         tokio::select! {
             biased;

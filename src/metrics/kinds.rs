@@ -111,6 +111,8 @@ counters! {
     DisconnectKeepalive => "disconnect_keepalive": "no PINGRESP within the keep-alive interval",
     DisconnectProtocol => "disconnect_protocol": "malformed or unexpected packet from the broker",
     DisconnectServer => "disconnect_server": "DISCONNECT sent by the broker (MQTT 5)",
+    ChurnDrops => "churn_drops": "connections a churn phase dropped on purpose (each device then reconnects)",
+    StormDrops => "storm_drops": "connections a storm phase dropped on purpose at its start (each device then reconnects)",
     Published => "published": "PUBLISH packets written to the socket",
     Acked => "acked": "QoS 1/2 publishes acknowledged (PUBACK / PUBCOMP) with success",
     PublishFailed => "publish_failed": "QoS 1/2 publishes lost: connection dropped before the ack, or a refusal reason code",

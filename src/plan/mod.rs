@@ -34,6 +34,17 @@ impl Shard {
     }
 }
 
+/// A prime above the largest fleet, so `g * CHURN_PRIME mod n` is a permutation of the fleet.
+const CHURN_PRIME: u64 = 10_000_019;
+const STORM_SALT: u64 = 0x5707_0000_0000_0001;
+
+/// Why a device drops its connection on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disruption {
+    Churn,
+    Storm,
+}
+
 /// A device's place in the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceRef {
@@ -146,7 +157,7 @@ impl Plan {
             .iter()
             .find_map(|p| match p.kind {
                 PhaseKind::Ramp { connect_rate_per_s } => Some(connect_rate_per_s),
-                PhaseKind::Steady { .. } => None,
+                _ => None,
             })
             .unwrap_or(f64::INFINITY)
     }
@@ -156,13 +167,12 @@ impl Plan {
         let mut t = start_us;
         let mut phases = Vec::with_capacity(self.scenario.phases.len());
         for p in &self.scenario.phases {
-            let duration_us = match &p.kind {
-                PhaseKind::Ramp { connect_rate_per_s } => {
+            let duration_us = match (&p.kind, p.kind.duration()) {
+                (PhaseKind::Ramp { connect_rate_per_s }, _) => {
                     pacer::connect_at(0, self.total_devices, *connect_rate_per_s)
                 }
-                PhaseKind::Steady { duration } => {
-                    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-                }
+                (_, Some(d)) => u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+                (_, None) => 0,
             };
             let end = t.saturating_add(duration_us);
             phases.push(PhaseWindow {
@@ -173,6 +183,51 @@ impl Plan {
             t = end;
         }
         Timeline { start_us, phases }
+    }
+
+    /// The next time at or after `after_us` when device `d` is made to drop its connection by a churn
+    /// or storm phase. A pure function of the plan: every device computes its own disruptions.
+    pub fn next_disruption(
+        &self,
+        timeline: &Timeline,
+        d: DeviceRef,
+        after_us: u64,
+    ) -> Option<(u64, Disruption)> {
+        let n = self.total_devices.max(1);
+        let seed = self.scenario.seed;
+        let mut best: Option<(u64, Disruption)> = None;
+        for (p, w) in self.scenario.phases.iter().zip(&timeline.phases) {
+            let hit = match p.kind {
+                PhaseKind::Churn { rate_per_s, .. } if rate_per_s > 0.0 => {
+                    // Churn event k (from the phase start) drops device pos⁻¹(k mod n); the permutation
+                    // spreads events over the fleet instead of walking it in order.
+                    let pos = (u128::from(d.global) * u128::from(CHURN_PRIME % n)
+                        + u128::from(seed % n))
+                        % u128::from(n);
+                    let pos = pos as f64;
+                    let from = after_us.max(w.start_us).saturating_sub(w.start_us) as f64
+                        * rate_per_s
+                        / 1e6;
+                    let j = ((from - pos) / n as f64).ceil().max(0.0);
+                    let k = pos + j * n as f64;
+                    let t = w.start_us.saturating_add((k * 1e6 / rate_per_s) as u64);
+                    (t >= after_us && t < w.end_us).then_some((t, Disruption::Churn))
+                }
+                PhaseKind::Storm { fraction, .. } => {
+                    let draw = pacer::splitmix64(seed ^ pacer::splitmix64(d.global ^ STORM_SALT))
+                        % 1_000_000;
+                    let chosen = (draw as f64) < fraction * 1_000_000.0;
+                    (chosen && w.start_us >= after_us).then_some((w.start_us, Disruption::Storm))
+                }
+                _ => None,
+            };
+            if let Some(h) = hit {
+                if best.is_none_or(|b| h.0 < b.0) {
+                    best = Some(h);
+                }
+            }
+        }
+        best
     }
 
     /// Global indices run by worker thread `worker` of `workers` inside this shard (a stride over the
@@ -234,5 +289,57 @@ mod tests {
             assert_eq!(tl.phase_at(t), want, "t={t}");
         }
         assert_eq!(tl.end_us(), 300);
+    }
+
+    fn behaviour_plan(devices: u32, kind: &str) -> (Plan, Timeline) {
+        let text = format!(
+            "name: b\nseed: 3\ngroups:\n  - {{ name: a, count: {devices}, profile: energy-meter }}\nphases:\n  - ramp: {{ connect_rate: 1000/s }}\n  - {kind}\n  - steady: {{ duration: 1s }}\n"
+        );
+        let s = crate::scenario::parse(&text, "b.yaml").unwrap();
+        let plan = Plan::new(s, Shard::default());
+        let tl = plan.timeline(1_000_000);
+        (plan, tl)
+    }
+
+    fn disruptions(plan: &Plan, tl: &Timeline, g: u64) -> Vec<(u64, Disruption)> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        while let Some((t, d)) = plan.next_disruption(tl, plan.device(g), after) {
+            out.push((t, d));
+            after = t + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn churn_drops_every_device_in_turn_at_the_rate() {
+        // 10 devices, 10 drops/s for 2 s: 20 events, each device exactly twice, one every 100 ms.
+        let (plan, tl) = behaviour_plan(10, "churn: { duration: 2s, rate: 10/s }");
+        let w = &tl.phases[1];
+        let mut all: Vec<u64> = Vec::new();
+        for g in 0..10 {
+            let d = disruptions(&plan, &tl, g);
+            assert_eq!(d.len(), 2, "device {g}: {d:?}");
+            assert!(d
+                .iter()
+                .all(|(t, k)| *k == Disruption::Churn && *t >= w.start_us && *t < w.end_us));
+            all.extend(d.iter().map(|(t, _)| *t));
+        }
+        all.sort_unstable();
+        let expected: Vec<u64> = (0..20).map(|k| w.start_us + k * 100_000).collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn storm_drops_the_fraction_at_once() {
+        let (plan, tl) = behaviour_plan(2000, "storm: { duration: 2s, fraction: 0.25 }");
+        let start = tl.phases[1].start_us;
+        let hit: Vec<u64> = (0..2000)
+            .filter_map(|g| plan.next_disruption(&tl, plan.device(g), 0).map(|(t, _)| t))
+            .collect();
+        assert!(hit.iter().all(|&t| t == start));
+        assert!((400..600).contains(&hit.len()), "{} of 2000", hit.len());
+        // once past the storm, nothing more
+        assert_eq!(plan.next_disruption(&tl, plan.device(0), start + 1), None);
     }
 }

@@ -4,6 +4,7 @@
 //! Entry points: [`load`] (read a file), [`parse`] (text), [`Scenario::apply_overrides`] (CLI flags),
 //! and the value parsers [`parse_duration`], [`parse_rate`], [`parse_broker_url`].
 
+mod behaviours;
 pub mod error;
 mod gates;
 pub mod model;

@@ -213,6 +213,42 @@ pub enum PhaseKind {
         #[serde(with = "duration_ms", rename = "duration_ms")]
         duration: Duration,
     },
+    /// Steady publishing while devices drop their connection (no DISCONNECT, like a power cut) at
+    /// `rate_per_s` and reconnect after a backoff.
+    Churn {
+        #[serde(with = "duration_ms", rename = "duration_ms")]
+        duration: Duration,
+        rate_per_s: f64,
+    },
+    /// A `fraction` of the fleet drops at the same instant at the start of the phase and reconnects
+    /// with exponential backoff and jitter: a reconnect storm.
+    Storm {
+        #[serde(with = "duration_ms", rename = "duration_ms")]
+        duration: Duration,
+        fraction: f64,
+    },
+}
+
+impl PhaseKind {
+    /// How long the phase lasts (`None` for the ramp, whose length follows from the fleet size).
+    pub fn duration(&self) -> Option<Duration> {
+        match self {
+            PhaseKind::Ramp { .. } => None,
+            PhaseKind::Steady { duration }
+            | PhaseKind::Churn { duration, .. }
+            | PhaseKind::Storm { duration, .. } => Some(*duration),
+        }
+    }
+
+    /// The kind's name in scenario files.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            PhaseKind::Ramp { .. } => "ramp",
+            PhaseKind::Steady { .. } => "steady",
+            PhaseKind::Churn { .. } => "churn",
+            PhaseKind::Storm { .. } => "storm",
+        }
+    }
 }
 
 /// Serialise durations as whole milliseconds in the resolved scenario of a report.

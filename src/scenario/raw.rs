@@ -148,6 +148,8 @@ pub struct RawPhase {
     pub name: Option<Scalar>,
     pub ramp: Option<Spanned<RawRamp>>,
     pub steady: Option<Spanned<RawSteady>>,
+    pub churn: Option<Spanned<RawChurn>>,
+    pub storm: Option<Spanned<RawStorm>>,
 }
 
 /// `ramp: { connect_rate: 500/s }`
@@ -173,4 +175,20 @@ pub struct RawObserver {
     pub topics: Option<Spanned<Vec<Scalar>>>,
     pub qos: Option<Scalar>,
     pub shared: Option<Scalar>,
+}
+
+/// `churn:` devices drop and reconnect at a rate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChurn {
+    pub duration: Scalar,
+    pub rate: Scalar,
+}
+
+/// `storm:` a fraction of the fleet drops at once at the start of the phase and reconnects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorm {
+    pub duration: Scalar,
+    pub fraction: Scalar,
 }

@@ -627,27 +627,35 @@ impl Validator<'_> {
             let p: &RawPhase = &item.value;
             let path = format!("phases[{i}]");
             let item_loc = loc(&item.referenced);
-            let kind = match (&p.ramp, &p.steady) {
-                (Some(_), Some(_)) | (None, None) => {
+            let set = [
+                p.ramp.is_some(),
+                p.steady.is_some(),
+                p.churn.is_some(),
+                p.storm.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if set != 1 {
+                return Err(self.r.error(
+                    ErrorKind::InvalidValue,
+                    item_loc,
+                    Some(path),
+                    if set == 0 {
+                        "a phase needs one of `ramp`, `steady`, `churn` or `storm`"
+                    } else {
+                        "a phase may have only one of `ramp`, `steady`, `churn` and `storm`"
+                    },
+                    Some(
+                        "write each phase as its own list item: `- ramp: { connect_rate: 500/s }`, `- steady: { duration: 30s }`, `- churn: { duration: 30s, rate: 20/s }` or `- storm: { duration: 30s, fraction: 0.3 }`"
+                            .into(),
+                    ),
+                ));
+            }
+            let kind = if let Some(r) = &p.ramp {
+                ramps += 1;
+                if ramps > 1 || i > 0 {
                     return Err(self.r.error(
-                        ErrorKind::InvalidValue,
-                        item_loc,
-                        Some(path),
-                        if p.ramp.is_some() {
-                            "a phase has both `ramp` and `steady`"
-                        } else {
-                            "a phase needs `ramp` or `steady`"
-                        },
-                        Some(
-                            "write each phase as its own list item: `- ramp: { connect_rate: 500/s }` or `- steady: { duration: 30s }`"
-                                .into(),
-                        ),
-                    ))
-                }
-                (Some(r), None) => {
-                    ramps += 1;
-                    if ramps > 1 || i > 0 {
-                        return Err(self.r.error(
                             ErrorKind::InvalidValue,
                             loc(&r.referenced).or(item_loc),
                             Some(format!("{path}.ramp")),
@@ -658,40 +666,41 @@ impl Validator<'_> {
                             },
                             Some("devices connect once, in the ramp; put a single ramp first and use steady phases after it".into()),
                         ));
-                    }
-                    let v = &r.value.connect_rate;
-                    let cpath = format!("{path}.ramp.connect_rate");
-                    let hint = "use a positive rate such as `500/s`, `30000/min` or `2/h`";
-                    let text = self.unit_text(v, &cpath, "a rate such as `500/s`", hint)?;
-                    let rate = parse_rate(&text).map_err(|m| self.invalid(v, &cpath, m, hint))?;
-                    if rate <= 0.0 || !rate.is_finite() {
-                        return Err(self.invalid(
-                            v,
-                            &cpath,
-                            "connect_rate must be greater than zero".into(),
-                            hint,
-                        ));
-                    }
-                    PhaseKind::Ramp {
-                        connect_rate_per_s: rate,
-                    }
                 }
-                (None, Some(s)) => {
-                    steadies += 1;
-                    let v = &s.value.duration;
-                    let dpath = format!("{path}.steady.duration");
-                    let hint = "use a positive duration such as `30s`, `5m` or `1h`";
-                    let d = self.duration(v, &dpath, hint)?;
-                    if d.is_zero() {
-                        return Err(self.invalid(
-                            v,
-                            &dpath,
-                            "a steady phase must last longer than zero".into(),
-                            hint,
-                        ));
-                    }
-                    PhaseKind::Steady { duration: d }
+                let v = &r.value.connect_rate;
+                let cpath = format!("{path}.ramp.connect_rate");
+                let hint = "use a positive rate such as `500/s`, `30000/min` or `2/h`";
+                let text = self.unit_text(v, &cpath, "a rate such as `500/s`", hint)?;
+                let rate = parse_rate(&text).map_err(|m| self.invalid(v, &cpath, m, hint))?;
+                if rate <= 0.0 || !rate.is_finite() {
+                    return Err(self.invalid(
+                        v,
+                        &cpath,
+                        "connect_rate must be greater than zero".into(),
+                        hint,
+                    ));
                 }
+                PhaseKind::Ramp {
+                    connect_rate_per_s: rate,
+                }
+            } else if let Some(s) = &p.steady {
+                steadies += 1;
+                let v = &s.value.duration;
+                let dpath = format!("{path}.steady.duration");
+                let hint = "use a positive duration such as `30s`, `5m` or `1h`";
+                let d = self.duration(v, &dpath, hint)?;
+                if d.is_zero() {
+                    return Err(self.invalid(
+                        v,
+                        &dpath,
+                        "a steady phase must last longer than zero".into(),
+                        hint,
+                    ));
+                }
+                PhaseKind::Steady { duration: d }
+            } else {
+                steadies += 1;
+                self.behaviour(p, &path)?
             };
             let (name, name_loc, name_path) = match &p.name {
                 Some(v) => (
@@ -705,10 +714,8 @@ impl Validator<'_> {
                     format!("{path}.name"),
                 ),
                 None => {
-                    let (base, n) = match kind {
-                        PhaseKind::Ramp { .. } => ("ramp", ramps),
-                        PhaseKind::Steady { .. } => ("steady", steadies),
-                    };
+                    let base = kind.kind_name();
+                    let n = out.iter().filter(|ph| ph.kind.kind_name() == base).count() + 1;
                     let name = if n <= 1 {
                         base.to_owned()
                     } else {
