@@ -329,6 +329,31 @@ async fn start_observers(
     })))
 }
 
+/// The output of a run that could not start: every phase empty, the outcome saying why.
+fn never_started(
+    plan: &Plan,
+    clock: Clock,
+    outcome: Outcome,
+    broker_label: String,
+) -> EngineOutput {
+    let timeline = plan.timeline(clock.now_us());
+    let windows: Vec<(String, u64, u64)> = timeline
+        .phases
+        .iter()
+        .map(|p| (p.name.clone(), p.start_us, p.end_us))
+        .collect();
+    let names = plan.groups().iter().map(|g| g.name.clone()).collect();
+    EngineOutput {
+        snapshot: RunSnapshot::empty(&windows, names),
+        series: Vec::new(),
+        outcome,
+        started_at_us: timeline.start_us,
+        ended_at_us: clock.now_us(),
+        broker_label,
+        worker_threads: 0,
+    }
+}
+
 fn progress_note_late(start_us: u64, now_us: u64) {
     eprintln!(
         "warning: the shared start time passed {} ms before this shard was ready; its first slots are late",
@@ -337,8 +362,19 @@ fn progress_note_late(start_us: u64, now_us: u64) {
 }
 
 async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, EngineError> {
-    let (addrs, broker_label) = broker_target(plan).await?;
     let clock = Clock::new();
+    let (addrs, broker_label) = match broker_target(plan).await {
+        Ok(t) => t,
+        // A broker name that does not resolve is an unreachable broker: report it like one.
+        Err(EngineError::Resolve { url, reason }) => {
+            let outcome = Outcome {
+                status: RunStatus::BrokerUnreachable,
+                message: format!("cannot resolve broker address `{url}`: {reason}"),
+            };
+            return Ok(never_started(plan, clock, outcome, url));
+        }
+        Err(e) => return Err(e),
+    };
     let devices = plan.shard_devices();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if opts.threads == 0 {
@@ -364,24 +400,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     {
         None => None,
         Some(Ok(o)) => Some(o),
-        Some(Err(outcome)) => {
-            let timeline = plan.timeline(clock.now_us());
-            let windows: Vec<(String, u64, u64)> = timeline
-                .phases
-                .iter()
-                .map(|p| (p.name.clone(), p.start_us, p.end_us))
-                .collect();
-            let names = plan.groups().iter().map(|g| g.name.clone()).collect();
-            return Ok(EngineOutput {
-                snapshot: RunSnapshot::empty(&windows, names),
-                series: Vec::new(),
-                outcome,
-                started_at_us: timeline.start_us,
-                ended_at_us: clock.now_us(),
-                broker_label,
-                worker_threads: 0,
-            });
-        }
+        Some(Err(outcome)) => return Ok(never_started(plan, clock, outcome, broker_label)),
     };
 
     // A short lead so every worker is up before the first intended connect (or the shared start).
