@@ -233,6 +233,12 @@ async fn connected(
         Ended::Lost(reason)
     };
 
+    // One cancellation waiter and one timer for the whole connected period, re-armed each turn:
+    // registering a fresh waiter and timer entry per message was a large share of the per-message CPU.
+    let cancelled = ctx.cancel.cancelled();
+    tokio::pin!(cancelled);
+    let timer = tokio::time::sleep_until(Instant::from_std(rec.clock().instant_at(now)));
+    tokio::pin!(timer);
     loop {
         let now = rec.now_us();
         // 1. everything due goes out, in one write
@@ -305,7 +311,7 @@ async fn connected(
         if session.has_pending_out() {
             let flushed = tokio::select! {
                 biased;
-                _ = ctx.cancel.cancelled() => None,
+                _ = &mut cancelled => None,
                 r = session.flush() => Some(r),
             };
             match flushed {
@@ -360,10 +366,12 @@ async fn connected(
         if let Some((at, _)) = disruption {
             wake = wake.min(at);
         }
-        let wake_at = Instant::from_std(rec.clock().instant_at(wake.min(drain_until)));
+        timer.as_mut().reset(Instant::from_std(
+            rec.clock().instant_at(wake.min(drain_until)),
+        ));
         tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => return cancel(rec, g, &mut inflight),
+            _ = &mut cancelled => return cancel(rec, g, &mut inflight),
             r = session.readable() => {
                 if r.is_err() {
                     return lose(Counter::DisconnectReset, &mut inflight);
@@ -396,7 +404,7 @@ async fn connected(
                     Err(SessionError::Protocol(_)) => return lose(Counter::DisconnectProtocol, &mut inflight),
                 }
             }
-            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = &mut timer => {}
         }
     }
 }
