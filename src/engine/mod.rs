@@ -7,6 +7,7 @@ pub mod limits;
 mod observer;
 pub mod processes;
 pub mod prometheus;
+mod ticker;
 mod worker;
 
 use std::net::SocketAddr;
@@ -447,7 +448,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     }
     drop(tx);
     drop(interval_tx);
-    let mut pending = IntervalHistograms::default();
+    let mut seconds = ticker::Seconds::default();
     let live_view = match opts.prometheus {
         Some(at) => Some(prometheus::serve(at, plan.scenario.name.clone()).await?),
         None => None,
@@ -470,8 +471,6 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         zero_since_us: None,
     };
     let progress = Progress::new(opts.progress, devices, &timeline);
-    let mut series = Vec::new();
-    let mut prev = Counters::default();
     let mut outcome = Outcome {
         status: RunStatus::Completed,
         message: String::new(),
@@ -511,12 +510,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             tick_us
         }));
         tokio::select! {
-            Some(h) = interval_rx.recv() => {
-                pending.merge(&h);
-                if let Some(view) = &live_view {
-                    view.add_latency(&h);
-                }
-            }
+            Some(h) = interval_rx.recv() => seconds.add_latency(&h, live_view.as_ref()),
             r = rx.recv(), if !devices_done => match r {
                 Some(Ok(s)) => snapshots.push(s),
                 Some(Err(e)) => errors.push(e),
@@ -539,21 +533,13 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                             tick,
                             connected,
                             counters: now_counters.clone(),
-                            interval: pending.encode(),
+                            interval: seconds.pending_encoded(),
                         });
                     }
-                    if let Some(view) = &live_view {
-                        view.set_counters(&now_counters, connected);
-                    }
-                    let mut point = SeriesPoint::from_delta(tick, connected, &prev, &now_counters);
-                    pending.annotate(&mut point);
-                    pending = IntervalHistograms::default();
-                    series.push(point);
-                    progress.update(clock.now_us(), connected, &now_counters, &prev);
-                    prev = now_counters;
+                    seconds.close(tick, connected, now_counters, clock.now_us(), live_view.as_ref(), &progress);
                     tick = tick.saturating_add(1);
                     if !cancel.is_cancelled() {
-                        if let Some(o) = watchdog.check(clock.now_us(), end_us, &prev, connected) {
+                        if let Some(o) = watchdog.check(clock.now_us(), end_us, seconds.last(), connected) {
                             progress.note(&o.message);
                             outcome = o;
                             cancel.cancel();
@@ -576,7 +562,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     }
     Ok(EngineOutput {
         snapshot,
-        series,
+        series: seconds.series,
         outcome,
         started_at_us: start_us,
         ended_at_us: clock.now_us(),

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 use super::{broker_target, shutdown_signal, EngineError, EngineOutput, RunOptions, TickSample};
-use crate::metrics::{Clock, Counters, IntervalHistograms, RunSnapshot, SeriesPoint};
+use crate::metrics::{Clock, Counters, IntervalHistograms, RunSnapshot};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
@@ -153,9 +153,7 @@ async fn coordinate(
         Some(at) => Some(super::prometheus::serve(at, plan.scenario.name.clone()).await?),
         None => None,
     };
-    let mut pending = IntervalHistograms::default();
-    let mut series = Vec::new();
-    let mut prev = Counters::default();
+    let mut seconds = super::ticker::Seconds::default();
     let mut tick: u32 = 1;
     let mut interrupted = false;
     let signal = shutdown_signal();
@@ -168,11 +166,7 @@ async fn coordinate(
             ev = rx.recv() => match ev {
                 Some(Event::Line(i, line)) => match serde_json::from_str::<PipeMessage>(&line) {
                     Ok(PipeMessage::Tick(t)) => {
-                        let h = IntervalHistograms::decode(&t.interval);
-                        if let Some(view) = &live_view {
-                            view.add_latency(&h);
-                        }
-                        pending.merge(&h);
+                        seconds.add_latency(&IntervalHistograms::decode(&t.interval), live_view.as_ref());
                         if let Some(c) = children.get_mut(i) {
                             c.latest = Some(t);
                         }
@@ -202,15 +196,7 @@ async fn coordinate(
             }
             _ = tokio::time::sleep_until(tick_at) => {
                 let (now, connected) = sum(&children);
-                if let Some(view) = &live_view {
-                    view.set_counters(&now, connected);
-                }
-                let mut point = SeriesPoint::from_delta(tick, connected, &prev, &now);
-                pending.annotate(&mut point);
-                pending = IntervalHistograms::default();
-                series.push(point);
-                progress.update(clock.now_us(), connected, &now, &prev);
-                prev = now;
+                seconds.close(tick, connected, now, clock.now_us(), live_view.as_ref(), &progress);
                 tick = tick.saturating_add(1);
             }
         }
@@ -264,7 +250,7 @@ async fn coordinate(
     }
     Ok(EngineOutput {
         snapshot,
-        series,
+        series: seconds.series,
         outcome,
         started_at_us: start_us,
         ended_at_us: ended_at_us.max(clock.now_us().min(ended_at_us.saturating_add(1))),

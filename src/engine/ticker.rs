@@ -1,0 +1,56 @@
+//! The coordinator's once-a-second bookkeeping, shared by the in-process coordinator and the parent of
+//! worker processes: a time-series point (with that second's latency percentiles), the live view for
+//! `--prometheus`, and the progress bar.
+
+use super::prometheus::LiveView;
+use crate::metrics::{Counters, IntervalHistograms, SeriesPoint};
+use crate::progress::Progress;
+
+/// Cumulative readings turned into one point per second.
+#[derive(Default)]
+pub struct Seconds {
+    prev: Counters,
+    pending: IntervalHistograms,
+    pub series: Vec<SeriesPoint>,
+}
+
+impl Seconds {
+    /// Latency histograms that arrived for the current second.
+    pub fn add_latency(&mut self, h: &IntervalHistograms, live: Option<&LiveView>) {
+        self.pending.merge(h);
+        if let Some(view) = live {
+            view.add_latency(h);
+        }
+    }
+
+    /// The current second's histograms, encoded for a parent process.
+    pub fn pending_encoded(&self) -> Vec<(crate::metrics::Metric, String)> {
+        self.pending.encode()
+    }
+
+    /// Close second `tick` with the cumulative counters read now.
+    pub fn close(
+        &mut self,
+        tick: u32,
+        connected: i64,
+        now: Counters,
+        now_us: u64,
+        live: Option<&LiveView>,
+        progress: &Progress,
+    ) {
+        if let Some(view) = live {
+            view.set_counters(&now, connected);
+        }
+        let mut point = SeriesPoint::from_delta(tick, connected, &self.prev, &now);
+        self.pending.annotate(&mut point);
+        self.pending = IntervalHistograms::default();
+        self.series.push(point);
+        progress.update(now_us, connected, &now, &self.prev);
+        self.prev = now;
+    }
+
+    /// The cumulative counters at the last closed second.
+    pub fn last(&self) -> &Counters {
+        &self.prev
+    }
+}
