@@ -68,6 +68,14 @@ fn counters(out: &mut String, r: &Report) {
     if c.get(Counter::Skipped) > 0 {
         row("skipped (late)", c.get(Counter::Skipped));
     }
+    for (label, counter) in [
+        ("dropped by churn", Counter::ChurnDrops),
+        ("dropped by storm", Counter::StormDrops),
+    ] {
+        if c.get(counter) > 0 {
+            row(label, c.get(counter));
+        }
+    }
     row("disconnects", c.disconnects());
     for (reason, n) in by_reason(c, "disconnect_") {
         row(&format!("  {reason}"), n);
