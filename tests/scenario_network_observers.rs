@@ -174,3 +174,41 @@ fn several_brokers_and_source_addresses() {
         "unknown assignment",
     );
 }
+
+#[test]
+fn sparkplug_payload_keys() {
+    let s = parse(
+        "name: net\ngroups:\n  - { name: a, count: 2, profile: cnc-machine, payload: sparkplug, sparkplug: { group_id: plant, devices: 3 } }\n  - { name: b, count: 1, profile: energy-meter }\nobservers:\n  - name: o\n",
+        FILE,
+    )
+    .unwrap();
+    assert_eq!(s.groups[0].sparkplug_group(), Some("plant"));
+    assert_eq!(s.groups[1].sparkplug_group(), None);
+    // the default observer covers both; only the JSON group is audited by stamps
+    assert_eq!(s.observers[0].groups, vec![0, 1]);
+    assert_eq!(s.fanout(), vec![0, 1]);
+    refused(
+        &with("    payload: xml\n"),
+        9,
+        "groups[1].payload",
+        "unknown payload",
+    );
+    refused(
+        &with("    payload: sparkplug\n    sparkplug: { group_id: \"a/b\" }\n"),
+        10,
+        "groups[1].sparkplug.group_id",
+        "not a valid Sparkplug group id",
+    );
+    refused(
+        &with("    payload: sparkplug\n    sparkplug: { devices: 0 }\n"),
+        10,
+        "groups[1].sparkplug.devices",
+        "between 1 and 256",
+    );
+    refused(
+        &with("    sparkplug: { devices: 2 }\n"),
+        9,
+        "groups[1].sparkplug",
+        "need `payload: sparkplug`",
+    );
+}

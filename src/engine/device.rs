@@ -12,8 +12,12 @@ use crate::mqtt::codec::{self, ConnectOptions, Incoming};
 use crate::mqtt::{tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError};
 use crate::plan::pacer::{self, Schedule};
 use crate::plan::{DeviceRef, Disruption};
+use crate::scenario::PayloadKind;
 use crate::scenario::Qos;
+use crate::telemetry::sparkplug::Message as SpbMessage;
 use crate::telemetry::DeviceTelemetry;
+
+use super::sparkplug::{self, SparkplugNode};
 
 /// First reconnect waits about this long; each further attempt doubles it, up to the cap.
 const BACKOFF_BASE_US: u64 = 1_000_000;
@@ -52,6 +56,8 @@ struct Device {
     schedule: Schedule,
     seq: u64,
     next_pkid: u16,
+    /// The Sparkplug B edge node, for groups with `payload: sparkplug`.
+    spb: Option<Box<SparkplugNode>>,
 }
 
 impl Device {
@@ -85,6 +91,18 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
             offset_us: pacer::phase_offset_us(seed, dev.global, group.interval_us),
             interval_us: group.interval_us,
         },
+        spb: match &spec.payload {
+            PayloadKind::Sparkplug { group_id, devices } => SparkplugNode::new(
+                group_id,
+                &client_id,
+                *devices,
+                spec.profile,
+                seed,
+                dev.global,
+            )
+            .map(Box::new),
+            PayloadKind::Json => None,
+        },
         client_id,
         topic,
         seq: 0,
@@ -108,10 +126,34 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                 ctx.recorder.connected_delta(-1);
                 match ended {
                     Ended::Finished | Ended::Cancelled => {
+                        if let Some(spb) = &device.spb {
+                            // A clean DISCONNECT suppresses the will, so announce the death ourselves.
+                            let death = spb.death();
+                            let mut out =
+                                Vec::with_capacity(death.payload.len() + death.topic.len() + 8);
+                            if let Ok(t) = codec::encode_topic(&death.topic) {
+                                codec::encode_publish(
+                                    &mut out,
+                                    ctx.version,
+                                    &t,
+                                    death.qos,
+                                    death.retain,
+                                    false,
+                                    1,
+                                    &death.payload,
+                                );
+                                let _ = session.try_send(&out);
+                            }
+                        }
                         session.close();
                         return;
                     }
-                    Ended::Lost(reason) => reason,
+                    Ended::Lost(reason) => {
+                        if let Some(spb) = device.spb.as_deref_mut() {
+                            spb.disconnected();
+                        }
+                        reason
+                    }
                 }
             }
             Err(reason) => reason,
@@ -170,6 +212,7 @@ async fn connect(
         clean_session: broker.clean_session,
         username: broker.username.clone(),
         password: broker.password.clone(),
+        will: device.spb.as_ref().map(|s| s.will()),
     };
     let attempt = async {
         let packet =
@@ -218,7 +261,10 @@ async fn connected(
     let end_us = rec.timeline().end_us();
     let drain_until = end_us.saturating_add(ctx.drain_us);
     let keep_alive = ctx.keep_alive_us;
-    let acked = group.qos != Qos::AtMostOnce;
+    // Sparkplug data goes at QoS 0, as the specification requires.
+    let acked = group.qos != Qos::AtMostOnce && device.spb.is_none();
+    let mut births_due = device.spb.is_some();
+    let mut topic_buf: Vec<u8> = Vec::new();
     let mut inflight: Vec<Inflight> = Vec::new();
     let now = rec.now_us();
     let mut next_slot = device.schedule.first_slot_at_or_after(now);
@@ -247,6 +293,17 @@ async fn connected(
             let mut out = ctx.write_buf.borrow_mut();
             out.clear();
             let mut payload = ctx.payload_buf.borrow_mut();
+            if births_due {
+                births_due = false;
+                if let Some(spb) = device.spb.as_deref_mut() {
+                    let births = spb.births(now);
+                    for m in births {
+                        encode_spb(&mut out, &mut topic_buf, ctx.version, m);
+                    }
+                    rec.count_n(Counter::Published, g, now, births.len() as u64);
+                    batch += 1;
+                }
+            }
             while batch < MAX_BATCH
                 && device.schedule.due(next_slot) <= now.saturating_add(EARLY_US)
                 && device.schedule.due(next_slot) < end_us
@@ -264,29 +321,41 @@ async fn connected(
                     continue;
                 }
                 let intended = device.schedule.due(next_slot).min(now);
-                payload.clear();
-                device.telemetry.encode_json_sent(
-                    &device.client_id,
-                    device.seq,
-                    intended,
-                    now,
-                    &mut payload,
-                );
                 let pkid = if acked { device.pkid() } else { 0 };
-                codec::encode_publish(
-                    &mut out,
-                    ctx.version,
-                    &device.topic,
-                    group.qos,
-                    group.retain,
-                    false,
-                    pkid,
-                    &payload,
-                );
+                let messages = match device.spb.as_deref_mut() {
+                    Some(spb) => {
+                        let data = spb.data(intended);
+                        for m in data {
+                            encode_spb(&mut out, &mut topic_buf, ctx.version, m);
+                        }
+                        data.len() as u64
+                    }
+                    None => {
+                        payload.clear();
+                        device.telemetry.encode_json_sent(
+                            &device.client_id,
+                            device.seq,
+                            intended,
+                            now,
+                            &mut payload,
+                        );
+                        codec::encode_publish(
+                            &mut out,
+                            ctx.version,
+                            &device.topic,
+                            group.qos,
+                            group.retain,
+                            false,
+                            pkid,
+                            &payload,
+                        );
+                        1
+                    }
+                };
                 if device.schedule.is_overrun(next_slot, now) {
                     rec.count(Counter::Overrun, g, intended);
                 }
-                rec.count(Counter::Published, g, intended);
+                rec.count_n(Counter::Published, g, intended, messages);
                 if group.fanout > 0 {
                     rec.count_n(Counter::ExpectedDeliveries, g, intended, group.fanout);
                 }
@@ -472,4 +541,29 @@ fn on_packet(
         | Incoming::UnsubAck { .. }
         | Incoming::Auth => {}
     }
+}
+
+/// Append one Sparkplug message as a PUBLISH (QoS 0 data and births carry no packet id).
+fn encode_spb(
+    out: &mut Vec<u8>,
+    topic_buf: &mut Vec<u8>,
+    version: crate::scenario::MqttVersion,
+    m: &SpbMessage,
+) {
+    topic_buf.clear();
+    let Ok(len) = u16::try_from(m.topic.len()) else {
+        return;
+    };
+    topic_buf.extend_from_slice(&len.to_be_bytes());
+    topic_buf.extend_from_slice(m.topic.as_bytes());
+    codec::encode_publish(
+        out,
+        version,
+        topic_buf,
+        sparkplug::qos(m),
+        m.retain,
+        false,
+        1,
+        &m.payload,
+    );
 }

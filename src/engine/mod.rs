@@ -7,6 +7,7 @@ pub mod limits;
 mod observer;
 pub mod processes;
 pub mod prometheus;
+mod sparkplug;
 mod ticker;
 mod worker;
 

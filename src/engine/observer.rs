@@ -22,12 +22,20 @@ use crate::plan::{Plan, Timeline};
 use crate::scenario::topic::{group_filter, matches};
 use crate::scenario::{MqttVersion, Qos};
 use crate::telemetry::read_stamp;
+use crate::telemetry::sparkplug::{Validator, Violation};
 
 /// A session's start-up result: `Ok((subscribe sent, suback received))` or why it failed.
 pub type Ready = Result<(u64, u64), String>;
 
 /// Stream audits of one observer stream set (a session, or all sessions of a shared observer).
-type Streams = RefCell<HashMap<Box<str>, StreamAudit>>;
+type Streams = RefCell<StreamSet>;
+
+/// What one observer stream set has seen: per-device JSON stream audits and the Sparkplug rules.
+#[derive(Default)]
+struct StreamSet {
+    json: HashMap<Box<str>, StreamAudit>,
+    sparkplug: Validator,
+}
 
 struct ObsCtx {
     plan: Arc<Plan>,
@@ -39,6 +47,8 @@ struct ObsCtx {
     cancel: CancellationToken,
     /// `(filter, group)` for attributing a topic to its group.
     group_filters: Vec<(String, usize)>,
+    /// `(Sparkplug group id, group)` for Sparkplug groups.
+    sparkplug_groups: Vec<(String, usize)>,
     read_buf: RefCell<Vec<u8>>,
     write_buf: RefCell<Vec<u8>>,
 }
@@ -90,6 +100,13 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         brokers: spec.brokers.clone(),
         cancel: spec.cancel.clone(),
         group_filters,
+        sparkplug_groups: spec
+            .plan
+            .groups()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.sparkplug_group().map(|id| (id.to_owned(), i)))
+            .collect(),
         read_buf: RefCell::new(Vec::new()),
         write_buf: RefCell::new(Vec::with_capacity(4096)),
     });
@@ -104,12 +121,12 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         let (suback_tx, mut suback_rx) = mpsc::unbounded_channel::<(usize, u64, u64)>();
         for (oi, o) in ctx.plan.scenario.observers.iter().enumerate() {
             for (bi, broker) in ctx.brokers.iter().enumerate() {
-                let shared_streams: Rc<Streams> = Rc::new(RefCell::new(HashMap::new()));
+                let shared_streams: Rc<Streams> = Rc::new(RefCell::new(StreamSet::default()));
                 for si in 0..o.count {
                     let streams = if o.shared {
                         shared_streams.clone()
                     } else {
-                        Rc::new(RefCell::new(HashMap::new()))
+                        Rc::new(RefCell::new(StreamSet::default()))
                     };
                     let group = o.groups.first().copied().unwrap_or(0);
                     tracker.spawn_local(session(
@@ -209,6 +226,7 @@ async fn session(
         clean_session: true,
         username: broker.username.clone(),
         password: broker.password.clone(),
+        will: None,
     };
     let filters: Vec<(String, Qos)> = o
         .topics
@@ -361,6 +379,10 @@ fn audit(ctx: &ObsCtx, streams: &Streams, topic: &[u8], payload: &[u8], done_us:
     let Some(rec) = ctx.recorder.get() else {
         return;
     };
+    if topic.starts_with(b"spBv1.0/") {
+        sparkplug_audit(ctx, rec, streams, topic, payload, done_us);
+        return;
+    }
     let Some(stamp) = read_stamp(payload) else {
         return;
     };
@@ -368,7 +390,8 @@ fn audit(ctx: &ObsCtx, streams: &Streams, topic: &[u8], payload: &[u8], done_us:
         return;
     };
     let seen = {
-        let mut map = streams.borrow_mut();
+        let mut set = streams.borrow_mut();
+        let map = &mut set.json;
         match map.get_mut(stamp.device_id) {
             Some(a) => a.observe(stamp.seq),
             None => {
@@ -396,4 +419,53 @@ fn audit(ctx: &ObsCtx, streams: &Streams, topic: &[u8], payload: &[u8], done_us:
         stamp.sent_at_us,
         done_us,
     );
+}
+
+/// Check a Sparkplug message against the protocol rules and count what it was.
+fn sparkplug_audit(
+    ctx: &ObsCtx,
+    rec: &Recorder,
+    streams: &Streams,
+    topic: &[u8],
+    payload: &[u8],
+    at: u64,
+) {
+    let Ok(topic) = std::str::from_utf8(topic) else {
+        return;
+    };
+    let mut levels = topic.split('/');
+    let (Some(_), Some(gid), Some(kind)) = (levels.next(), levels.next(), levels.next()) else {
+        return;
+    };
+    let Some(group) = ctx
+        .sparkplug_groups
+        .iter()
+        .find(|(id, _)| id == gid)
+        .map(|(_, g)| *g)
+    else {
+        return;
+    };
+    let found = streams
+        .borrow_mut()
+        .sparkplug
+        .observe(topic, payload, false);
+    let what = match kind {
+        "NBIRTH" | "DBIRTH" => Some(Counter::SparkplugBirths),
+        "NDEATH" | "DDEATH" => Some(Counter::SparkplugDeaths),
+        "NDATA" | "DDATA" => Some(Counter::SparkplugData),
+        _ => None,
+    };
+    if let Some(c) = what {
+        rec.count(c, group, at);
+    }
+    for v in found.iter() {
+        let c = match v {
+            Violation::SeqGap => Counter::SparkplugSeqGap,
+            Violation::DataBeforeBirth => Counter::SparkplugDataBeforeBirth,
+            Violation::BdSeqMismatch => Counter::SparkplugBdSeqMismatch,
+            Violation::UnknownAlias => Counter::SparkplugUnknownAlias,
+            Violation::Malformed => Counter::SparkplugMalformed,
+        };
+        rec.count(c, group, at);
+    }
 }

@@ -23,7 +23,7 @@ use crate::report::{Outcome, RunStatus};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PipeMessage {
-    Tick(TickSample),
+    Tick(Box<TickSample>),
     Final {
         outcome: Outcome,
         snapshot: RunSnapshot,
@@ -168,7 +168,7 @@ async fn coordinate(
                     Ok(PipeMessage::Tick(t)) => {
                         seconds.add_latency(&IntervalHistograms::decode(&t.interval), live_view.as_ref());
                         if let Some(c) = children.get_mut(i) {
-                            c.latest = Some(t);
+                            c.latest = Some(*t);
                         }
                     }
                     Ok(PipeMessage::Final { outcome, snapshot, started_at_us, ended_at_us, worker_threads }) => {
@@ -272,7 +272,7 @@ fn forward_interrupt(pid: u32) {
 /// The tick hook a worker process uses: one JSON line per second on stdout.
 pub fn stdout_tick_hook() -> super::TickHook {
     Arc::new(|t: &TickSample| {
-        write_line(&PipeMessage::Tick(t.clone()));
+        write_line(&PipeMessage::Tick(Box::new(t.clone())));
     })
 }
 

@@ -124,6 +124,14 @@ counters! {
     Received => "received": "distinct messages observers received (each device sequence number once per observer stream)",
     Duplicates => "duplicates": "messages observers received again (a sequence number already seen on that stream)",
     Reordered => "reordered": "messages observers received after a later message of the same device stream",
+    SparkplugBirths => "sparkplug_births": "NBIRTH and DBIRTH messages observers received",
+    SparkplugDeaths => "sparkplug_deaths": "NDEATH and DDEATH messages observers received (an NDEATH is usually the broker delivering a will)",
+    SparkplugData => "sparkplug_data": "NDATA and DDATA messages observers received",
+    SparkplugSeqGap => "sparkplug_seq_gap": "Sparkplug messages whose seq was not the previous one + 1 (mod 256) within a session",
+    SparkplugDataBeforeBirth => "sparkplug_data_before_birth": "Sparkplug data or device births seen before the node's (or device's) birth",
+    SparkplugBdSeqMismatch => "sparkplug_bdseq_mismatch": "NDEATH whose bdSeq differs from the current NBIRTH's",
+    SparkplugUnknownAlias => "sparkplug_unknown_alias": "Sparkplug data using an alias that was never born",
+    SparkplugMalformed => "sparkplug_malformed": "Sparkplug messages that did not decode",
 }
 
 #[cfg(test)]

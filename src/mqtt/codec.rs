@@ -20,6 +20,17 @@ pub struct ConnectOptions {
     pub clean_session: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The message the broker publishes if the connection dies without DISCONNECT.
+    pub will: Option<Will>,
+}
+
+/// An MQTT last will.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: Qos,
+    pub retain: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +56,14 @@ pub fn encode_connect(o: &ConnectOptions) -> Result<Vec<u8>, CodecError> {
             let mut c = v4::Connect::new(o.client_id.clone());
             c.keep_alive = o.keep_alive_s;
             c.clean_session = o.clean_session;
+            c.last_will = o.will.as_ref().map(|w| {
+                v4::LastWill::new(
+                    w.topic.clone(),
+                    w.payload.clone(),
+                    to_v4_qos(w.qos),
+                    w.retain,
+                )
+            });
             if let Some(u) = &o.username {
                 c.set_login(u.clone(), o.password.clone().unwrap_or_default());
             }
@@ -61,7 +80,16 @@ pub fn encode_connect(o: &ConnectOptions) -> Result<Vec<u8>, CodecError> {
                 .username
                 .as_ref()
                 .map(|u| mq5::Login::new(u.clone(), o.password.clone().unwrap_or_default()));
-            c.write(&None, &login, &mut buf).map_err(|e| err(&e))?;
+            let will = o.will.as_ref().map(|w| {
+                mq5::LastWill::new(
+                    w.topic.clone(),
+                    w.payload.clone(),
+                    to_v5_qos(w.qos),
+                    w.retain,
+                    None,
+                )
+            });
+            c.write(&will, &login, &mut buf).map_err(|e| err(&e))?;
         }
     }
     Ok(buf.to_vec())
@@ -476,6 +504,12 @@ mod tests {
                 clean_session: true,
                 username: Some("u".into()),
                 password: Some("p".into()),
+                will: Some(Will {
+                    topic: "w".into(),
+                    payload: vec![1, 2],
+                    qos: Qos::AtLeastOnce,
+                    retain: false,
+                }),
             })
             .unwrap();
             assert_eq!(c[0], 0x10);

@@ -5,6 +5,6 @@ pub mod codec;
 mod keepalive;
 mod session;
 
-pub use codec::{ConnectOptions, Incoming};
+pub use codec::{ConnectOptions, Incoming, Will};
 pub use keepalive::{KeepAlive, KeepAliveAction};
 pub use session::{tcp_connect, ConnectError, ReadStatus, Session, SessionError};

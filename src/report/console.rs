@@ -80,6 +80,22 @@ fn counters(out: &mut String, r: &Report) {
     for (reason, n) in by_reason(c, "disconnect_") {
         row(&format!("  {reason}"), n);
     }
+    if c.get(Counter::SparkplugBirths) > 0 {
+        row("sparkplug births seen", c.get(Counter::SparkplugBirths));
+        row("  deaths", c.get(Counter::SparkplugDeaths));
+        row("  data", c.get(Counter::SparkplugData));
+        let violations: u64 = [
+            Counter::SparkplugSeqGap,
+            Counter::SparkplugDataBeforeBirth,
+            Counter::SparkplugBdSeqMismatch,
+            Counter::SparkplugUnknownAlias,
+            Counter::SparkplugMalformed,
+        ]
+        .iter()
+        .map(|&k| c.get(k))
+        .sum();
+        row("  rule violations", violations);
+    }
     let d = &r.totals.totals.deliveries;
     if d.expected > 0 || d.received > 0 {
         row("observer deliveries expected", d.expected);

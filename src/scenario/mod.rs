@@ -11,6 +11,7 @@ pub mod model;
 mod network;
 mod observers;
 mod overrides;
+mod payload;
 pub mod raw;
 pub mod template;
 pub mod topic;

@@ -141,6 +141,29 @@ pub struct Group {
     pub max_inflight: u16,
     /// What a device that fell a whole interval behind does with the slots it missed.
     pub late_sends: LateSends,
+    /// How telemetry goes on the wire.
+    pub payload: PayloadKind,
+}
+
+/// The payload encoding of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PayloadKind {
+    /// One JSON message per slot on the group's topic, stamped with device, seq and intended time.
+    Json,
+    /// Each connection is a Sparkplug B edge node with `devices` devices: NBIRTH/DBIRTH after connect,
+    /// DDATA by alias each slot, NDEATH as the MQTT will, topics `spBv1.0/{group_id}/...`.
+    Sparkplug { group_id: String, devices: u16 },
+}
+
+impl Group {
+    /// The Sparkplug group id, if this group speaks Sparkplug B.
+    pub fn sparkplug_group(&self) -> Option<&str> {
+        match &self.payload {
+            PayloadKind::Sparkplug { group_id, .. } => Some(group_id),
+            PayloadKind::Json => None,
+        }
+    }
 }
 
 /// Policy for sends that are already late by more than one interval.
@@ -187,6 +210,14 @@ impl Scenario {
         let mut out = vec![0; self.groups.len()];
         for o in &self.observers {
             for &g in &o.groups {
+                // Sparkplug groups are audited by the Sparkplug rules, not by per-message stamps.
+                if self
+                    .groups
+                    .get(g)
+                    .is_some_and(|g| g.sparkplug_group().is_some())
+                {
+                    continue;
+                }
                 if let Some(slot) = out.get_mut(g) {
                     *slot += o.fanout();
                 }

@@ -16,6 +16,14 @@ pub const MAX_OBSERVER_SESSIONS: i128 = 1000;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
+/// The filter covering every topic a group publishes on.
+pub(crate) fn group_topics(g: &Group) -> String {
+    match g.sparkplug_group() {
+        Some(id) => format!("spBv1.0/{id}/#"),
+        None => group_filter(&g.topic, &g.name),
+    }
+}
+
 /// The topic of the first and the last device of a group (enough to tell whether a filter covers the
 /// whole group, since templates only vary by placeholders).
 fn edge_topics(g: &Group, client_id: &crate::scenario::template::Template) -> [String; 2] {
@@ -50,13 +58,12 @@ impl Validator<'_> {
             .map(|g| edge_topics(g, &broker.client_id))
             .collect();
         // Observers tell a message's group from its topic: no two groups' topics may overlap.
-        let filters: Vec<String> = groups
-            .iter()
-            .map(|g| group_filter(&g.topic, &g.name))
-            .collect();
+        let filters: Vec<String> = groups.iter().map(group_topics).collect();
         for (a, ga) in groups.iter().enumerate() {
             for (b, gb) in groups.iter().enumerate().skip(a + 1) {
-                if filters_intersect(&filters[a], &filters[b]) {
+                // Sparkplug groups are told apart by their Sparkplug group id, JSON groups by topic.
+                let both_json = ga.sparkplug_group().is_none() && gb.sparkplug_group().is_none();
+                if both_json && filters_intersect(&filters[a], &filters[b]) {
                     let first = &list.value[0].value.name;
                     return Err(self.invalid(
                         first,
@@ -136,7 +143,10 @@ impl Validator<'_> {
                     let mut seen = HashSet::new();
                     groups
                         .iter()
-                        .map(|g| template_filter(&g.topic))
+                        .map(|g| match g.sparkplug_group() {
+                            Some(_) => "spBv1.0/#".to_owned(),
+                            None => template_filter(&g.topic),
+                        })
                         .filter(|f| seen.insert(f.clone()))
                         .collect()
                 }
@@ -175,6 +185,13 @@ impl Validator<'_> {
             // at most one filter (overlapping filters may deliver a message twice).
             let mut covered = Vec::new();
             for (gi, (g, gf)) in groups.iter().zip(&filters).enumerate() {
+                if g.sparkplug_group().is_some() {
+                    // audited by the Sparkplug rules: any filter reaching the group's namespace will do
+                    if topics.iter().any(|f| filters_intersect(f, gf)) {
+                        covered.push(gi);
+                    }
+                    continue;
+                }
                 let hits: Vec<&String> =
                     topics.iter().filter(|f| filters_intersect(f, gf)).collect();
                 let whole: Vec<&&String> = hits.iter().filter(|f| filter_covers(f, gf)).collect();

@@ -139,6 +139,8 @@ pub struct RawGroup {
     pub topic: Option<Scalar>,
     pub max_inflight: Option<Scalar>,
     pub late_sends: Option<Scalar>,
+    pub payload: Option<Scalar>,
+    pub sparkplug: Option<Spanned<RawSparkplug>>,
 }
 
 /// One item of `phases:`: exactly one of `ramp` / `steady`, plus an optional `name`.
@@ -191,4 +193,12 @@ pub struct RawChurn {
 pub struct RawStorm {
     pub duration: Scalar,
     pub fraction: Scalar,
+}
+
+/// `sparkplug:` of a group with `payload: sparkplug`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSparkplug {
+    pub group_id: Option<Scalar>,
+    pub devices: Option<Scalar>,
 }

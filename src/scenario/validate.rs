@@ -585,6 +585,7 @@ impl Validator<'_> {
                     }
                 }
             };
+            let payload = self.payload(g, &p, &name)?;
             out.push(Group {
                 name,
                 count: u32::try_from(count).unwrap_or(u32::MAX),
@@ -595,6 +596,7 @@ impl Validator<'_> {
                 topic,
                 max_inflight,
                 late_sends,
+                payload,
             });
         }
         Ok(out)
