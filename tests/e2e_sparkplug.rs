@@ -90,3 +90,117 @@ fn sparkplug_edge_nodes_against_mosquitto() {
         Some(&url),
     ));
 }
+
+/// A primary host's NCMD `Node Control/Rebirth` makes a running node publish its births again.
+#[test]
+fn ncmd_rebirth_makes_the_node_rebirth() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    use fleetstorm::broker::{start_embedded, EmbeddedLimits};
+    use fleetstorm::mqtt::codec::{self, ConnectOptions, Incoming};
+    use fleetstorm::scenario::{MqttVersion, Qos};
+
+    let broker = start_embedded(EmbeddedLimits::default()).unwrap().v4;
+    let gid = format!("rb{}", std::process::id());
+    let text = format!(
+        "name: {gid}\nbroker:\n  url: mqtt://{broker}\n  client_id: \"{{group}}-{{index}}\"\ngroups:\n  - {{ name: line, count: 1, profile: energy-meter, interval: 100ms, payload: sparkplug, sparkplug: {{ group_id: {gid}, devices: 1 }} }}\nphases:\n  - ramp: {{ connect_rate: 10/s }}\n  - steady: {{ duration: 6s }}\n"
+    );
+    let plan = Plan::new(
+        fleetstorm::scenario::parse(&text, "rb.yaml").unwrap(),
+        Shard::default(),
+    );
+    let runner = std::thread::spawn(move || {
+        run(
+            &plan,
+            &RunOptions {
+                threads: 1,
+                ..RunOptions::default()
+            },
+        )
+    });
+
+    // A host: subscribe to the group's NBIRTHs, wait for the node's birth, ask for a rebirth, wait again.
+    let mut host = TcpStream::connect(broker).unwrap();
+    host.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let connect = codec::encode_connect(&ConnectOptions {
+        version: MqttVersion::V311,
+        client_id: format!("{gid}-host"),
+        keep_alive_s: 30,
+        clean_session: true,
+        username: None,
+        password: None,
+        will: None,
+    })
+    .unwrap();
+    host.write_all(&connect).unwrap();
+    let sub = codec::encode_subscribe(
+        MqttVersion::V311,
+        1,
+        &[(format!("spBv1.0/{gid}/NBIRTH/#"), Qos::AtMostOnce)],
+    )
+    .unwrap();
+    host.write_all(&sub).unwrap();
+    let mut buf: Vec<u8> = Vec::new();
+    // The node's first birth may go out before this subscription is active: then ask after 2 s anyway.
+    // What must hold: an NBIRTH arrives after the request.
+    let started = Instant::now();
+    let mut births = 0;
+    let mut births_after_ask = 0;
+    let mut asked = false;
+    let deadline = started + Duration::from_secs(15);
+    while births_after_ask == 0 && Instant::now() < deadline {
+        let mut chunk = [0u8; 4096];
+        if let Ok(n) = host.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        while let Ok(Some((packet, used))) = codec::parse(&buf, MqttVersion::V311) {
+            if let Incoming::Publish { topic, .. } = packet {
+                assert_eq!(topic, format!("spBv1.0/{gid}/NBIRTH/line-0").as_bytes());
+                births += 1;
+                if asked {
+                    births_after_ask += 1;
+                }
+            }
+            buf.drain(..used);
+        }
+        if !asked && (births == 1 || started.elapsed() > Duration::from_secs(2)) {
+            asked = true;
+            let topic = codec::encode_topic(&format!("spBv1.0/{gid}/NCMD/line-0")).unwrap();
+            let mut publish = Vec::new();
+            let payload = fleetstorm::telemetry::sparkplug::rebirth_request(1);
+            codec::encode_publish(
+                &mut publish,
+                MqttVersion::V311,
+                &topic,
+                Qos::AtMostOnce,
+                false,
+                false,
+                0,
+                &payload,
+            );
+            host.write_all(&publish).unwrap();
+        }
+    }
+    assert!(asked);
+    assert_eq!(
+        births_after_ask, 1,
+        "no NBIRTH after the rebirth request ({births} in all)"
+    );
+    let out = runner.join().unwrap().unwrap();
+    assert_eq!(out.outcome.status, RunStatus::Completed);
+    // one connection, two births (first birth and the rebirth): NBIRTH + DBIRTH each, plus the data
+    assert_eq!(
+        out.snapshot
+            .total()
+            .unwrap()
+            .counters
+            .get(Counter::ConnectSuccesses),
+        1
+    );
+}

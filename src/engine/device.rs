@@ -247,6 +247,8 @@ async fn connect(
 struct ReadFlags {
     pingresp: bool,
     server_disconnect: bool,
+    /// A Sparkplug host asked for a rebirth (NCMD `Node Control/Rebirth`).
+    rebirth: bool,
 }
 
 /// The connected period: publish on schedule, handle acks, keep alive.
@@ -264,6 +266,7 @@ async fn connected(
     // Sparkplug data goes at QoS 0, as the specification requires.
     let acked = group.qos != Qos::AtMostOnce && device.spb.is_none();
     let mut births_due = device.spb.is_some();
+    let mut subscribed = false;
     let mut topic_buf: Vec<u8> = Vec::new();
     let mut inflight: Vec<Inflight> = Vec::new();
     let now = rec.now_us();
@@ -296,6 +299,14 @@ async fn connected(
             if births_due {
                 births_due = false;
                 if let Some(spb) = device.spb.as_deref_mut() {
+                    if !subscribed {
+                        // Listen for NCMD (rebirth requests) before announcing the node.
+                        subscribed = true;
+                        let filters = [(spb.command_topic().to_owned(), Qos::AtMostOnce)];
+                        if let Ok(sub) = codec::encode_subscribe(ctx.version, 1, &filters) {
+                            out.extend_from_slice(&sub);
+                        }
+                    }
                     let births = spb.births(now);
                     for m in births {
                         encode_spb(&mut out, &mut topic_buf, ctx.version, m);
@@ -451,7 +462,11 @@ async fn connected(
                     let mut out = ctx.write_buf.borrow_mut();
                     out.clear();
                     let done_us = rec.now_us();
+                    let spb = device.spb.as_deref();
                     let result = session.read_available(&mut scratch, &mut |p| {
+                        if let (Some(s), Incoming::Publish { topic, payload, .. }) = (spb, p) {
+                            flags.rebirth |= s.wants_rebirth(topic, payload);
+                        }
                         on_packet(rec, g, done_us, p, &mut inflight, &mut out, &mut flags)
                     });
                     match result {
@@ -462,6 +477,9 @@ async fn connected(
                 };
                 if flags.pingresp {
                     keepalive.pong();
+                }
+                if flags.rebirth {
+                    births_due = true;
                 }
                 if flags.server_disconnect {
                     return lose(Counter::DisconnectServer, &mut inflight);

@@ -131,6 +131,8 @@ fn schema(profile: ProfileKind) -> Option<Arc<[MetricSpec]>> {
 /// One edge node: the MQTT connection of a device task in a Sparkplug group.
 pub struct SparkplugNode {
     edge: EdgeNode,
+    /// `spBv1.0/{group}/NCMD/{node}`: where a host asks this node for a rebirth.
+    command_topic: Box<str>,
     outbox: Outbox,
     profile: ProfileKind,
     key: u64,
@@ -159,6 +161,7 @@ impl SparkplugNode {
         let edge = EdgeNode::new(group_id, node_id, Arc::from(Vec::new()), &specs).ok()?;
         Some(SparkplugNode {
             edge,
+            command_topic: format!("spBv1.0/{group_id}/NCMD/{node_id}").into(),
             outbox: Outbox::new(),
             profile,
             key: splitmix64(seed ^ splitmix64(key)),
@@ -204,6 +207,17 @@ impl SparkplugNode {
                 .data(d, &self.samples, t_us / 1000, &mut self.outbox);
         }
         self.outbox.messages()
+    }
+
+    /// The topic this node subscribes to for commands.
+    pub fn command_topic(&self) -> &str {
+        &self.command_topic
+    }
+
+    /// Whether a message on `topic` is an NCMD asking this node for a rebirth.
+    pub fn wants_rebirth(&self, topic: &[u8], payload: &[u8]) -> bool {
+        topic == self.command_topic.as_bytes()
+            && self.edge.on_command(payload).is_ok_and(|c| c.rebirth)
     }
 
     /// The connection ended: the next session uses the next bdSeq.

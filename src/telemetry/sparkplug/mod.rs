@@ -73,3 +73,21 @@ pub enum SparkplugError {
     #[error("payload does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
 }
+
+/// An NCMD payload asking an edge node for a rebirth (`Node Control/Rebirth` = true), as a primary host
+/// sends it.
+pub fn rebirth_request(timestamp_ms: u64) -> Vec<u8> {
+    use prost::Message as _;
+    let payload = Payload {
+        timestamp: Some(timestamp_ms),
+        metrics: vec![Metric {
+            name: Some(REBIRTH.to_owned()),
+            timestamp: Some(timestamp_ms),
+            datatype: Some(DataType::Boolean.number()),
+            value: Some(payload::metric::Value::BooleanValue(true)),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    };
+    payload.encode_to_vec()
+}
