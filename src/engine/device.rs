@@ -128,7 +128,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                     Ended::Finished | Ended::Cancelled => {
                         if let Some(spb) = &device.spb {
                             // A clean DISCONNECT suppresses the will, so announce the death ourselves.
-                            let death = spb.death();
+                            let death = spb.will();
                             let mut out =
                                 Vec::with_capacity(death.payload.len() + death.topic.len() + 8);
                             if let Ok(t) = codec::encode_topic(&death.topic) {
@@ -568,12 +568,9 @@ fn encode_spb(
     version: crate::scenario::MqttVersion,
     m: &SpbMessage,
 ) {
-    topic_buf.clear();
-    let Ok(len) = u16::try_from(m.topic.len()) else {
+    if codec::encode_topic_into(topic_buf, &m.topic).is_err() {
         return;
-    };
-    topic_buf.extend_from_slice(&len.to_be_bytes());
-    topic_buf.extend_from_slice(m.topic.as_bytes());
+    }
     codec::encode_publish(
         out,
         version,

@@ -224,11 +224,6 @@ impl SparkplugNode {
     pub fn disconnected(&mut self) {
         self.edge.disconnected();
     }
-
-    /// The current will, to publish before a clean DISCONNECT (which suppresses the will).
-    pub fn death(&self) -> Will {
-        self.will()
-    }
 }
 
 fn to_will(m: Message) -> Will {

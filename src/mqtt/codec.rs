@@ -145,12 +145,19 @@ fn to_v5_qos(q: Qos) -> rumqttc::v5::mqttbytes::QoS {
 
 /// A topic encoded once as an MQTT string (2-byte length + UTF-8), reused for every PUBLISH.
 pub fn encode_topic(topic: &str) -> Result<Box<[u8]>, CodecError> {
+    let mut out = Vec::with_capacity(2 + topic.len());
+    encode_topic_into(&mut out, topic)?;
+    Ok(out.into_boxed_slice())
+}
+
+/// [`encode_topic`] into a reused buffer (cleared first), for topics that change per message.
+pub fn encode_topic_into(out: &mut Vec<u8>, topic: &str) -> Result<(), CodecError> {
     let len = u16::try_from(topic.len())
         .map_err(|_| CodecError::Encode("topic", format!("{} bytes is over 65535", topic.len())))?;
-    let mut out = Vec::with_capacity(2 + topic.len());
+    out.clear();
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(topic.as_bytes());
-    Ok(out.into_boxed_slice())
+    Ok(())
 }
 
 fn put_remaining_length(out: &mut Vec<u8>, mut len: usize) {
