@@ -85,7 +85,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     let end_us = timeline.end_us();
     let mut device = Device {
         dev,
-        telemetry: DeviceTelemetry::new(spec.profile, seed, dev.global),
+        telemetry: DeviceTelemetry::new(&spec.profile, seed, dev.global),
         schedule: Schedule {
             anchor_us: timeline.start_us,
             offset_us: pacer::phase_offset_us(seed, dev.global, group.interval_us),
@@ -96,7 +96,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                 group_id,
                 &client_id,
                 *devices,
-                spec.profile,
+                &spec.profile,
                 seed,
                 dev.global,
             )

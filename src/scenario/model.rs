@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::scenario::template::Template;
-use crate::telemetry::ProfileKind;
+use std::sync::Arc;
+
+use crate::telemetry::Profile;
 
 /// A whole scenario after validation.
 #[derive(Debug, Clone, Serialize)]
@@ -131,7 +133,8 @@ pub enum BrokerAssign {
 pub struct Group {
     pub name: String,
     pub count: u32,
-    pub profile: ProfileKind,
+    #[serde(serialize_with = "profile_name")]
+    pub profile: Arc<Profile>,
     #[serde(with = "duration_ms", rename = "interval_ms")]
     pub interval: Duration,
     pub qos: Qos,
@@ -289,4 +292,9 @@ pub(crate) mod duration_ms {
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+}
+
+/// A group's profile in the resolved scenario: its name.
+fn profile_name<S: serde::Serializer>(profile: &Arc<Profile>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(profile.name())
 }

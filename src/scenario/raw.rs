@@ -92,6 +92,7 @@ pub struct RawScenario {
     pub version: Option<Scalar>,
     pub name: Scalar,
     pub seed: Option<Scalar>,
+    pub profiles: Option<Spanned<Vec<Spanned<super::profiles::RawProfile>>>>,
     pub broker: Option<Spanned<RawBroker>>,
     pub groups: Spanned<Vec<Spanned<RawGroup>>>,
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
