@@ -55,15 +55,41 @@ fn describe(plan: &Plan) -> String {
             .as_ref()
             .map_or_else(|| "embedded".to_owned(), |u| u.to_string())
     );
+    let name_width = s.groups.iter().map(|g| g.name.len()).max().unwrap_or(0).max(12);
+    let profile_width = s
+        .groups
+        .iter()
+        .map(|g| g.profile.name().len())
+        .max()
+        .unwrap_or(0);
     for g in &s.groups {
         out.push_str(&format!(
-            "  group {:<12} {:>7} x {:<20} every {:?}, QoS {}{}\n",
+            "  group {:<name_width$} {:>7} x {:<profile_width$} every {:?}, QoS {}{}\n",
             g.name,
             g.count,
             g.profile.name(),
             g.interval,
             g.qos as u8,
             if g.retain { ", retained" } else { "" }
+        ));
+    }
+    let mut described: Vec<&str> = Vec::new();
+    for g in &s.groups {
+        let profile = &g.profile;
+        if described.contains(&profile.name()) {
+            continue;
+        }
+        described.push(profile.name());
+        let outputs: Vec<&str> = profile.outputs().iter().map(|o| &*o.name).collect();
+        out.push_str(&format!(
+            "  profile {}: {} values ({}){}\n",
+            profile.name(),
+            outputs.len(),
+            outputs.join(", "),
+            match profile.def().states.len() {
+                0 => String::new(),
+                n => format!(", {n} machine states"),
+            }
         ));
     }
     let timeline = plan.timeline(0);

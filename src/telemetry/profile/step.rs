@@ -162,6 +162,8 @@ impl Profile {
     {
         let metric = ctx.def;
         let by_exception = metric.deadband.is_some();
+        // Under report by exception, a metric's first sample reports everything once.
+        let first = layout.reported.is_some_and(|r| slots[r].is_nan());
         let sample = match (&metric.model, metric.value_type) {
             (Model::State, _) => Sample::Text(
                 self.def
@@ -200,7 +202,7 @@ impl Profile {
             let was = slots[a] > 0.5;
             let now = alarm.next(was, published);
             slots[a] = f64::from(u8::from(now));
-            emit(output, Sample::Bool(now), !by_exception || was != now);
+            emit(output, Sample::Bool(now), !by_exception || first || was != now);
             output += 1;
         }
         if let (Some(q), Some(quality)) = (layout.quality, metric.quality) {
@@ -214,7 +216,7 @@ impl Profile {
             };
             let changed = slots[q] != code as f64;
             slots[q] = code as f64;
-            emit(output, Sample::Int(code), !by_exception || changed);
+            emit(output, Sample::Int(code), !by_exception || first || changed);
         }
     }
 }
