@@ -55,7 +55,13 @@ fn describe(plan: &Plan) -> String {
             .as_ref()
             .map_or_else(|| "embedded".to_owned(), |u| u.to_string())
     );
-    let name_width = s.groups.iter().map(|g| g.name.len()).max().unwrap_or(0).max(12);
+    let name_width = s
+        .groups
+        .iter()
+        .map(|g| g.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let profile_width = s
         .groups
         .iter()

@@ -202,7 +202,11 @@ impl Profile {
             let was = slots[a] > 0.5;
             let now = alarm.next(was, published);
             slots[a] = f64::from(u8::from(now));
-            emit(output, Sample::Bool(now), !by_exception || first || was != now);
+            emit(
+                output,
+                Sample::Bool(now),
+                !by_exception || first || was != now,
+            );
             output += 1;
         }
         if let (Some(q), Some(quality)) = (layout.quality, metric.quality) {
