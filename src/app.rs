@@ -23,6 +23,7 @@ pub fn main(cli: Cli) -> Exit {
         Command::Report(ReportCommand::Merge(args)) => merge(&args),
         Command::Report(ReportCommand::Render(args)) => app_gates::render(&args),
         Command::Report(ReportCommand::Compare(args)) => app_gates::compare(&args),
+        Command::Preview(args) => crate::app_preview::preview(&args),
     };
     match result {
         Ok(exit) => exit,

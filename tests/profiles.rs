@@ -744,3 +744,99 @@ fn profile_mistakes_are_located_and_explained() {
     assert_eq!(e.kind(), ErrorKind::UnknownKey, "{e}");
     assert_eq!(e.line(), Some(11), "{e}");
 }
+
+// ---- fleetstorm preview --------------------------------------------------------------------------------
+
+fn preview(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fleetstorm"))
+        .arg("preview")
+        .args(args)
+        .output()
+        .expect("run fleetstorm preview")
+}
+
+#[test]
+fn preview_prints_a_reproducible_csv_of_a_profile() {
+    let out = preview(&[
+        "plc-line",
+        "--samples",
+        "30",
+        "--every",
+        "1s",
+        "--device",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 31);
+    let plc = fleetstorm::scenario::builtin_profile("plc-line").expect("built in");
+    let header: Vec<String> = std::iter::once("t_s".to_owned())
+        .chain(plc.outputs().iter().map(|o| o.name.to_string()))
+        .collect();
+    assert_eq!(lines[0], header.join(","));
+    for (k, line) in lines[1..].iter().enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), header.len(), "{line}");
+        assert_eq!(cells[0].parse::<f64>().ok(), Some(k as f64), "{line}");
+    }
+    // Same arguments, same bytes; another device, other values.
+    let again = preview(&[
+        "plc-line",
+        "--samples",
+        "30",
+        "--every",
+        "1s",
+        "--device",
+        "3",
+    ]);
+    assert_eq!(again.stdout, text.as_bytes());
+    let other = preview(&[
+        "plc-line",
+        "--samples",
+        "30",
+        "--every",
+        "1s",
+        "--device",
+        "4",
+    ]);
+    assert_ne!(other.stdout, text.as_bytes());
+}
+
+#[test]
+fn preview_reads_a_scenario_profile_and_refuses_unknown_names() {
+    let dir = std::env::temp_dir().join(format!("fleetstorm-preview-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("custom.yaml");
+    std::fs::write(&file, USER_PROFILE).expect("write scenario");
+    let path = file.to_str().expect("UTF-8 path");
+    let out = preview(&["press", "--scenario", path, "--samples", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("t_s,state,force_kn,ram_temp_c,ram_temp_c_alarm,strokes,"),
+        "{text}"
+    );
+    // The profile's interval (2s) is the default step.
+    assert!(
+        text.lines().nth(2).is_some_and(|l| l.starts_with("2,")),
+        "{text}"
+    );
+
+    let missing = preview(&["press", "--samples", "3"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("no profile `press`") && stderr.contains("--scenario"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
