@@ -27,15 +27,15 @@ const FIRST_STEP_S: f64 = 1.0;
 /// Salt separating the generator's seed from the key used for per-device parameters.
 const RNG_SALT: u64 = 0x05EE_D0FF_1EE7;
 
-/// Per-device telemetry state: a generator, the shared profile and the evolving values (56 bytes on 64-bit
+/// Per-device telemetry state: a generator, the shared profile and the evolving values (48 bytes on 64-bit
 /// targets, plus `8 × profile.slot_count()` bytes on the heap).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceTelemetry {
     rng: Rng,
     /// Derived from (seed, device key); per-device parameters are recomputed from it.
     key: u64,
-    /// Intended time of the previous sample, µs since the Unix epoch.
-    last_at_us: Option<u64>,
+    /// Intended time of the previous sample, µs since the Unix epoch; 0 before the first.
+    last_at_us: u64,
     profile: Arc<Profile>,
     slots: Box<[f64]>,
 }
@@ -50,7 +50,7 @@ impl DeviceTelemetry {
         DeviceTelemetry {
             rng,
             key,
-            last_at_us: None,
+            last_at_us: 0,
             profile: Arc::clone(profile),
             slots,
         }
@@ -80,13 +80,10 @@ impl DeviceTelemetry {
     /// Move the device's clock to `intended_at_us`: (absolute time, step) in seconds.
     fn advance_clock(&mut self, intended_at_us: u64) -> (f64, f64) {
         let dt_s = match self.last_at_us {
-            Some(previous) => intended_at_us.saturating_sub(previous) as f64 / 1e6,
-            None => FIRST_STEP_S,
+            0 => FIRST_STEP_S,
+            previous => intended_at_us.saturating_sub(previous) as f64 / 1e6,
         };
-        self.last_at_us = Some(
-            self.last_at_us
-                .map_or(intended_at_us, |p| p.max(intended_at_us)),
-        );
+        self.last_at_us = self.last_at_us.max(intended_at_us);
         (intended_at_us as f64 / 1e6, dt_s)
     }
 
@@ -166,7 +163,7 @@ mod tests {
     fn device_state_is_small() {
         let size = std::mem::size_of::<DeviceTelemetry>();
         println!("size_of::<DeviceTelemetry>() = {size} bytes");
-        assert!(size <= 64, "DeviceTelemetry grew to {size} bytes");
+        assert!(size <= 48, "DeviceTelemetry grew to {size} bytes");
     }
 
     #[test]
@@ -187,8 +184,8 @@ mod tests {
         let mut device = DeviceTelemetry::new(&profile, 1, 2);
         let mut out = Vec::new();
         device.encode_json("d", 0, 5_000_000, &mut out);
-        assert_eq!(device.last_at_us, Some(5_000_000));
+        assert_eq!(device.last_at_us, 5_000_000);
         device.encode_json("d", 1, 4_000_000, &mut out);
-        assert_eq!(device.last_at_us, Some(5_000_000));
+        assert_eq!(device.last_at_us, 5_000_000);
     }
 }

@@ -323,10 +323,6 @@ struct Layout {
     output: usize,
 }
 
-/// Slot of the device's first sample time, seconds since the Unix epoch (NaN before it).
-const SLOT_T0: usize = 0;
-/// Slot of the state machine's state index.
-const SLOT_STATE: usize = 1;
 
 /// A checked profile, shared by every device that uses it.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +333,11 @@ pub struct Profile {
     layout: Box<[Layout]>,
     outputs: Box<[Output]>,
     slots: usize,
+    /// Slot of the device's first sample time, seconds since the Unix epoch (NaN before it); only for
+    /// models that count time from it (ramps, steps).
+    t0_slot: Option<usize>,
+    /// Slot of the state machine's state index, with states.
+    state_slot: Option<usize>,
 }
 
 impl Profile {
@@ -345,12 +346,18 @@ impl Profile {
         check(&def)?;
         let mut layout = Vec::with_capacity(def.metrics.len());
         let mut outputs = Vec::new();
-        let mut next = 2;
+        let mut next = 0;
         let mut take = |n: usize| {
             let at = next;
             next += n;
             at
         };
+        let uses_t0 = def
+            .metrics
+            .iter()
+            .any(|m| matches!(m.model, Model::Ramp { .. } | Model::Steps { .. }));
+        let t0_slot = uses_t0.then(|| take(1));
+        let state_slot = (!def.states.is_empty()).then(|| take(1));
         for m in &def.metrics {
             let output = outputs.len();
             outputs.push(Output {
@@ -394,6 +401,8 @@ impl Profile {
             layout: layout.into_boxed_slice(),
             outputs: outputs.into_boxed_slice(),
             slots: next,
+            t0_slot,
+            state_slot,
         })
     }
 
@@ -645,7 +654,7 @@ mod tests {
         );
         def.states = two_states(1.0, 1.0);
         let profile = Profile::new(def.clone()).expect("valid");
-        assert_eq!(profile.slot_count(), 3);
+        assert_eq!(profile.slot_count(), 2, "the state and one value");
         def.metrics.push(MetricDef::new(
             "y",
             Model::Follow {

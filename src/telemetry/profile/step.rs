@@ -5,7 +5,7 @@ use std::f64::consts::TAU;
 
 use super::{
     AnomalyKind, Layout, MetricDef, Model, Profile, RampEnd, ValueType, QUALITY_BAD, QUALITY_GOOD,
-    QUALITY_UNCERTAIN, SLOT_STATE, SLOT_T0,
+    QUALITY_UNCERTAIN,
 };
 use crate::telemetry::rng::{unit_symmetric, Rng};
 use crate::telemetry::signal::{clamp, sanitize_dt, Counter, OrnsteinUhlenbeck, SineNoise};
@@ -57,7 +57,7 @@ impl Profile {
             .iter()
             .position(|c| pick < *c)
             .unwrap_or(self.initial_cdf.len().saturating_sub(1));
-        if let Some(s) = slots.get_mut(SLOT_STATE) {
+        if let Some(s) = self.state_slot.and_then(|i| slots.get_mut(i)) {
             *s = state as f64;
         }
         for (metric, layout) in self.def.metrics.iter().zip(self.layout.iter()) {
@@ -94,10 +94,15 @@ impl Profile {
             return;
         }
         let dt = sanitize_dt(dt_s);
-        if slots[SLOT_T0].is_nan() {
-            slots[SLOT_T0] = t_s;
-        }
-        let since = (t_s - slots[SLOT_T0]).max(0.0);
+        let since = match self.t0_slot {
+            Some(i) => {
+                if slots[i].is_nan() {
+                    slots[i] = t_s;
+                }
+                (t_s - slots[i]).max(0.0)
+            }
+            None => 0.0,
+        };
         let state = self.step_state(rng, slots, dt);
         for (i, (metric, layout)) in self.def.metrics.iter().zip(self.layout.iter()).enumerate() {
             let ctx = Metric {
@@ -120,10 +125,10 @@ impl Profile {
     /// Move the state machine by `dt`; returns the state index (0 without states).
     fn step_state(&self, rng: &mut Rng, slots: &mut [f64], dt: f64) -> usize {
         let states = &self.def.states;
-        if states.is_empty() {
+        let Some(slot) = self.state_slot.filter(|_| !states.is_empty()) else {
             return 0;
-        }
-        let current = (slots[SLOT_STATE] as usize).min(states.len() - 1);
+        };
+        let current = (slots[slot] as usize).min(states.len() - 1);
         let leave = rng.next_f64();
         let pick = rng.next_f64();
         let s = &states[current];
@@ -144,7 +149,7 @@ impl Profile {
         } else {
             current
         };
-        slots[SLOT_STATE] = next as f64;
+        slots[slot] = next as f64;
         next
     }
 
