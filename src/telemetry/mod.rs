@@ -137,8 +137,7 @@ impl DeviceTelemetry {
                 out.push(b',');
             }
             first = false;
-            json::write_str(out, &output.name);
-            out.push(b':');
+            out.extend_from_slice(&output.json_key);
             match (value, output.kind) {
                 (Sample::Float(v), OutputKind::Float { decimals }) => {
                     json::write_fixed(out, v, decimals)

@@ -305,6 +305,21 @@ pub enum OutputKind {
 pub struct Output {
     pub name: Box<str>,
     pub kind: OutputKind,
+    /// The name as a JSON object key with its colon (`"name":`), escaped once here, not per payload.
+    pub(crate) json_key: Box<[u8]>,
+}
+
+impl Output {
+    fn new(name: String, kind: OutputKind) -> Output {
+        let mut json_key = Vec::with_capacity(name.len() + 3);
+        super::json::write_str(&mut json_key, &name);
+        json_key.push(b':');
+        Output {
+            name: name.into(),
+            kind,
+            json_key: json_key.into(),
+        }
+    }
 }
 
 /// Where a metric keeps its evolving values in a device's slots.
@@ -360,25 +375,17 @@ impl Profile {
         let state_slot = (!def.states.is_empty()).then(|| take(1));
         for m in &def.metrics {
             let output = outputs.len();
-            outputs.push(Output {
-                name: m.name.as_str().into(),
-                kind: match (&m.model, m.value_type) {
-                    (Model::State, _) => OutputKind::Text,
-                    (_, ValueType::Int) => OutputKind::Int,
-                    (_, ValueType::Float { decimals }) => OutputKind::Float { decimals },
-                },
-            });
+            let kind = match (&m.model, m.value_type) {
+                (Model::State, _) => OutputKind::Text,
+                (_, ValueType::Int) => OutputKind::Int,
+                (_, ValueType::Float { decimals }) => OutputKind::Float { decimals },
+            };
+            outputs.push(Output::new(m.name.clone(), kind));
             if m.alarm.is_some() {
-                outputs.push(Output {
-                    name: format!("{}_alarm", m.name).into(),
-                    kind: OutputKind::Bool,
-                });
+                outputs.push(Output::new(format!("{}_alarm", m.name), OutputKind::Bool));
             }
             if m.quality.is_some() {
-                outputs.push(Output {
-                    name: format!("{}_quality", m.name).into(),
-                    kind: OutputKind::Int,
-                });
+                outputs.push(Output::new(format!("{}_quality", m.name), OutputKind::Int));
             }
             layout.push(Layout {
                 value: take(1),
