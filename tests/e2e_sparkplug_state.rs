@@ -96,9 +96,9 @@ fn births_wait_for_the_host(tag: &str, broker: Option<&str>) {
     // after online, every session is born once (NBIRTH + 2 DBIRTH), then data flows
     assert_eq!(c.get(Counter::SparkplugBirths), connects * 3);
     assert!(c.get(Counter::SparkplugData) > 0);
-    // published = births + DDATA per sent slot (2 devices): the gated slots are in neither
-    let published = c.get(Counter::Published);
-    assert_eq!((published - connects * 3) % 2, 0, "published {published}");
+    // gated slots were not published: what the observer saw is at most what went out
+    let seen = c.get(Counter::SparkplugBirths) + c.get(Counter::SparkplugData);
+    assert!(seen <= c.get(Counter::Published), "{c:?}");
 }
 
 /// The host never comes online within the run: no birth, no data, only gated slots.
