@@ -60,3 +60,17 @@ fn factory_is_all_qos1_mqtt5() {
     );
     assert!(matches!(s.phases[1].kind, PhaseKind::Steady { duration } if duration.as_secs() == 60));
 }
+
+#[test]
+fn sparkplug_plant_has_a_primary_host_it_plays_itself() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sparkplug-plant.yaml");
+    let s = scenario::load(&path).unwrap();
+    assert!(s.broker.url.is_none(), "runs against the embedded broker");
+    assert!(s.groups.iter().all(|g| g.primary_host() == Some("scada-1")));
+    let host = s
+        .observers
+        .iter()
+        .find_map(|o| o.sparkplug_host.as_ref())
+        .expect("an observer plays the primary host");
+    assert_eq!(host.host_id, "scada-1");
+}

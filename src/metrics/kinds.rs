@@ -132,6 +132,9 @@ counters! {
     SparkplugBdSeqMismatch => "sparkplug_bdseq_mismatch": "NDEATH whose bdSeq differs from the current NBIRTH's",
     SparkplugUnknownAlias => "sparkplug_unknown_alias": "Sparkplug data using an alias that was never born",
     SparkplugMalformed => "sparkplug_malformed": "Sparkplug messages that did not decode",
+    SparkplugGated => "sparkplug_gated": "Sparkplug publish slots not sent because the edge node was waiting for its primary host's STATE online",
+    SparkplugHostOffline => "sparkplug_host_offline": "edge node sessions ended on purpose because their primary host went offline (NDEATH, DISCONNECT, then reconnect)",
+    SparkplugBirthBeforeOnline => "sparkplug_birth_before_online": "NBIRTH and DBIRTH a simulated primary host (observer with sparkplug_host) received from its edge nodes before it published STATE online",
 }
 
 #[cfg(test)]

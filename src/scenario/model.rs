@@ -156,7 +156,13 @@ pub enum PayloadKind {
     Json,
     /// Each connection is a Sparkplug B edge node with `devices` devices: NBIRTH/DBIRTH after connect,
     /// DDATA by alias each slot, NDEATH as the MQTT will, topics `spBv1.0/{group_id}/...`.
-    Sparkplug { group_id: String, devices: u16 },
+    /// With `primary_host`, births wait for that host's STATE `online: true` (Sparkplug 3.0).
+    Sparkplug {
+        group_id: String,
+        devices: u16,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        primary_host: Option<String>,
+    },
 }
 
 impl Group {
@@ -164,6 +170,14 @@ impl Group {
     pub fn sparkplug_group(&self) -> Option<&str> {
         match &self.payload {
             PayloadKind::Sparkplug { group_id, .. } => Some(group_id),
+            PayloadKind::Json => None,
+        }
+    }
+
+    /// The Sparkplug primary host whose STATE gates this group's births, if any.
+    pub fn primary_host(&self) -> Option<&str> {
+        match &self.payload {
+            PayloadKind::Sparkplug { primary_host, .. } => primary_host.as_deref(),
             PayloadKind::Json => None,
         }
     }
@@ -194,6 +208,20 @@ pub struct Observer {
     /// Indices of the device groups whose messages this observer receives (each matched by exactly one
     /// of its filters, for every device of the group).
     pub groups: Vec<usize>,
+    /// Act as this Sparkplug primary host application: STATE will, online after subscribing, offline at
+    /// a clean end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparkplug_host: Option<SparkplugHost>,
+}
+
+/// An observer's simulated Sparkplug primary host application.
+#[derive(Debug, Clone, Serialize)]
+pub struct SparkplugHost {
+    /// The host id: STATE goes to `spBv1.0/STATE/{host_id}`.
+    pub host_id: String,
+    /// How long after subscribing the host publishes STATE online.
+    #[serde(with = "duration_ms", rename = "online_delay_ms")]
+    pub online_delay: Duration,
 }
 
 impl Observer {

@@ -178,6 +178,8 @@ pub struct RawObserver {
     pub topics: Option<Spanned<Vec<Scalar>>>,
     pub qos: Option<Scalar>,
     pub shared: Option<Scalar>,
+    pub sparkplug_host: Option<Scalar>,
+    pub sparkplug_host_delay: Option<Scalar>,
 }
 
 /// `churn:` devices drop and reconnect at a rate.
@@ -202,4 +204,5 @@ pub struct RawStorm {
 pub struct RawSparkplug {
     pub group_id: Option<Scalar>,
     pub devices: Option<Scalar>,
+    pub primary_host: Option<Scalar>,
 }
