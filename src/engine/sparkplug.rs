@@ -2,7 +2,7 @@
 //! connection and its devices, with metric values that follow the profile's kind of machine. The
 //! protocol rules live in `telemetry::sparkplug`; this only feeds them and hands out messages.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::mqtt::Will;
 use crate::plan::pacer::splitmix64;
@@ -61,6 +61,24 @@ fn to_value(sample: Sample<'_>, kind: OutputKind) -> Value {
     }
 }
 
+/// Node metric: seconds since this session's first NBIRTH.
+const NODE_UPTIME: usize = 0;
+/// Node metric: DDATA messages sent in this session.
+const NODE_DATA_SENT: usize = 1;
+/// How often the node's own metrics go out as NDATA, in seconds of uptime.
+pub const NODE_REPORT_S: u64 = 60;
+
+/// The edge node's own metrics (in NBIRTH, then NDATA about once a minute): shared by every node.
+fn node_schema() -> Option<Arc<[MetricSpec]>> {
+    static NODE: OnceLock<Option<Arc<[MetricSpec]>>> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let uptime = MetricSpec::new("Node Info/Uptime s", DataType::Int64).ok()?;
+        let sent = MetricSpec::new("Node Info/DDATA sent", DataType::Int64).ok()?;
+        Some(Arc::from(vec![uptime, sent]))
+    })
+    .clone()
+}
+
 /// One edge node: the MQTT connection of a device task in a Sparkplug group.
 pub struct SparkplugNode {
     edge: EdgeNode,
@@ -71,6 +89,12 @@ pub struct SparkplugNode {
     /// One telemetry state per Sparkplug device.
     devices: Box<[DeviceTelemetry]>,
     samples: Vec<(usize, Value)>,
+    /// This session's first NBIRTH, µs since the Unix epoch.
+    born_at_us: Option<u64>,
+    /// DDATA messages sent in this session.
+    data_sent: u64,
+    /// Uptime (s) of the last NDATA.
+    node_reported_s: u64,
 }
 
 impl SparkplugNode {
@@ -93,7 +117,7 @@ impl SparkplugNode {
                 metrics: metrics.clone(),
             })
             .collect();
-        let edge = EdgeNode::new(group_id, node_id, Arc::from(Vec::new()), &specs).ok()?;
+        let edge = EdgeNode::new(group_id, node_id, node_schema()?, &specs).ok()?;
         Some(SparkplugNode {
             edge,
             command_topic: format!("spBv1.0/{group_id}/NCMD/{node_id}").into(),
@@ -103,6 +127,9 @@ impl SparkplugNode {
                 .map(|d| DeviceTelemetry::new(profile, seed, splitmix64(node_key ^ d)))
                 .collect(),
             samples: Vec::with_capacity(profile.outputs().len()),
+            born_at_us: None,
+            data_sent: 0,
+            node_reported_s: 0,
         })
     }
 
@@ -114,6 +141,7 @@ impl SparkplugNode {
     /// NBIRTH and every DBIRTH, after CONNACK.
     pub fn births(&mut self, t_us: u64) -> &[Message] {
         self.outbox.clear();
+        self.born_at_us.get_or_insert(t_us);
         self.edge.births(t_us / 1000, &mut self.outbox);
         self.outbox.messages()
     }
@@ -138,9 +166,29 @@ impl SparkplugNode {
                 }
                 samples.push((i, to_value(sample, output.kind)));
             });
-            let _ = self
+            if let Ok(true) = self
                 .edge
-                .data(d, &self.samples, t_us / 1000, &mut self.outbox);
+                .data(d, &self.samples, t_us / 1000, &mut self.outbox)
+            {
+                self.data_sent += 1;
+            }
+        }
+        let uptime_s = self
+            .born_at_us
+            .map_or(0, |born| t_us.saturating_sub(born) / 1_000_000);
+        if uptime_s >= self.node_reported_s + NODE_REPORT_S {
+            self.node_reported_s = uptime_s;
+            let node = [
+                (
+                    NODE_UPTIME,
+                    Value::Int(i64::try_from(uptime_s).unwrap_or(i64::MAX)),
+                ),
+                (
+                    NODE_DATA_SENT,
+                    Value::Int(i64::try_from(self.data_sent).unwrap_or(i64::MAX)),
+                ),
+            ];
+            let _ = self.edge.node_data(&node, t_us / 1000, &mut self.outbox);
         }
         self.outbox.messages()
     }
@@ -159,6 +207,9 @@ impl SparkplugNode {
     /// The connection ended: the next session uses the next bdSeq.
     pub fn disconnected(&mut self) {
         self.edge.disconnected();
+        self.born_at_us = None;
+        self.data_sent = 0;
+        self.node_reported_s = 0;
     }
 }
 
@@ -179,5 +230,65 @@ pub fn qos(m: &Message) -> Qos {
     match m.qos {
         QoS::AtMostOnce => Qos::AtMostOnce,
         QoS::AtLeastOnce => Qos::AtLeastOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::sparkplug::Validator;
+
+    /// 2026-01-01T00:00:00Z in µs.
+    const T0_US: u64 = 1_767_225_600_000_000;
+
+    fn observe(v: &mut Validator, messages: &[Message]) -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| {
+                assert!(
+                    v.observe(&m.topic, &m.payload, false).is_empty(),
+                    "{}",
+                    m.topic
+                );
+                m.topic.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn node_metrics_go_out_as_ndata_once_a_minute_and_obey_the_rules() {
+        let profile = crate::scenario::builtin_profile("cnc-machine").expect("built in");
+        let mut node = SparkplugNode::new("g", "n1", 2, &profile, 1, 1).expect("node");
+        let mut v = Validator::new();
+        let births = observe(&mut v, node.births(T0_US));
+        assert_eq!(
+            births,
+            [
+                "spBv1.0/g/NBIRTH/n1",
+                "spBv1.0/g/DBIRTH/n1/d0",
+                "spBv1.0/g/DBIRTH/n1/d1"
+            ]
+        );
+        let mut ndata = Vec::new();
+        for k in 1..=150u64 {
+            let t = T0_US + k * 1_000_000;
+            for topic in observe(&mut v, node.data(t)) {
+                if topic == "spBv1.0/g/NDATA/n1" {
+                    ndata.push(k);
+                }
+            }
+        }
+        // Once a minute of uptime, by alias, with no rule broken along the way (checked per message).
+        assert_eq!(ndata, [60, 120]);
+        assert_eq!(v.total_violations(), 0);
+        assert_eq!(v.data(), 2 + node.data_sent);
+        // A new session counts from its own birth.
+        node.disconnected();
+        let _ = node.births(T0_US + 1_000_000_000);
+        assert_eq!(node.node_reported_s, 0);
+        assert!(node
+            .data(T0_US + 1_030_000_000)
+            .iter()
+            .all(|m| !m.topic.contains("NDATA")));
     }
 }

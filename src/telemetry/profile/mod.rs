@@ -338,7 +338,6 @@ struct Layout {
     output: usize,
 }
 
-
 /// A checked profile, shared by every device that uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
