@@ -204,3 +204,49 @@ fn ncmd_rebirth_makes_the_node_rebirth() {
         1
     );
 }
+
+/// Devices behind live nodes go offline (DDEATH) and come back (DBIRTH) while their nodes publish on; the
+/// observer sees every death followed by a birth and never data from a dead device.
+#[test]
+fn sparkplug_device_outages_against_the_embedded_broker() {
+    let tag = format!("spbo{}", std::process::id());
+    let text = format!(
+        "name: {tag}\nseed: 5\ngroups:\n  - name: lines\n    count: 3\n    profile: energy-meter\n    interval: 50ms\n    payload: sparkplug\n    sparkplug: {{ group_id: {tag}, devices: 4, device_outages: {{ rate: 1/s, duration: 300ms }} }}\nobservers:\n  - name: scada\n    qos: 0\n    topics: [\"spBv1.0/{tag}/#\"]\nphases:\n  - ramp: {{ connect_rate: 100/s }}\n  - steady: {{ duration: 4s }}\n"
+    );
+    let plan = Plan::new(
+        fleetstorm::scenario::parse(&text, "spbo.yaml").unwrap(),
+        Shard::default(),
+    );
+    let out = run(
+        &plan,
+        &RunOptions {
+            threads: 1,
+            drain: Duration::from_secs(1),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        out.outcome.status,
+        RunStatus::Completed,
+        "{:?}",
+        out.outcome
+    );
+    let c = out.snapshot.total().unwrap().counters;
+    let births = c.get(Counter::SparkplugBirths);
+    let deaths = c.get(Counter::SparkplugDeaths);
+    // 12 devices, ~4 s, an outage every ~1.3 s per device (1 s online on average, then 0.3 s off).
+    let first_births = 3 * (1 + 4);
+    assert!(deaths > 12, "only {deaths} deaths");
+    // Every DDEATH is followed by a DBIRTH, except outages still running at the end (at most one per device);
+    // the 3 NDEATHs of the clean end count as deaths too.
+    let rebirths = births - first_births;
+    assert!(
+        rebirths + 12 + 3 >= deaths && rebirths <= deaths,
+        "births {births}, deaths {deaths}"
+    );
+    assert_eq!(c.get(Counter::SparkplugDataBeforeBirth), 0);
+    assert_eq!(c.get(Counter::SparkplugSeqGap), 0);
+    assert_eq!(c.get(Counter::SparkplugUnknownAlias), 0);
+    assert_eq!(c.get(Counter::SparkplugMalformed), 0);
+}

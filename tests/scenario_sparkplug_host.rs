@@ -47,6 +47,7 @@ fn primary_host_and_simulated_host_parse() {
             group_id: "plant-a".into(),
             devices: 4,
             primary_host: Some("scada-1".into()),
+            device_outages: None,
         }
     );
     assert_eq!(s.groups[0].primary_host(), Some("scada-1"));
@@ -156,5 +157,48 @@ fn simulated_host_errors() {
         14,
         "two observers act as Sparkplug primary host `h`",
         "each primary host id belongs to one observer",
+    );
+}
+
+#[test]
+fn device_outages_parse_and_bad_ones_are_explained() {
+    let s = parse(
+        &scenario(
+            "{ devices: 3, device_outages: { rate: 6/h, duration: 90s } }",
+            "",
+        ),
+        FILE,
+    )
+    .unwrap();
+    let PayloadKind::Sparkplug {
+        device_outages: Some(o),
+        ..
+    } = &s.groups[0].payload
+    else {
+        panic!("{:?}", s.groups[0].payload);
+    };
+    assert!((o.rate_per_s - 6.0 / 3600.0).abs() < 1e-12);
+    assert_eq!(o.duration, Duration::from_secs(90));
+    let e = err(&scenario(
+        "{ device_outages: { rate: 0/h, duration: 90s } }",
+        "",
+    ));
+    check(
+        &e,
+        "groups[0].sparkplug.device_outages.rate",
+        7,
+        "greater than zero",
+        "DDEATH",
+    );
+    let e = err(&scenario(
+        "{ device_outages: { rate: 1/h, duration: 0s } }",
+        "",
+    ));
+    check(
+        &e,
+        "groups[0].sparkplug.device_outages.duration",
+        7,
+        "longer than zero",
+        "DBIRTH",
     );
 }

@@ -98,12 +98,16 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
         },
         spb: match &spec.payload {
             PayloadKind::Sparkplug {
-                group_id, devices, ..
+                group_id,
+                devices,
+                device_outages,
+                ..
             } => SparkplugNode::new(
                 group_id,
                 &client_id,
                 *devices,
                 &spec.profile,
+                device_outages.as_ref(),
                 seed,
                 dev.global,
             )

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::mqtt::Will;
 use crate::plan::pacer::splitmix64;
-use crate::scenario::Qos;
+use crate::scenario::{DeviceOutages, Qos};
 use crate::telemetry::sparkplug::{
     DataType, DeviceSpec, EdgeNode, Message, MetricSpec, Outbox, QoS, Value,
 };
-use crate::telemetry::{DeviceTelemetry, OutputKind, Profile, Sample};
+use crate::telemetry::{DeviceTelemetry, OutputKind, Profile, Rng, Sample};
 
 /// The Sparkplug schema of a profile's outputs: float → Double, int → Int64, bool → Boolean, text → String,
 /// each carrying the profile's nominal value in the first birth.
@@ -95,6 +95,14 @@ pub struct SparkplugNode {
     data_sent: u64,
     /// Uptime (s) of the last NDATA.
     node_reported_s: u64,
+    /// Devices going offline behind the live node: (rate per second, duration in µs).
+    outages: Option<(f64, u64)>,
+    /// Per device: end of its outage (µs since the Unix epoch), 0 while online.
+    offline_until_us: Box<[u64]>,
+    /// Intended time of the previous data slot.
+    last_data_us: u64,
+    /// Draws of outage starts, seeded per node.
+    rng: Rng,
 }
 
 impl SparkplugNode {
@@ -104,6 +112,7 @@ impl SparkplugNode {
         node_id: &str,
         devices: u16,
         profile: &Arc<Profile>,
+        outages: Option<&DeviceOutages>,
         seed: u64,
         key: u64,
     ) -> Option<SparkplugNode> {
@@ -130,6 +139,13 @@ impl SparkplugNode {
             born_at_us: None,
             data_sent: 0,
             node_reported_s: 0,
+            outages: outages.map(|o| {
+                let us = u64::try_from(o.duration.as_micros()).unwrap_or(u64::MAX);
+                (o.rate_per_s, us)
+            }),
+            offline_until_us: vec![0; usize::from(devices)].into_boxed_slice(),
+            last_data_us: 0,
+            rng: Rng::new(splitmix64(node_key ^ 0x0DD_EA7)),
         })
     }
 
@@ -142,6 +158,8 @@ impl SparkplugNode {
     pub fn births(&mut self, t_us: u64) -> &[Message] {
         self.outbox.clear();
         self.born_at_us.get_or_insert(t_us);
+        // A (re)birth brings every device back.
+        self.offline_until_us.fill(0);
         self.edge.births(t_us / 1000, &mut self.outbox);
         self.outbox.messages()
     }
@@ -149,7 +167,27 @@ impl SparkplugNode {
     /// DDATA of every device whose values changed, for the slot intended at `t_us`.
     pub fn data(&mut self, t_us: u64) -> &[Message] {
         self.outbox.clear();
+        let dt_s = match self.last_data_us {
+            0 => 0.0,
+            last => t_us.saturating_sub(last) as f64 / 1e6,
+        };
+        self.last_data_us = t_us;
         for (d, telemetry) in self.devices.iter_mut().enumerate() {
+            if let Some((rate_per_s, duration_us)) = self.outages {
+                let until = &mut self.offline_until_us[d];
+                let start = self.rng.next_f64() < -(-rate_per_s * dt_s).exp_m1();
+                if *until != 0 && t_us >= *until {
+                    // Back: DBIRTH with the last reported values, then data as usual.
+                    *until = 0;
+                    let _ = self.edge.device_birth(d, t_us / 1000, &mut self.outbox);
+                } else if *until != 0 {
+                    continue;
+                } else if start {
+                    *until = t_us.saturating_add(duration_us).max(1);
+                    let _ = self.edge.device_death(d, t_us / 1000, &mut self.outbox);
+                    continue;
+                }
+            }
             self.samples.clear();
             let (edge, samples, outputs) = (&self.edge, &mut self.samples, self.profile.outputs());
             telemetry.sample(t_us, |i, sample, report| {
@@ -258,7 +296,7 @@ mod tests {
     #[test]
     fn node_metrics_go_out_as_ndata_once_a_minute_and_obey_the_rules() {
         let profile = crate::scenario::builtin_profile("cnc-machine").expect("built in");
-        let mut node = SparkplugNode::new("g", "n1", 2, &profile, 1, 1).expect("node");
+        let mut node = SparkplugNode::new("g", "n1", 2, &profile, None, 1, 1).expect("node");
         let mut v = Validator::new();
         let births = observe(&mut v, node.births(T0_US));
         assert_eq!(
@@ -290,5 +328,47 @@ mod tests {
             .data(T0_US + 1_030_000_000)
             .iter()
             .all(|m| !m.topic.contains("NDATA")));
+    }
+
+    #[test]
+    fn devices_die_and_are_reborn_behind_a_live_node() {
+        let profile = crate::scenario::builtin_profile("energy-meter").expect("built in");
+        let outages = DeviceOutages {
+            rate_per_s: 0.05,
+            duration: std::time::Duration::from_secs(10),
+        };
+        let mut node =
+            SparkplugNode::new("g", "n1", 4, &profile, Some(&outages), 1, 1).expect("node");
+        let mut v = Validator::new();
+        observe(&mut v, node.births(T0_US));
+        let (mut deaths, mut births) = (0u64, 0u64);
+        let mut dead: Vec<Option<u64>> = vec![None; 4];
+        for k in 1..=2_000u64 {
+            let t = T0_US + k * 1_000_000;
+            for topic in observe(&mut v, node.data(t)) {
+                let device = topic.rsplit('/').next().and_then(|d| d.strip_prefix('d'));
+                let device: usize = device.and_then(|d| d.parse().ok()).unwrap_or(usize::MAX);
+                if topic.contains("/DDEATH/") {
+                    deaths += 1;
+                    dead[device] = Some(k);
+                } else if topic.contains("/DBIRTH/") {
+                    births += 1;
+                    // Back after the configured 10 s.
+                    assert_eq!(dead[device].map(|at| k - at), Some(10), "{topic}");
+                    dead[device] = None;
+                } else if topic.contains("/DDATA/") {
+                    assert_eq!(dead[device], None, "data from a dead device: {topic}");
+                }
+            }
+        }
+        // 4 devices, 2000 s, an outage starts at 0.05/s while online (20 s on average), lasts 10 s:
+        // about 2000 / 30 per device.
+        let expected = 4.0 * 2000.0 / 30.0;
+        assert!(
+            (deaths as f64 - expected).abs() < 0.25 * expected,
+            "{deaths} outages, expected {expected}"
+        );
+        assert!(births + 4 >= deaths && births <= deaths);
+        assert_eq!(v.total_violations(), 0);
     }
 }

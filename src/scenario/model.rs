@@ -149,7 +149,7 @@ pub struct Group {
 }
 
 /// The payload encoding of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PayloadKind {
     /// One JSON message per slot on the group's topic, stamped with device, seq and intended time.
@@ -162,7 +162,18 @@ pub enum PayloadKind {
         devices: u16,
         #[serde(skip_serializing_if = "Option::is_none")]
         primary_host: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device_outages: Option<DeviceOutages>,
     },
+}
+
+/// Sparkplug devices dropping off behind an edge node that stays online (a PLC losing its fieldbus): each
+/// device goes offline at `rate_per_s` (DDEATH) and comes back after `duration` (DBIRTH).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DeviceOutages {
+    pub rate_per_s: f64,
+    #[serde(with = "duration_ms", rename = "duration_ms")]
+    pub duration: Duration,
 }
 
 impl Group {

@@ -1,8 +1,9 @@
 //! Validation of a group's `payload:` and `sparkplug:` keys.
 
 use crate::scenario::error::ScenarioError;
-use crate::scenario::model::PayloadKind;
-use crate::scenario::raw::RawGroup;
+use crate::scenario::model::{DeviceOutages, PayloadKind};
+use crate::scenario::raw::{RawGroup, RawOutages};
+use crate::scenario::units::parse_rate;
 use crate::scenario::validate::Validator;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
@@ -41,6 +42,35 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    fn outages(&self, o: &RawOutages, p: &dyn Fn(&str) -> String) -> Result<DeviceOutages> {
+        let hint = "each device goes offline (DDEATH) at this rate and is back (DBIRTH) after `duration`, e.g. `device_outages: { rate: 2/h, duration: 1m }`";
+        let rpath = p("sparkplug.device_outages.rate");
+        let text = self.unit_text(&o.rate, &rpath, "a rate such as `2/h`", hint)?;
+        let rate_per_s = parse_rate(&text).map_err(|m| self.invalid(&o.rate, &rpath, m, hint))?;
+        if rate_per_s <= 0.0 {
+            return Err(self.invalid(
+                &o.rate,
+                &rpath,
+                "the rate must be greater than zero".into(),
+                hint,
+            ));
+        }
+        let dpath = p("sparkplug.device_outages.duration");
+        let duration = self.duration(&o.duration, &dpath, hint)?;
+        if duration.is_zero() {
+            return Err(self.invalid(
+                &o.duration,
+                &dpath,
+                "an outage must last longer than zero".into(),
+                hint,
+            ));
+        }
+        Ok(DeviceOutages {
+            rate_per_s,
+            duration,
+        })
+    }
+
     pub(super) fn payload(
         &self,
         g: &RawGroup,
@@ -63,7 +93,11 @@ impl Validator<'_> {
             ("sparkplug", s) => {
                 let (mut group_id, mut devices) = (group_name.to_owned(), 2u16);
                 let mut primary_host = None;
+                let mut device_outages = None;
                 if let Some(s) = s {
+                    if let Some(o) = &s.value.device_outages {
+                        device_outages = Some(self.outages(&o.value, p)?);
+                    }
                     if let Some(v) = &s.value.group_id {
                         let hint = "a Sparkplug group id without `/`, `+` or `#`, e.g. `group_id: plant-a`";
                         group_id =
@@ -102,6 +136,7 @@ impl Validator<'_> {
                     group_id,
                     devices,
                     primary_host,
+                    device_outages,
                 })
             }
             (other, _) => {

@@ -205,4 +205,13 @@ pub struct RawSparkplug {
     pub group_id: Option<Scalar>,
     pub devices: Option<Scalar>,
     pub primary_host: Option<Scalar>,
+    pub device_outages: Option<Spanned<RawOutages>>,
+}
+
+/// `device_outages: { rate: 2/h, duration: 1m }`: Sparkplug devices going offline behind a live node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutages {
+    pub rate: Scalar,
+    pub duration: Scalar,
 }
