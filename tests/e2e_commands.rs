@@ -123,6 +123,47 @@ fn commands_at_a_rate_are_all_answered_and_measured() {
     }
 }
 
+/// From the command line: `command_rtt` and the command counters reach every report, and a
+/// `command_rtt` threshold gates the run.
+#[test]
+fn command_rtt_reaches_every_report_and_gates() {
+    let tag = common::unique("cmdcli");
+    let ws = common::Workspace::new();
+    let scenario = ws.file(
+        "scenario.yaml",
+        &format!(
+            "name: {tag}\nbroker:\n  client_id: \"{tag}-{{index}}\"\ngroups:\n  - {{ name: plcs, count: 4, profile: cnc-machine, topic: \"t/{tag}/{{client_id}}\", commands: {{ rate: 10/s, topic: \"c/{tag}/{{client_id}}\", reply_topic: \"r/{tag}/{{client_id}}\" }} }}\nphases:\n  - ramp: {{ connect_rate: 10/s }}\n  - steady: {{ duration: 2s }}\nthresholds:\n  - \"command_rtt.p99 < 10s\"\n  - \"run:commands_unanswered == 0\"\n"
+        ),
+    );
+    let out = ws.out();
+    let run = common::fleetstorm(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(
+        run.stdout.contains("command_rtt  corrected"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stdout.contains("commands sent"), "{}", run.describe());
+    assert_eq!(common::schema_errors(&out), Vec::<String>::new());
+    let report = common::load_report(&out);
+    let steady = &report.phases[1].totals;
+    let replies = steady.counters.get(Counter::CommandReplies);
+    assert_eq!(replies, 20, "10/s over 2 s");
+    assert_eq!(common::latency_count(steady, Metric::CommandRtt), replies);
+    common::assert_corrected_dominates("steady", steady);
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    assert!(read("summary.md").contains("| command_rtt |"));
+    assert!(read("report.html").contains("command_rtt"));
+    assert!(read("junit.xml").contains("command_rtt.p99 &lt; 10s"));
+    assert!(out.join("command_rtt.hlog").exists());
+}
+
 /// The broker URL, or `None` (after saying so) when the variable is not set.
 fn mosquitto_url() -> Option<String> {
     match std::env::var("FLEETSTORM_MOSQUITTO_URL") {

@@ -14,7 +14,6 @@ use tokio_util::task::TaskTracker;
 
 use super::command::CommandStamp;
 use super::context::broker_index;
-use super::device::EARLY_US;
 use super::observer::{subscribed, ObsCtx, Ready};
 use crate::metrics::{Counter, Metric, Recorder};
 use crate::mqtt::codec::{self, Incoming};
@@ -274,7 +273,10 @@ async fn run(
             let mut out = ctx.write_buf.borrow_mut();
             out.clear();
             let mut batch = 0;
-            while n < len && schedule.due(n) <= now.saturating_add(EARLY_US) && batch < MAX_BATCH {
+            // Never ahead of the slot: a command's phase is that of its intended time, for its
+            // counters and its latency alike (a timer fires up to a millisecond late, which the
+            // corrected latency shows).
+            while n < len && schedule.due(n) <= now && batch < MAX_BATCH {
                 let index = schedule.target(n);
                 let d = DeviceRef {
                     group,
@@ -362,7 +364,7 @@ async fn run(
             .next_deadline()
             .min(now.saturating_add(60_000_000));
         if sending {
-            wake = wake.min(schedule.due(n).saturating_sub(EARLY_US));
+            wake = wake.min(schedule.due(n));
         }
         let at = Instant::from_std(ctx.clock.instant_at(wake));
         tokio::select! {
@@ -406,9 +408,13 @@ fn receive(
                     if st.group == stamp_group && st.run == run_id {
                         let mut b = book.borrow_mut();
                         if b.answer(st.seq) {
-                            // A command sent ahead of its slot is measured from when it went out.
-                            let intended = st.intended_us.min(st.sent_us);
-                            rec.latency(Metric::CommandRtt, group, intended, st.sent_us, done);
+                            rec.latency(
+                                Metric::CommandRtt,
+                                group,
+                                st.intended_us,
+                                st.sent_us,
+                                done,
+                            );
                             rec.count(Counter::CommandReplies, group, st.intended_us);
                             settled |= b.settles_now();
                         }
@@ -426,6 +432,7 @@ fn receive(
             Incoming::Disconnect { .. } => gone = true,
             _ => {}
         });
+        session.quick_ack();
         match r {
             Ok(_) if !out.is_empty() => session.try_send(&out).is_ok(),
             Ok(_) => true,

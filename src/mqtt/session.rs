@@ -192,6 +192,28 @@ impl Session {
         Ok((s, present))
     }
 
+    /// Acknowledge what arrived at once instead of delaying the TCP ACK (Linux `TCP_QUICKACK`, which the
+    /// kernel turns off again, so call it after each read). For a session that both publishes and
+    /// waits for a reply, like a commander: a broker without `TCP_NODELAY` holds the reply (Nagle) until
+    /// the ACK of its previous small packet (the PUBACK) arrives, and a delayed ACK adds ~40 ms.
+    pub fn quick_ack(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+            unsafe {
+                libc::setsockopt(
+                    self.stream.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    std::ptr::addr_of!(one).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+
     /// The protocol level of this session.
     pub fn version(&self) -> MqttVersion {
         self.version
