@@ -320,6 +320,8 @@ async fn connected(
     tokio::pin!(cancelled);
     let timer = tokio::time::sleep_until(Instant::from_std(rec.clock().instant_at(now)));
     tokio::pin!(timer);
+    let commands_done = ctx.commands_done.cancelled();
+    tokio::pin!(commands_done);
     loop {
         let now = rec.now_us();
         // 1. everything due goes out, in one write
@@ -494,7 +496,7 @@ async fn connected(
         tokio::select! {
             biased;
             _ = &mut cancelled => return cancel(rec, g, &mut inflight),
-            _ = ctx.commands_done.cancelled(), if listening && !ctx.commands_done.is_cancelled() => {}
+            _ = &mut commands_done, if listening && !ctx.commands_done.is_cancelled() => {}
             r = session.readable() => {
                 if r.is_err() {
                     return lose(Counter::DisconnectReset, &mut inflight);
