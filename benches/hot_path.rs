@@ -14,8 +14,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use fleetstorm::metrics::{Clock, Counter, LiveCounters, Metric, Recorder};
 use fleetstorm::mqtt::codec::{self, Incoming};
 use fleetstorm::plan::{PhaseWindow, Timeline};
+use fleetstorm::scenario::{builtin_profile, builtin_profiles};
 use fleetstorm::scenario::{MqttVersion, Qos};
-use fleetstorm::telemetry::{read_stamp, DeviceTelemetry, ProfileKind};
+use fleetstorm::telemetry::{read_stamp, DeviceTelemetry};
 
 /// A fixed instant (µs since the Unix epoch) so payload sizes do not depend on when the bench runs.
 const T0_US: u64 = 1_732_800_000_000_000;
@@ -33,8 +34,9 @@ fn config() -> Criterion {
 /// sent 250 µs after the intended time, so the `sent_us` field is present as in a loaded run.
 fn telemetry(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode_json_sent");
-    for (name, profile) in ProfileKind::ALL {
-        let mut device = DeviceTelemetry::new(profile, 42, 7);
+    for profile in builtin_profiles().unwrap_or_default() {
+        let name = profile.name();
+        let mut device = DeviceTelemetry::new(&profile, 42, 7);
         let mut out = Vec::with_capacity(512);
         let mut seq = 0u64;
         out.clear();
@@ -63,13 +65,12 @@ fn telemetry(c: &mut Criterion) {
 
 fn stamp(c: &mut Criterion) {
     let mut payload = Vec::new();
-    DeviceTelemetry::new(ProfileKind::EnvironmentSensor, 42, 7).encode_json_sent(
-        DEVICE_ID,
-        123_456,
-        T0_US,
-        T0_US + 250,
-        &mut payload,
-    );
+    DeviceTelemetry::new(
+        &builtin_profile("environment-sensor").expect("built-in profile"),
+        42,
+        7,
+    )
+    .encode_json_sent(DEVICE_ID, 123_456, T0_US, T0_US + 250, &mut payload);
     c.bench_function("read_stamp", |b| {
         b.iter(|| black_box(read_stamp(black_box(&payload))))
     });

@@ -10,25 +10,27 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use fleetstorm::telemetry::{read_stamp, DeviceTelemetry, ProfileKind};
+use fleetstorm::scenario::builtin_profiles;
+use fleetstorm::telemetry::{read_stamp, DeviceTelemetry};
 
 const DEVICES: usize = 100_000;
 const T0_US: u64 = 1_732_800_000_000_000;
 const RUN: Duration = Duration::from_millis(800);
 
 fn main() {
-    println!(
-        "DeviceTelemetry: {} bytes per device ({:.1} MB per million devices)",
-        std::mem::size_of::<DeviceTelemetry>(),
-        std::mem::size_of::<DeviceTelemetry>() as f64 * 1e6 / 1e6
-    );
     let ids: Vec<String> = (0..DEVICES)
         .map(|i| format!("fleetstorm-dev-{i}"))
         .collect();
-    for (name, profile) in ProfileKind::ALL {
+    for profile in builtin_profiles().unwrap_or_default() {
+        let name = profile.name();
         let mut fleet: Vec<DeviceTelemetry> = (0..DEVICES as u64)
-            .map(|key| DeviceTelemetry::new(profile, 42, key))
+            .map(|key| DeviceTelemetry::new(&profile, 42, key))
             .collect();
+        let bytes = fleet.first().map_or(0, DeviceTelemetry::memory_bytes);
+        println!(
+            "{name}: telemetry state {bytes} bytes per device ({:.1} MB per million devices)",
+            bytes as f64
+        );
         let mut out = Vec::with_capacity(1024);
         let mut payload_bytes = 0usize;
         let mut encoded = 0u64;

@@ -23,6 +23,7 @@ pub fn main(cli: Cli) -> Exit {
         Command::Report(ReportCommand::Merge(args)) => merge(&args),
         Command::Report(ReportCommand::Render(args)) => app_gates::render(&args),
         Command::Report(ReportCommand::Compare(args)) => app_gates::compare(&args),
+        Command::Preview(args) => crate::app_preview::preview(&args),
     };
     match result {
         Ok(exit) => exit,
@@ -55,9 +56,22 @@ fn describe(plan: &Plan) -> String {
             .as_ref()
             .map_or_else(|| "embedded".to_owned(), |u| u.to_string())
     );
+    let name_width = s
+        .groups
+        .iter()
+        .map(|g| g.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let profile_width = s
+        .groups
+        .iter()
+        .map(|g| g.profile.name().len())
+        .max()
+        .unwrap_or(0);
     for g in &s.groups {
         out.push_str(&format!(
-            "  group {:<12} {:>7} x {:<20} every {:?}, QoS {}{}\n",
+            "  group {:<name_width$} {:>7} x {:<profile_width$} every {:?}, QoS {}{}\n",
             g.name,
             g.count,
             g.profile.name(),
@@ -82,6 +96,25 @@ fn describe(plan: &Plan) -> String {
                 c.reply_topic.as_str()
             ));
         }
+    }
+    let mut described: Vec<&str> = Vec::new();
+    for g in &s.groups {
+        let profile = &g.profile;
+        if described.contains(&profile.name()) {
+            continue;
+        }
+        described.push(profile.name());
+        let outputs: Vec<&str> = profile.outputs().iter().map(|o| &*o.name).collect();
+        out.push_str(&format!(
+            "  profile {}: {} values ({}){}\n",
+            profile.name(),
+            outputs.len(),
+            outputs.join(", "),
+            match profile.def().states.len() {
+                0 => String::new(),
+                n => format!(", {n} machine states"),
+            }
+        ));
     }
     let timeline = plan.timeline(0);
     for (p, w) in s.phases.iter().zip(&timeline.phases) {

@@ -29,6 +29,31 @@ pub enum Command {
     /// Work with report.json files: merge shards.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Print what one device of a profile publishes over time, as CSV (no broker): to see and tune a
+    /// profile's signals. Held-back values (report by exception) are empty cells.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Preview(PreviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Profile name: a built-in one, or one defined in --scenario.
+    pub profile: String,
+    /// Scenario file whose `profiles:` to read (and whose seed to use).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Samples to print.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub samples: u32,
+    /// Time between samples, e.g. 1s, 5m (default: the profile's interval, else 1s).
+    #[arg(long, value_name = "D")]
+    pub every: Option<String>,
+    /// Device number (each device has its own parameters and values).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub device: u64,
+    /// Seed (default: the scenario's, else 1).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]

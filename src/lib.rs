@@ -6,6 +6,7 @@
 
 pub mod app;
 mod app_gates;
+mod app_preview;
 pub mod broker;
 pub mod cli;
 pub mod engine;

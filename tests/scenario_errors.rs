@@ -509,7 +509,7 @@ fn unknown_profile() {
         "unknown profile `energy-metre`",
         "did you mean `energy-meter`?",
     );
-    for (name, _) in fleetstorm::telemetry::ProfileKind::ALL {
+    for name in fleetstorm::scenario::BUILTIN_NAMES {
         assert!(e.hint().unwrap().contains(name), "lists {name}: {e}");
     }
 }
@@ -687,7 +687,8 @@ fn ten_line_scenario_gets_every_default() {
     assert_eq!(s.broker.connect_timeout, Duration::from_secs(10));
     assert_eq!(s.broker.max_connecting, 100);
     let g = &s.groups[0];
-    assert_eq!(g.interval, Duration::from_secs(1));
+    // No `interval`: the profile's publish cadence (profiles/environment-sensor.yaml).
+    assert_eq!(g.interval, Duration::from_secs(5));
     assert_eq!(g.qos, Qos::AtMostOnce);
     assert!(!g.retain);
     assert_eq!(g.topic.as_str(), "fleetstorm/{group}/{client_id}/telemetry");

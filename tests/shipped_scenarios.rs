@@ -81,3 +81,17 @@ fn plant_commands_uses_commands_persistent_sessions_and_a_storm() {
     let total: std::time::Duration = s.phases.iter().filter_map(|p| p.kind.duration()).sum();
     assert_eq!(total.as_secs(), 30);
 }
+
+#[test]
+fn sparkplug_plant_has_a_primary_host_it_plays_itself() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sparkplug-plant.yaml");
+    let s = scenario::load(&path).unwrap();
+    assert!(s.broker.url.is_none(), "runs against the embedded broker");
+    assert!(s.groups.iter().all(|g| g.primary_host() == Some("scada-1")));
+    let host = s
+        .observers
+        .iter()
+        .find_map(|o| o.sparkplug_host.as_ref())
+        .expect("an observer plays the primary host");
+    assert_eq!(host.host_id, "scada-1");
+}

@@ -4,9 +4,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
+use fleetstorm::scenario::{builtin_profile, builtin_profiles};
 use fleetstorm::telemetry::{
-    read_stamp, Counter, DeviceTelemetry, MachineState, OrnsteinUhlenbeck, ProfileKind, Rng,
-    SineNoise, StateMachine,
+    read_stamp, Counter, DeviceTelemetry, OrnsteinUhlenbeck, OutputKind, Profile, Rng, SineNoise,
+    QUALITY_BAD, QUALITY_GOOD, QUALITY_UNCERTAIN,
 };
 use serde_json::Value;
 
@@ -52,18 +55,18 @@ fn allocations() -> u64 {
 // ---------------------------------------------------------------------------------------------------------
 // Helpers.
 
-fn short(profile: ProfileKind) -> &'static str {
-    match profile {
-        ProfileKind::EnvironmentSensor => "env",
-        ProfileKind::EnergyMeter => "energy",
-        ProfileKind::CncMachine => "cnc",
-    }
+fn builtin() -> Vec<Arc<Profile>> {
+    builtin_profiles().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn profile(name: &str) -> Arc<Profile> {
+    builtin_profile(name).unwrap_or_else(|| panic!("no built-in profile {name}"))
 }
 
 /// `steps` payloads of one device, one per second from `T0_US`.
-fn payloads(profile: ProfileKind, seed: u64, key: u64, steps: u64) -> Vec<String> {
+fn payloads(profile: &Arc<Profile>, seed: u64, key: u64, steps: u64) -> Vec<String> {
     let mut device = DeviceTelemetry::new(profile, seed, key);
-    let id = format!("fleetstorm-{}-{key}", short(profile));
+    let id = format!("fleetstorm-{}-{key}", profile.name());
     (0..steps)
         .map(|seq| {
             let mut out = Vec::new();
@@ -73,48 +76,18 @@ fn payloads(profile: ProfileKind, seed: u64, key: u64, steps: u64) -> Vec<String
         .collect()
 }
 
-fn metric_names(profile: ProfileKind) -> &'static [&'static str] {
-    match profile {
-        ProfileKind::EnvironmentSensor => {
-            &["temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm"]
-        }
-        ProfileKind::EnergyMeter => &[
-            "voltage_v",
-            "current_a",
-            "power_kw",
-            "energy_kwh",
-            "power_factor",
-        ],
-        ProfileKind::CncMachine => &[
-            "state",
-            "spindle_rpm",
-            "motor_current_a",
-            "spindle_temp_c",
-            "part_count",
-            "vibration_mm_s",
-        ],
-    }
+fn output_names(profile: &Profile) -> Vec<&str> {
+    profile.outputs().iter().map(|o| &*o.name).collect()
 }
 
-/// Plausible range of each numeric metric.
-fn metric_range(name: &str) -> (f64, f64) {
-    match name {
-        "temperature_c" => (10.0, 35.0),
-        "humidity_pct" => (5.0, 95.0),
-        "pressure_hpa" => (950.0, 1060.0),
-        "co2_ppm" => (400.0, 5000.0),
-        "voltage_v" => (200.0, 253.0),
-        "current_a" => (0.0, 125.0),
-        "power_kw" => (0.0, 3.0 * 253.0 * 125.0 / 1000.0),
-        "energy_kwh" => (1_000.0, 1e7),
-        "power_factor" => (0.6, 1.0),
-        "spindle_rpm" => (0.0, 16_000.0),
-        "motor_current_a" => (0.0, 60.0),
-        "spindle_temp_c" => (-20.0, 120.0),
-        "part_count" => (0.0, 1e9),
-        "vibration_mm_s" => (0.0, 50.0),
-        other => panic!("unexpected metric {other}"),
-    }
+/// The configured bounds of a metric (outputs that are not metrics: unbounded).
+fn metric_range(profile: &Profile, name: &str) -> (f64, f64) {
+    profile
+        .def()
+        .metrics
+        .iter()
+        .find(|m| m.name == name)
+        .map_or((f64::NEG_INFINITY, f64::INFINITY), |m| (m.min, m.max))
 }
 
 /// The quoted `names` appear as keys in `payload` in this order (serde_json's map sorts its keys).
@@ -135,18 +108,19 @@ fn assert_in_order(payload: &[u8], names: &[&str]) {
 
 #[test]
 fn same_inputs_give_identical_bytes() {
-    for (_, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
         assert_eq!(
             payloads(profile, 7, 3, 1000),
             payloads(profile, 7, 3, 1000),
-            "{profile:?}"
+            "{}",
+            profile.name()
         );
     }
 }
 
 #[test]
 fn different_seed_or_key_gives_a_different_sequence() {
-    for (_, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
         let base = payloads(profile, 7, 3, 50);
         let metrics = |p: &[String]| -> Vec<String> {
             p.iter()
@@ -160,12 +134,14 @@ fn different_seed_or_key_gives_a_different_sequence() {
         assert_ne!(
             metrics(&base),
             metrics(&payloads(profile, 8, 3, 50)),
-            "{profile:?} seed"
+            "{} seed",
+            profile.name()
         );
         assert_ne!(
             metrics(&base),
             metrics(&payloads(profile, 7, 4, 50)),
-            "{profile:?} key"
+            "{} key",
+            profile.name()
         );
     }
 }
@@ -174,7 +150,7 @@ fn different_seed_or_key_gives_a_different_sequence() {
 fn golden_payloads_seed_42() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/telemetry_seed42.txt");
     let mut actual = String::new();
-    for (_, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
         for payload in payloads(profile, 42, 1, 3) {
             actual.push_str(&payload);
             actual.push('\n');
@@ -201,9 +177,11 @@ fn golden_payloads_seed_42() {
 
 #[test]
 fn every_payload_is_json_with_the_stamp_and_metrics() {
-    for (name, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
+        let name = profile.name();
+        let names = output_names(profile);
         for key in 0..20u64 {
-            let id = format!("fleetstorm-{}-{key}", short(profile));
+            let id = format!("fleetstorm-{name}-{key}");
             let mut device = DeviceTelemetry::new(profile, 42, key);
             let mut at = T0_US + key * 137;
             for seq in 0..500u64 {
@@ -214,27 +192,49 @@ fn every_payload_is_json_with_the_stamp_and_metrics() {
                 let json: Value = serde_json::from_slice(&out)
                     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
                 assert_in_order(&out, &["device", "seq", "ts_us", "profile", "metrics"]);
-                assert_in_order(&out, metric_names(profile));
                 assert_eq!(json["device"], id.as_str());
                 assert_eq!(json["seq"], seq);
                 assert_eq!(json["ts_us"], at);
                 assert_eq!(json["profile"], name);
                 let metrics = json["metrics"].as_object().expect("metrics object");
-                assert_eq!(metrics.len(), metric_names(profile).len());
-                for (metric, value) in metrics {
-                    if metric == "state" {
-                        let state = value.as_str().expect("state string");
-                        assert!(
-                            MachineState::ALL.iter().any(|s| s.name() == state),
-                            "{state}"
-                        );
+                // Report by exception may hold values back, never invent or reorder them.
+                let present: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| metrics.contains_key(*n))
+                    .collect();
+                assert_eq!(present.len(), metrics.len(), "{name}: {metrics:?}");
+                assert_in_order(&out, &present);
+                for (output, value) in profile.outputs().iter().zip(&names) {
+                    let Some(v) = metrics.get(*value) else {
                         continue;
+                    };
+                    match output.kind {
+                        OutputKind::Text => {
+                            let state = v.as_str().expect("state string");
+                            assert!(
+                                profile.def().states.iter().any(|s| s.name == state),
+                                "{state}"
+                            );
+                        }
+                        OutputKind::Bool => assert!(v.is_boolean(), "{value} = {v}"),
+                        OutputKind::Int if value.ends_with("_quality") => {
+                            let q = v.as_i64().expect("quality code");
+                            assert!([QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD].contains(&q));
+                        }
+                        OutputKind::Int | OutputKind::Float { .. } => {
+                            let x = v.as_f64().unwrap_or_else(|| panic!("{value} = {v}"));
+                            if output.kind == OutputKind::Int {
+                                assert!(v.is_i64() || v.is_u64(), "{value} = {v}");
+                            }
+                            let (lo, hi) = metric_range(profile, value);
+                            // Rounding to the published decimals may cross a bound by half a unit.
+                            assert!(
+                                x >= lo - 0.5 && x <= hi + 0.5,
+                                "{value} = {x} outside {lo}..{hi}"
+                            );
+                        }
                     }
-                    let v = value
-                        .as_f64()
-                        .unwrap_or_else(|| panic!("{metric} = {value}"));
-                    let (lo, hi) = metric_range(metric);
-                    assert!((lo..=hi).contains(&v), "{metric} = {v} outside {lo}..{hi}");
                 }
                 let stamp = read_stamp(&out).expect("stamp");
                 assert_eq!(
@@ -248,7 +248,7 @@ fn every_payload_is_json_with_the_stamp_and_metrics() {
 
 #[test]
 fn encode_appends_to_existing_bytes() {
-    let mut device = DeviceTelemetry::new(ProfileKind::EnvironmentSensor, 1, 1);
+    let mut device = DeviceTelemetry::new(&profile("environment-sensor"), 1, 1);
     let mut out = b"prefix".to_vec();
     device.encode_json("d", 1, T0_US, &mut out);
     assert!(out.starts_with(b"prefix{\"device\":\"d\""));
@@ -258,7 +258,7 @@ fn encode_appends_to_existing_bytes() {
 #[test]
 fn device_ids_are_escaped() {
     let id = "we\"ird\\id\n\u{1}é";
-    let mut device = DeviceTelemetry::new(ProfileKind::CncMachine, 1, 1);
+    let mut device = DeviceTelemetry::new(&profile("cnc-machine"), 1, 1);
     let mut out = Vec::new();
     device.encode_json(id, 5, T0_US, &mut out);
     let json: Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -269,7 +269,7 @@ fn device_ids_are_escaped() {
 
 #[test]
 fn read_stamp_rejects_truncated_payloads() {
-    for (_, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
         let mut device = DeviceTelemetry::new(profile, 3, 3);
         let mut out = Vec::new();
         device.encode_json("fleetstorm-x-3", 17, T0_US, &mut out);
@@ -342,7 +342,7 @@ fn read_stamp_rejects_garbage_and_other_json() {
 #[test]
 fn encode_and_read_stamp_do_not_allocate() {
     let mut out = Vec::with_capacity(4096);
-    for (_, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
         let mut device = DeviceTelemetry::new(profile, 5, 5);
         let before = allocations();
         for seq in 0..1000u64 {
@@ -354,7 +354,8 @@ fn encode_and_read_stamp_do_not_allocate() {
         assert_eq!(
             allocations() - before,
             0,
-            "{profile:?} allocated on the hot path"
+            "{} allocated on the hot path",
+            profile.name()
         );
     }
 }
@@ -368,7 +369,7 @@ fn device_state_size() {
 
 #[test]
 fn zero_and_huge_steps_stay_finite() {
-    for (_, profile) in ProfileKind::ALL {
+    for profile in &builtin() {
         let mut device = DeviceTelemetry::new(profile, 11, 11);
         let mut at = T0_US;
         let steps = [
@@ -571,77 +572,6 @@ fn sine_noise_has_the_configured_spread() {
 }
 
 #[test]
-fn state_machine_mean_dwell_times_are_near_configured() {
-    // (dwell times per state, dt)
-    let cases = [
-        ([20.0, 50.0, 10.0, 30.0], 1.0),
-        ([120.0, 900.0, 240.0, 1800.0], 10.0),
-    ];
-    for (i, &(dwell_s, dt)) in cases.iter().enumerate() {
-        let mut machine = StateMachine::new(MachineState::Idle, dwell_s);
-        let mut rng = Rng::new(42 + i as u64);
-        let mut time_in = [0.0f64; 4];
-        let mut visits = [0u64; 4];
-        let mut current = machine.state;
-        let mut elapsed = 0.0;
-        let mut transitions = [[0u64; 4]; 4];
-        for _ in 0..2_000_000 {
-            let next = machine.step(&mut rng, dt);
-            elapsed += dt;
-            if next != current {
-                time_in[current.index()] += elapsed;
-                visits[current.index()] += 1;
-                transitions[current.index()][next.index()] += 1;
-                elapsed = 0.0;
-                current = next;
-            }
-        }
-        for state in MachineState::ALL {
-            let s = state.index();
-            assert!(
-                visits[s] > 500,
-                "case {i}: {state:?} visited {} times",
-                visits[s]
-            );
-            let mean = time_in[s] / visits[s] as f64;
-            // A per-step exit probability of 1 - exp(-dt/dwell) gives a mean of dt / p ≈ dwell + dt/2.
-            let expected = dt / -(-dt / dwell_s[s]).exp_m1();
-            assert!(
-                (mean - expected).abs() < 0.1 * expected,
-                "case {i}: {state:?} mean {mean}, expected {expected}"
-            );
-            assert_eq!(transitions[s][s], 0);
-        }
-        // Only the configured edges occur: e.g. a machine never goes from maintenance straight to running.
-        assert_eq!(
-            transitions[MachineState::Maintenance.index()][MachineState::Running.index()],
-            0
-        );
-        assert_eq!(
-            transitions[MachineState::Idle.index()][MachineState::Fault.index()],
-            0
-        );
-    }
-}
-
-#[test]
-fn state_machine_handles_zero_and_huge_steps() {
-    let mut machine = StateMachine::new(MachineState::Running, [1.0, 1.0, 1.0, 1.0]);
-    let mut rng = Rng::new(1);
-    for _ in 0..100 {
-        assert_eq!(machine.step(&mut rng, 0.0), MachineState::Running);
-    }
-    let mut changes = 0;
-    for _ in 0..100 {
-        let before = machine.state;
-        if machine.step(&mut rng, 86_400.0) != before {
-            changes += 1;
-        }
-    }
-    assert_eq!(changes, 100, "a day-long step always leaves a 1 s dwell");
-}
-
-#[test]
 fn signals_with_zero_and_huge_dt_are_finite() {
     let mut rng = Rng::new(77);
     for dt in [
@@ -666,10 +596,11 @@ fn signals_with_zero_and_huge_dt_are_finite() {
 
 #[test]
 fn cnc_metrics_follow_the_machine_state() {
+    let cnc = profile("cnc-machine");
     let mut checked_running = 0;
     let mut checked_stopped = 0;
     for key in 0..40u64 {
-        let mut device = DeviceTelemetry::new(ProfileKind::CncMachine, 9, key);
+        let mut device = DeviceTelemetry::new(&cnc, 9, key);
         let mut previous_state = String::new();
         let mut same_for = 0;
         let mut previous_parts = 0;
@@ -716,7 +647,7 @@ fn cnc_metrics_follow_the_machine_state() {
 
 #[test]
 fn energy_counter_integrates_power() {
-    let mut device = DeviceTelemetry::new(ProfileKind::EnergyMeter, 4, 4);
+    let mut device = DeviceTelemetry::new(&profile("energy-meter"), 4, 4);
     let mut first = None;
     let mut integral = 0.0;
     let mut previous_energy: f64 = 0.0;

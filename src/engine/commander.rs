@@ -186,7 +186,7 @@ async fn commander(
     let filters = [(group_filter(&spec.reply_topic, &g.name), spec.qos)];
     let started = tokio::select! {
         _ = ctx.cancel.cancelled() => None,
-        r = subscribed(&ctx, target, client_id, &filters) => Some(r),
+        r = subscribed(&ctx, target, (client_id, None), &filters) => Some(r),
     };
     let mut session = match started {
         None => {

@@ -18,6 +18,7 @@ use crate::telemetry::sparkplug::Message as SpbMessage;
 use crate::telemetry::DeviceTelemetry;
 
 use super::command::{self, Arrival, DeviceCommands};
+use super::primary_host::{HostEvent, HostGate};
 use super::sparkplug::{self, SparkplugNode};
 
 /// First reconnect waits about this long; each further attempt doubles it, up to the cap.
@@ -46,6 +47,8 @@ enum Ended {
     Cancelled,
     /// The connection was lost; the counter says why.
     Lost(Counter),
+    /// The Sparkplug primary host went offline: NDEATH, DISCONNECT, reconnect.
+    HostOffline,
 }
 
 /// Per-device state that survives reconnects.
@@ -61,6 +64,8 @@ struct Device {
     spb: Option<Box<SparkplugNode>>,
     /// Command subscription and replies, for groups with `commands:`.
     commands: Option<Box<DeviceCommands>>,
+    /// The Sparkplug primary host whose STATE gates the node's births, if the group names one.
+    host: Option<HostGate>,
 }
 
 impl Device {
@@ -94,18 +99,20 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     let end_us = timeline.end_us();
     let mut device = Device {
         dev,
-        telemetry: DeviceTelemetry::new(spec.profile, seed, dev.global),
+        telemetry: DeviceTelemetry::new(&spec.profile, seed, dev.global),
         schedule: Schedule {
             anchor_us: timeline.start_us,
             offset_us: pacer::phase_offset_us(seed, dev.global, group.interval_us),
             interval_us: group.interval_us,
         },
         spb: match &spec.payload {
-            PayloadKind::Sparkplug { group_id, devices } => SparkplugNode::new(
+            PayloadKind::Sparkplug {
+                group_id, devices, ..
+            } => SparkplugNode::new(
                 group_id,
                 &client_id,
                 *devices,
-                spec.profile,
+                &spec.profile,
                 seed,
                 dev.global,
             )
@@ -116,6 +123,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
             let vars = ctx.vars(dev, &client_id);
             DeviceCommands::new(c, dev.group, &vars).map(Box::new)
         }),
+        host: spec.primary_host().map(HostGate::new),
         client_id,
         topic,
         seq: 0,
@@ -145,37 +153,21 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                 )
                 .await;
                 ctx.recorder.connected_delta(-1);
-                match ended {
+                let reason = match ended {
                     Ended::Finished | Ended::Cancelled => {
-                        if let Some(spb) = &device.spb {
-                            // A clean DISCONNECT suppresses the will, so announce the death ourselves.
-                            let death = spb.will();
-                            let mut out =
-                                Vec::with_capacity(death.payload.len() + death.topic.len() + 8);
-                            if let Ok(t) = codec::encode_topic(&death.topic) {
-                                codec::encode_publish(
-                                    &mut out,
-                                    ctx.version,
-                                    &t,
-                                    death.qos,
-                                    death.retain,
-                                    false,
-                                    1,
-                                    &death.payload,
-                                );
-                                let _ = session.try_send(&out);
-                            }
-                        }
-                        session.close();
+                        goodbye(&ctx, &device, session);
                         return;
                     }
-                    Ended::Lost(reason) => {
-                        if let Some(spb) = device.spb.as_deref_mut() {
-                            spb.disconnected();
-                        }
-                        reason
+                    Ended::HostOffline => {
+                        goodbye(&ctx, &device, session);
+                        Counter::SparkplugHostOffline
                     }
+                    Ended::Lost(reason) => reason,
+                };
+                if let Some(spb) = device.spb.as_deref_mut() {
+                    spb.disconnected();
                 }
+                reason
             }
             Err(reason) => reason,
         };
@@ -185,6 +177,29 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
         attempt = attempt.saturating_add(1);
         intended_connect = now.saturating_add(wait);
     }
+}
+
+/// End a session cleanly. A clean DISCONNECT suppresses the will, so a Sparkplug node announces its
+/// death (NDEATH) itself first.
+fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session) {
+    if let Some(spb) = &device.spb {
+        let death = spb.will();
+        let mut out = Vec::with_capacity(death.payload.len() + death.topic.len() + 8);
+        if let Ok(t) = codec::encode_topic(&death.topic) {
+            codec::encode_publish(
+                &mut out,
+                ctx.version,
+                &t,
+                death.qos,
+                death.retain,
+                false,
+                1,
+                &death.payload,
+            );
+            let _ = session.try_send(&out);
+        }
+    }
+    session.close();
 }
 
 /// Sleep until `t_us`; `false` when the run was cancelled first.
@@ -276,6 +291,8 @@ struct ReadFlags {
     server_disconnect: bool,
     /// A Sparkplug host asked for a rebirth (NCMD `Node Control/Rebirth`).
     rebirth: bool,
+    /// The Sparkplug primary host's STATE opened or closed the gate.
+    host: Option<HostEvent>,
 }
 
 /// The connected period: publish on schedule, handle acks, keep alive. `(session_kept, connack_us)`:
@@ -294,10 +311,14 @@ async fn connected(
     let keep_alive = ctx.keep_alive_us;
     // Sparkplug data goes at QoS 0, as the specification requires.
     let acked = group.qos != Qos::AtMostOnce && device.spb.is_none();
+    // Births go out once the primary host (if any) is online; a new session waits for its STATE again.
     let mut births_due = device.spb.is_some();
     // Devices with commands listen until the commander has its replies (or the drain ends).
     let listening = device.commands.is_some();
     let mut subscribe_due = listening;
+    if let Some(h) = device.host.as_mut() {
+        h.reconnected();
+    }
     let mut subscribed = false;
     let mut topic_buf: Vec<u8> = Vec::new();
     let mut inflight: Vec<Inflight> = Vec::new();
@@ -339,17 +360,25 @@ async fn connected(
                     batch += usize::from(out.len() > before);
                 }
             }
-            if births_due {
+            if !subscribed {
+                if let Some(spb) = device.spb.as_deref() {
+                    // Listen for NCMD (rebirth requests) and the primary host's STATE before announcing
+                    // the node.
+                    subscribed = true;
+                    let mut filters = vec![(spb.command_topic().to_owned(), Qos::AtMostOnce)];
+                    if let Some(h) = &device.host {
+                        filters.push((h.topic().to_owned(), Qos::AtLeastOnce));
+                    }
+                    if let Ok(sub) = codec::encode_subscribe(ctx.version, 1, &filters) {
+                        out.extend_from_slice(&sub);
+                        batch += 1;
+                    }
+                }
+            }
+            let gated = device.host.as_ref().is_some_and(|h| !h.open());
+            if births_due && !gated {
                 births_due = false;
                 if let Some(spb) = device.spb.as_deref_mut() {
-                    if !subscribed {
-                        // Listen for NCMD (rebirth requests) before announcing the node.
-                        subscribed = true;
-                        let filters = [(spb.command_topic().to_owned(), Qos::AtMostOnce)];
-                        if let Ok(sub) = codec::encode_subscribe(ctx.version, 1, &filters) {
-                            out.extend_from_slice(&sub);
-                        }
-                    }
                     let births = spb.births(now);
                     for m in births {
                         encode_spb(&mut out, &mut topic_buf, ctx.version, m);
@@ -372,6 +401,12 @@ async fn connected(
                     let missed = resume - next_slot;
                     rec.count_n(Counter::Skipped, g, device.schedule.due(next_slot), missed);
                     next_slot = resume;
+                    continue;
+                }
+                if gated {
+                    // The primary host is not online: no data before births, and nobody expects it.
+                    rec.count(Counter::SparkplugGated, g, device.schedule.due(next_slot));
+                    next_slot += 1;
                     continue;
                 }
                 let intended = device.schedule.due(next_slot).min(now);
@@ -510,9 +545,17 @@ async fn connected(
                     let spb = device.spb.as_deref();
                     let mut commands = device.commands.as_deref_mut();
                     let next_pkid = &mut device.next_pkid;
+                    let mut host = device.host.as_mut();
                     let result = session.read_available(&mut scratch, &mut |p| {
-                        if let (Some(s), Incoming::Publish { topic, payload, .. }) = (spb, p) {
-                            flags.rebirth |= s.wants_rebirth(topic, payload);
+                        if let Incoming::Publish { topic, payload, .. } = p {
+                            if let Some(s) = spb {
+                                flags.rebirth |= s.wants_rebirth(topic, payload);
+                            }
+                            let event = host.as_deref_mut().and_then(|h| h.on_publish(topic, payload));
+                            // Offline wins within one read: the session ends either way.
+                            if event.is_some() && flags.host != Some(HostEvent::Offline) {
+                                flags.host = event;
+                            }
                         }
                         if let Some(c) = commands.as_deref_mut() {
                             match p {
@@ -534,6 +577,12 @@ async fn connected(
                 };
                 if flags.pingresp {
                     keepalive.pong();
+                }
+                match flags.host {
+                    Some(HostEvent::Online) => births_due = true,
+                    // Sparkplug publishes are QoS 0: nothing is in flight.
+                    Some(HostEvent::Offline) => return Ended::HostOffline,
+                    None => {}
                 }
                 if flags.rebirth {
                     births_due = true;

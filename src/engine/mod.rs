@@ -7,6 +7,7 @@ mod context;
 mod device;
 pub mod limits;
 mod observer;
+mod primary_host;
 pub mod processes;
 pub mod prometheus;
 mod sparkplug;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::primary_host::HostSession;
 use super::EngineError;
 use crate::metrics::audit::{Seen, StreamAudit};
 use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot};
@@ -230,10 +231,16 @@ async fn session(
         return;
     };
     let version = ctx.plan.scenario.broker.protocol;
+    let timeout = ctx.plan.scenario.broker.connect_timeout;
+    let mut host = o
+        .sparkplug_host
+        .as_ref()
+        .map(|h| HostSession::new(h, ctx.clock.now_us()));
     let client_id = format!(
         "fleetstorm-observer-{}-{}-{broker_index}-{index}",
         ctx.plan.scenario.name, o.name
     );
+    let will = host.as_ref().map(HostSession::will);
     let filters: Vec<(String, Qos)> = o
         .topics
         .iter()
@@ -248,10 +255,13 @@ async fn session(
         .collect();
     let started = tokio::select! {
         _ = ctx.cancel.cancelled() => return,
-        r = subscribed(&ctx, target, client_id, &filters) => r,
+        r = subscribed(&ctx, target, (client_id, will), &filters) => r,
     };
     let mut s = match started {
         Ok((s, sent, done)) => {
+            if let Some(h) = host.as_mut() {
+                h.subscribed(done);
+            }
             let _ = suback.send((group, sent, done));
             let _ = ready.send(Ok((sent, done)));
             s
@@ -263,16 +273,27 @@ async fn session(
     };
     drop(ready);
     drop(suback);
-    receive(&ctx, version, &mut s, &streams).await;
+    receive(&ctx, version, &mut s, &streams, host.as_mut()).await;
+    if let Some(h) = host.as_mut() {
+        if ctx.cancel.is_cancelled() {
+            // A clean end: the host says it is going offline (the DISCONNECT suppresses its will).
+            let mut out = Vec::new();
+            h.go_offline(version, &mut out);
+            if s.try_send(&out).is_ok() {
+                let _ = tokio::time::timeout(timeout, s.flush()).await;
+            }
+        }
+    }
     s.close();
 }
 
-/// Connect a clean session to `target` and subscribe to `filters`: the session, with when SUBSCRIBE
-/// went out and when its SUBACK came back (µs), or why it failed (within twice the connect timeout).
+/// Connect a clean session `(client id, will)` to `target` and subscribe to `filters`: the session,
+/// with when SUBSCRIBE went out and when its SUBACK came back (µs), or why it failed (within twice the
+/// connect timeout).
 pub(super) async fn subscribed(
     ctx: &ObsCtx,
     target: SocketAddr,
-    client_id: String,
+    (client_id, will): (String, Option<codec::Will>),
     filters: &[(String, Qos)],
 ) -> Result<(Session, u64, u64), String> {
     let broker = &ctx.plan.scenario.broker;
@@ -284,7 +305,7 @@ pub(super) async fn subscribed(
         clean_session: true,
         username: broker.username.clone(),
         password: broker.password.clone(),
-        will: None,
+        will,
         session_expiry_s: None,
     };
     let timeout = broker.connect_timeout;
@@ -335,8 +356,14 @@ impl ObsCtx {
     }
 }
 
-/// Receive until cancelled.
-async fn receive(ctx: &ObsCtx, version: MqttVersion, s: &mut Session, streams: &Streams) {
+/// Receive until cancelled; a primary host goes online when due.
+async fn receive(
+    ctx: &ObsCtx,
+    version: MqttVersion,
+    s: &mut Session,
+    streams: &Streams,
+    mut host: Option<&mut HostSession>,
+) {
     let keep_alive_us = u64::try_from(ctx.plan.scenario.broker.keep_alive.as_micros()).unwrap_or(0);
     let mut keepalive = KeepAlive::new(keep_alive_us, ctx.clock.now_us());
     loop {
@@ -351,10 +378,27 @@ async fn receive(ctx: &ObsCtx, version: MqttVersion, s: &mut Session, streams: &
             }
             KeepAliveAction::Nothing => {}
         }
-        let wake = Instant::from_std(
-            ctx.clock
-                .instant_at(keepalive.next_deadline().min(now + 60_000_000)),
-        );
+        let mut wake_us = keepalive.next_deadline().min(now + 60_000_000);
+        if let Some(h) = host.as_deref_mut() {
+            match h.online_due_us() {
+                Some(at) if at <= now => {
+                    let mut out = Vec::new();
+                    h.go_online(version, &mut out);
+                    let sent = s.try_send(&out).is_ok();
+                    if !sent || (s.has_pending_out() && s.flush().await.is_err()) {
+                        return;
+                    }
+                }
+                Some(at) => wake_us = wake_us.min(at),
+                None => {}
+            }
+        }
+        // Births from this host's edge nodes before it went online break the STATE rules.
+        let pending_host = host
+            .as_deref()
+            .filter(|h| !h.is_online())
+            .map(HostSession::host_id);
+        let wake = Instant::from_std(ctx.clock.instant_at(wake_us));
         tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return,
@@ -371,7 +415,7 @@ async fn receive(ctx: &ObsCtx, version: MqttVersion, s: &mut Session, streams: &
                     let r = s.read_available(&mut scratch, &mut |p| match p {
                         Incoming::Publish { qos, pkid, retain, topic, payload, .. } => {
                             if !retain {
-                                audit(ctx, streams, topic, payload, done);
+                                audit(ctx, streams, topic, payload, done, pending_host);
                             }
                             match qos {
                                 1 => codec::encode_ack(&mut out, codec::PUBACK, pkid),
@@ -405,13 +449,21 @@ async fn receive(ctx: &ObsCtx, version: MqttVersion, s: &mut Session, streams: &
     }
 }
 
-/// Audit one delivered message.
-fn audit(ctx: &ObsCtx, streams: &Streams, topic: &[u8], payload: &[u8], done_us: u64) {
+/// Audit one delivered message. `pending_host`: the primary host this session plays, while it has not
+/// yet published STATE online.
+fn audit(
+    ctx: &ObsCtx,
+    streams: &Streams,
+    topic: &[u8],
+    payload: &[u8],
+    done_us: u64,
+    pending_host: Option<&str>,
+) {
     let Some(rec) = ctx.recorder.get() else {
         return;
     };
     if topic.starts_with(b"spBv1.0/") {
-        sparkplug_audit(ctx, rec, streams, topic, payload, done_us);
+        sparkplug_audit(ctx, rec, streams, topic, payload, done_us, pending_host);
         return;
     }
     let Some(stamp) = read_stamp(payload) else {
@@ -460,6 +512,7 @@ fn sparkplug_audit(
     topic: &[u8],
     payload: &[u8],
     at: u64,
+    pending_host: Option<&str>,
 ) {
     let Ok(topic) = std::str::from_utf8(topic) else {
         return;
@@ -488,6 +541,12 @@ fn sparkplug_audit(
     };
     if let Some(c) = what {
         rec.count(c, group, at);
+    }
+    let born_early = what == Some(Counter::SparkplugBirths)
+        && pending_host.is_some()
+        && ctx.plan.groups().get(group).and_then(|g| g.primary_host()) == pending_host;
+    if born_early {
+        rec.count(Counter::SparkplugBirthBeforeOnline, group, at);
     }
     for v in found.iter() {
         let c = match v {

@@ -2,8 +2,7 @@
 //! connection and its devices, with metric values that follow the profile's kind of machine. The
 //! protocol rules live in `telemetry::sparkplug`; this only feeds them and hands out messages.
 
-use std::f64::consts::TAU;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::mqtt::Will;
 use crate::plan::pacer::splitmix64;
@@ -11,121 +10,55 @@ use crate::scenario::Qos;
 use crate::telemetry::sparkplug::{
     DataType, DeviceSpec, EdgeNode, Message, MetricSpec, Outbox, QoS, Value,
 };
-use crate::telemetry::ProfileKind;
+use crate::telemetry::{DeviceTelemetry, OutputKind, Profile, Sample};
 
-/// How one metric moves: `base + amplitude * sin(2π t / period + phase)` plus a little seeded noise,
-/// or a counter growing at `base` per second.
-#[derive(Clone, Copy)]
-struct Shape {
-    name: &'static str,
-    base: f64,
-    amplitude: f64,
-    period_s: f64,
-    counter: bool,
+/// The Sparkplug schema of a profile's outputs: float → Double, int → Int64, bool → Boolean, text → String,
+/// each carrying the profile's nominal value in the first birth.
+fn build_schema(profile: &Profile) -> Option<Arc<[MetricSpec]>> {
+    profile
+        .outputs()
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let datatype = match o.kind {
+                OutputKind::Float { .. } => DataType::Double,
+                OutputKind::Int => DataType::Int64,
+                OutputKind::Bool => DataType::Boolean,
+                OutputKind::Text => DataType::String,
+            };
+            let initial = to_value(profile.nominal(i), o.kind);
+            MetricSpec::new(&o.name, datatype)?.with_initial(initial)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .map(Arc::from)
 }
 
-const ENV: [Shape; 3] = [
-    Shape {
-        name: "temperature_c",
-        base: 21.0,
-        amplitude: 2.5,
-        period_s: 600.0,
-        counter: false,
-    },
-    Shape {
-        name: "humidity_pct",
-        base: 45.0,
-        amplitude: 8.0,
-        period_s: 900.0,
-        counter: false,
-    },
-    Shape {
-        name: "pressure_hpa",
-        base: 1013.0,
-        amplitude: 4.0,
-        period_s: 3600.0,
-        counter: false,
-    },
-];
-const ENERGY: [Shape; 3] = [
-    Shape {
-        name: "power_kw",
-        base: 25.0,
-        amplitude: 6.0,
-        period_s: 300.0,
-        counter: false,
-    },
-    Shape {
-        name: "voltage_v",
-        base: 230.0,
-        amplitude: 3.0,
-        period_s: 120.0,
-        counter: false,
-    },
-    Shape {
-        name: "energy_wh",
-        base: 7.0,
-        amplitude: 0.0,
-        period_s: 1.0,
-        counter: true,
-    },
-];
-const CNC: [Shape; 3] = [
-    Shape {
-        name: "spindle_rpm",
-        base: 12_000.0,
-        amplitude: 2_500.0,
-        period_s: 45.0,
-        counter: false,
-    },
-    Shape {
-        name: "spindle_temp_c",
-        base: 48.0,
-        amplitude: 6.0,
-        period_s: 400.0,
-        counter: false,
-    },
-    Shape {
-        name: "part_count",
-        base: 0.2,
-        amplitude: 0.0,
-        period_s: 1.0,
-        counter: true,
-    },
-];
-
-fn shapes(profile: ProfileKind) -> &'static [Shape; 3] {
-    match profile {
-        ProfileKind::EnvironmentSensor => &ENV,
-        ProfileKind::EnergyMeter => &ENERGY,
-        ProfileKind::CncMachine => &CNC,
+/// The schema of a profile, built once per process and shared by every edge node using the profile.
+fn schema(profile: &Arc<Profile>) -> Option<Arc<[MetricSpec]>> {
+    type Cache = Vec<(Arc<Profile>, Arc<[MetricSpec]>)>;
+    static CACHE: Mutex<Cache> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, s)) = cache.iter().find(|(p, _)| Arc::ptr_eq(p, profile)) {
+        return Some(s.clone());
     }
+    let built = build_schema(profile)?;
+    cache.push((profile.clone(), built.clone()));
+    Some(built)
 }
 
-/// The metric schema of a profile, built once and shared by every device of the process.
-fn schema(profile: ProfileKind) -> Option<Arc<[MetricSpec]>> {
-    static CACHE: [OnceLock<Option<Arc<[MetricSpec]>>>; 3] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    let slot = match profile {
-        ProfileKind::EnvironmentSensor => &CACHE[0],
-        ProfileKind::EnergyMeter => &CACHE[1],
-        ProfileKind::CncMachine => &CACHE[2],
-    };
-    slot.get_or_init(|| {
-        shapes(profile)
-            .iter()
-            .map(|s| {
-                if s.counter {
-                    MetricSpec::new(s.name, DataType::UInt64)?.with_initial(Value::UInt(0))
-                } else {
-                    MetricSpec::new(s.name, DataType::Double)?.with_initial(Value::Double(s.base))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .ok()
-            .map(Arc::from)
-    })
-    .clone()
+/// A sample as a Sparkplug value; floats are rounded to the output's decimals, as JSON payloads are.
+fn to_value(sample: Sample<'_>, kind: OutputKind) -> Value {
+    match (sample, kind) {
+        (Sample::Float(v), OutputKind::Float { decimals }) => {
+            let scale = 10f64.powi(i32::from(decimals.min(9)));
+            Value::Double((v * scale).round() / scale)
+        }
+        (Sample::Float(v), _) => Value::Double(v),
+        (Sample::Int(i), _) => Value::Int(i),
+        (Sample::Bool(b), _) => Value::Bool(b),
+        (Sample::Text(t), _) => Value::Text(t.into()),
+    }
 }
 
 /// One edge node: the MQTT connection of a device task in a Sparkplug group.
@@ -134,8 +67,9 @@ pub struct SparkplugNode {
     /// `spBv1.0/{group}/NCMD/{node}`: where a host asks this node for a rebirth.
     command_topic: Box<str>,
     outbox: Outbox,
-    profile: ProfileKind,
-    key: u64,
+    profile: Arc<Profile>,
+    /// One telemetry state per Sparkplug device.
+    devices: Box<[DeviceTelemetry]>,
     samples: Vec<(usize, Value)>,
 }
 
@@ -145,11 +79,12 @@ impl SparkplugNode {
         group_id: &str,
         node_id: &str,
         devices: u16,
-        profile: ProfileKind,
+        profile: &Arc<Profile>,
         seed: u64,
         key: u64,
     ) -> Option<SparkplugNode> {
         let metrics = schema(profile)?;
+        let node_key = splitmix64(seed ^ splitmix64(key));
         let ids: Vec<String> = (0..devices).map(|i| format!("d{i}")).collect();
         let specs: Vec<DeviceSpec<'_>> = ids
             .iter()
@@ -163,9 +98,11 @@ impl SparkplugNode {
             edge,
             command_topic: format!("spBv1.0/{group_id}/NCMD/{node_id}").into(),
             outbox: Outbox::new(),
-            profile,
-            key: splitmix64(seed ^ splitmix64(key)),
-            samples: Vec::with_capacity(3),
+            profile: profile.clone(),
+            devices: (0..u64::from(devices))
+                .map(|d| DeviceTelemetry::new(profile, seed, splitmix64(node_key ^ d)))
+                .collect(),
+            samples: Vec::with_capacity(profile.outputs().len()),
         })
     }
 
@@ -184,24 +121,23 @@ impl SparkplugNode {
     /// DDATA of every device whose values changed, for the slot intended at `t_us`.
     pub fn data(&mut self, t_us: u64) -> &[Message] {
         self.outbox.clear();
-        let t_s = t_us as f64 / 1e6;
-        for d in 0..self.edge.device_count() {
+        for (d, telemetry) in self.devices.iter_mut().enumerate() {
             self.samples.clear();
-            let dkey = splitmix64(self.key ^ d as u64);
-            for (m, s) in shapes(self.profile).iter().enumerate() {
-                let mkey = splitmix64(dkey ^ m as u64);
-                let value = if s.counter {
-                    Value::UInt((t_s * s.base * (0.9 + (mkey % 200) as f64 / 1000.0)) as u64)
-                } else {
-                    let phase = (mkey % 10_000) as f64 / 10_000.0 * TAU;
-                    let noise = ((splitmix64(mkey ^ t_us) % 2001) as f64 / 1000.0 - 1.0)
-                        * s.amplitude
-                        * 0.02;
-                    let v = s.base + s.amplitude * (TAU * t_s / s.period_s + phase).sin() + noise;
-                    Value::Double((v * 100.0).round() / 100.0)
+            let (edge, samples, outputs) = (&self.edge, &mut self.samples, self.profile.outputs());
+            telemetry.sample(t_us, |i, sample, report| {
+                let Some(output) = outputs.get(i).filter(|_| report) else {
+                    return;
                 };
-                self.samples.push((m, value));
-            }
+                // Text only when it changed: no allocation for an unchanged state name.
+                if let (Sample::Text(t), Some(Value::Text(current))) =
+                    (sample, edge.value(Some(d), i))
+                {
+                    if **current == *t {
+                        return;
+                    }
+                }
+                samples.push((i, to_value(sample, output.kind)));
+            });
             let _ = self
                 .edge
                 .data(d, &self.samples, t_us / 1000, &mut self.outbox);

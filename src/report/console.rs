@@ -71,6 +71,8 @@ fn counters(out: &mut String, r: &Report) {
     for (label, counter) in [
         ("dropped by churn", Counter::ChurnDrops),
         ("dropped by storm", Counter::StormDrops),
+        ("sparkplug gated (host not online)", Counter::SparkplugGated),
+        ("sparkplug host went offline", Counter::SparkplugHostOffline),
     ] {
         if c.get(counter) > 0 {
             row(label, c.get(counter));
@@ -90,6 +92,7 @@ fn counters(out: &mut String, r: &Report) {
             Counter::SparkplugBdSeqMismatch,
             Counter::SparkplugUnknownAlias,
             Counter::SparkplugMalformed,
+            Counter::SparkplugBirthBeforeOnline,
         ]
         .iter()
         .map(|&k| c.get(k))

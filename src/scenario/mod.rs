@@ -13,6 +13,7 @@ mod network;
 mod observers;
 mod overrides;
 mod payload;
+mod profiles;
 pub mod raw;
 pub mod template;
 pub mod topic;
@@ -27,6 +28,7 @@ use serde_saphyr::MessageFormatter as _;
 pub use error::{Diagnostic, ErrorKind, ScenarioError};
 pub use model::*;
 pub use overrides::Overrides;
+pub use profiles::{builtin_profile, builtin_profiles, parse_profile, BUILTIN_NAMES};
 pub use units::{parse_broker_url, parse_duration, parse_rate};
 pub use validate::{DEFAULT_CLIENT_ID, DEFAULT_TOPIC, MAX_DEVICES};
 
@@ -86,7 +88,7 @@ pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
         return Err(too_large(file, text.len() as u64));
     }
     let reporter = Reporter { file, text };
-    let raw = deserialize(&reporter)?;
+    let raw: RawScenario = deserialize(&reporter, "the scenario is empty")?;
     validate::Validator { r: reporter }.scenario(raw)
 }
 
@@ -105,9 +107,12 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-fn deserialize(r: &Reporter<'_>) -> Result<RawScenario, ScenarioError> {
+fn deserialize<T: serde::de::DeserializeOwned>(
+    r: &Reporter<'_>,
+    empty: &str,
+) -> Result<T, ScenarioError> {
     let mut path: Option<String> = None;
-    let result: Result<Option<RawScenario>, serde_saphyr::Error> =
+    let result: Result<Option<T>, serde_saphyr::Error> =
         serde_saphyr::with_deserializer_from_str_with_options(r.text, yaml_options(), |d| {
             serde_path_to_error::deserialize(d).map_err(|e| {
                 path = key_path(e.path());
@@ -120,7 +125,7 @@ fn deserialize(r: &Reporter<'_>) -> Result<RawScenario, ScenarioError> {
             ErrorKind::MissingKey,
             Some((1, 1)),
             None,
-            "the scenario is empty",
+            empty,
             Some(format!(
                 "a scenario needs at least `name:` and `groups:`; {MINIMAL}"
             )),
@@ -202,8 +207,8 @@ fn missing_hint(field: &str) -> String {
         "groups" => "add a `groups:` list, e.g.\n    groups:\n      - { name: sensors, count: 100, profile: environment-sensor }".into(),
         "count" => "add the number of devices, e.g. `count: 100`".into(),
         "profile" => format!(
-            "add a device profile, one of {}",
-            list_keys(&crate::telemetry::ProfileKind::ALL.map(|(n, _)| n))
+            "add a device profile: one of {} or one defined under `profiles:`",
+            list_keys(&BUILTIN_NAMES)
         ),
         "connect_rate" => "write `ramp: { connect_rate: 500/s }`".into(),
         "duration" => "write `steady: { duration: 30s }`".into(),

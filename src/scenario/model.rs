@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::scenario::template::Template;
-use crate::telemetry::ProfileKind;
+use std::sync::Arc;
+
+use crate::telemetry::Profile;
 
 /// A whole scenario after validation.
 #[derive(Debug, Clone, Serialize)]
@@ -131,7 +133,8 @@ pub enum BrokerAssign {
 pub struct Group {
     pub name: String,
     pub count: u32,
-    pub profile: ProfileKind,
+    #[serde(serialize_with = "profile_name")]
+    pub profile: Arc<Profile>,
     #[serde(with = "duration_ms", rename = "interval_ms")]
     pub interval: Duration,
     pub qos: Qos,
@@ -182,7 +185,13 @@ pub enum PayloadKind {
     Json,
     /// Each connection is a Sparkplug B edge node with `devices` devices: NBIRTH/DBIRTH after connect,
     /// DDATA by alias each slot, NDEATH as the MQTT will, topics `spBv1.0/{group_id}/...`.
-    Sparkplug { group_id: String, devices: u16 },
+    /// With `primary_host`, births wait for that host's STATE `online: true` (Sparkplug 3.0).
+    Sparkplug {
+        group_id: String,
+        devices: u16,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        primary_host: Option<String>,
+    },
 }
 
 impl Group {
@@ -190,6 +199,14 @@ impl Group {
     pub fn sparkplug_group(&self) -> Option<&str> {
         match &self.payload {
             PayloadKind::Sparkplug { group_id, .. } => Some(group_id),
+            PayloadKind::Json => None,
+        }
+    }
+
+    /// The Sparkplug primary host whose STATE gates this group's births, if any.
+    pub fn primary_host(&self) -> Option<&str> {
+        match &self.payload {
+            PayloadKind::Sparkplug { primary_host, .. } => primary_host.as_deref(),
             PayloadKind::Json => None,
         }
     }
@@ -220,6 +237,20 @@ pub struct Observer {
     /// Indices of the device groups whose messages this observer receives (each matched by exactly one
     /// of its filters, for every device of the group).
     pub groups: Vec<usize>,
+    /// Act as this Sparkplug primary host application: STATE will, online after subscribing, offline at
+    /// a clean end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparkplug_host: Option<SparkplugHost>,
+}
+
+/// An observer's simulated Sparkplug primary host application.
+#[derive(Debug, Clone, Serialize)]
+pub struct SparkplugHost {
+    /// The host id: STATE goes to `spBv1.0/STATE/{host_id}`.
+    pub host_id: String,
+    /// How long after subscribing the host publishes STATE online.
+    #[serde(with = "duration_ms", rename = "online_delay_ms")]
+    pub online_delay: Duration,
 }
 
 impl Observer {
@@ -318,4 +349,9 @@ pub(crate) mod duration_ms {
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+}
+
+/// A group's profile in the resolved scenario: its name.
+fn profile_name<S: serde::Serializer>(profile: &Arc<Profile>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(profile.name())
 }

@@ -1,10 +1,11 @@
 //! Validation of `observers:`: subscriber sessions that audit the fleet's messages.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use crate::scenario::error::{ErrorKind, ScenarioError};
-use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Observer, Qos};
-use crate::scenario::raw::RawScenario;
+use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Observer, Qos, SparkplugHost};
+use crate::scenario::raw::{RawObserver, RawScenario};
 use crate::scenario::template::TemplateVars;
 use crate::scenario::topic::{
     filter_covers, filters_intersect, group_filter, template_filter, valid_filter,
@@ -78,6 +79,7 @@ impl Validator<'_> {
             }
         }
         let mut names = HashSet::new();
+        let mut hosts = HashSet::new();
         let mut out = Vec::with_capacity(list.value.len());
         for (i, o) in list.value.iter().enumerate() {
             let o = &o.value;
@@ -230,6 +232,7 @@ impl Validator<'_> {
                     "write filters that match the groups' topics, or remove `topics:` to use them all",
                 ));
             }
+            let sparkplug_host = self.sparkplug_host(o, &p, count, shared, &mut hosts)?;
             out.push(Observer {
                 name,
                 count: u32::try_from(count).unwrap_or(1),
@@ -237,8 +240,68 @@ impl Validator<'_> {
                 qos,
                 shared,
                 groups: covered,
+                sparkplug_host,
             });
         }
         Ok(out)
+    }
+}
+
+impl Validator<'_> {
+    /// `sparkplug_host` and `sparkplug_host_delay` of one observer: one session acting as a primary host.
+    fn sparkplug_host(
+        &self,
+        o: &RawObserver,
+        p: &dyn Fn(&str) -> String,
+        count: i128,
+        shared: bool,
+        hosts: &mut HashSet<String>,
+    ) -> Result<Option<SparkplugHost>> {
+        let Some(v) = &o.sparkplug_host else {
+            if let Some(d) = &o.sparkplug_host_delay {
+                return Err(self.invalid(
+                    d,
+                    &p("sparkplug_host_delay"),
+                    "`sparkplug_host_delay` needs `sparkplug_host`".into(),
+                    "add `sparkplug_host: <host id>` to the observer, or remove the delay",
+                ));
+            }
+            return Ok(None);
+        };
+        let path = p("sparkplug_host");
+        let host_id = self.sparkplug_id(
+            v,
+            &path,
+            "host id",
+            "the primary host application id, without `/`, `+` or `#`, e.g. `sparkplug_host: scada-1`",
+        )?;
+        if count != 1 || shared {
+            return Err(self.invalid(
+                v,
+                &path,
+                "a Sparkplug primary host is one MQTT session".into(),
+                "remove `count:` and `shared:` from this observer, or put the host in an observer of its own",
+            ));
+        }
+        if !hosts.insert(host_id.clone()) {
+            return Err(self.invalid(
+                v,
+                &path,
+                format!("two observers act as Sparkplug primary host `{host_id}`"),
+                "each primary host id belongs to one observer; rename or remove one",
+            ));
+        }
+        let online_delay = match &o.sparkplug_host_delay {
+            None => Duration::ZERO,
+            Some(d) => self.duration(
+                d,
+                &p("sparkplug_host_delay"),
+                "how long after subscribing the host publishes STATE online, e.g. `sparkplug_host_delay: 2s`",
+            )?,
+        };
+        Ok(Some(SparkplugHost {
+            host_id,
+            online_delay,
+        }))
     }
 }

@@ -11,8 +11,33 @@ type Result<T> = std::result::Result<T, ScenarioError>;
 pub const MAX_SPARKPLUG_DEVICES: i128 = 256;
 
 /// A Sparkplug id: no `/`, `+`, `#`, not empty.
-fn valid_sparkplug_id(s: &str) -> bool {
+pub(crate) fn valid_sparkplug_id(s: &str) -> bool {
     !s.is_empty() && !s.contains(['/', '+', '#'])
+}
+
+impl Validator<'_> {
+    /// A Sparkplug id (group, host) at `path`: text free of `/`, `+`, `#`.
+    pub(super) fn sparkplug_id(
+        &self,
+        v: &crate::scenario::raw::Scalar,
+        path: &str,
+        what: &str,
+        hint: &str,
+    ) -> Result<String> {
+        let id = self.text(v, path, hint)?;
+        if !valid_sparkplug_id(&id) {
+            return Err(self.invalid(
+                v,
+                path,
+                format!(
+                    "`{}` is not a valid Sparkplug {what}",
+                    crate::scenario::error::shorten(&id, 60)
+                ),
+                hint,
+            ));
+        }
+        Ok(id)
+    }
 }
 
 impl Validator<'_> {
@@ -37,19 +62,29 @@ impl Validator<'_> {
             )),
             ("sparkplug", s) => {
                 let (mut group_id, mut devices) = (group_name.to_owned(), 2u16);
+                let mut primary_host = None;
                 if let Some(s) = s {
                     if let Some(v) = &s.value.group_id {
                         let hint = "a Sparkplug group id without `/`, `+` or `#`, e.g. `group_id: plant-a`";
-                        let id = self.text(v, &p("sparkplug.group_id"), hint)?;
-                        if !valid_sparkplug_id(&id) {
+                        group_id =
+                            self.sparkplug_id(v, &p("sparkplug.group_id"), "group id", hint)?;
+                        if group_id == "STATE" {
                             return Err(self.invalid(
                                 v,
                                 &p("sparkplug.group_id"),
-                                format!("`{id}` is not a valid Sparkplug group id"),
+                                "`STATE` is reserved: `spBv1.0/STATE/...` carries primary host state".into(),
                                 hint,
                             ));
                         }
-                        group_id = id;
+                    }
+                    if let Some(v) = &s.value.primary_host {
+                        let hint = "the primary host application id whose STATE gates the births, without `/`, `+` or `#`, e.g. `primary_host: scada-1`";
+                        primary_host = Some(self.sparkplug_id(
+                            v,
+                            &p("sparkplug.primary_host"),
+                            "host id",
+                            hint,
+                        )?);
                     }
                     if let Some(v) = &s.value.devices {
                         let n = self.int_in(
@@ -63,7 +98,11 @@ impl Validator<'_> {
                         devices = u16::try_from(n).unwrap_or(2);
                     }
                 }
-                Ok(PayloadKind::Sparkplug { group_id, devices })
+                Ok(PayloadKind::Sparkplug {
+                    group_id,
+                    devices,
+                    primary_host,
+                })
             }
             (other, _) => {
                 let v = g.payload.as_ref().unwrap_or(&g.name);

@@ -92,6 +92,7 @@ pub struct RawScenario {
     pub version: Option<Scalar>,
     pub name: Scalar,
     pub seed: Option<Scalar>,
+    pub profiles: Option<Spanned<Vec<Spanned<super::profiles::RawProfile>>>>,
     pub broker: Option<Spanned<RawBroker>>,
     pub groups: Spanned<Vec<Spanned<RawGroup>>>,
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
@@ -197,6 +198,8 @@ pub struct RawObserver {
     pub topics: Option<Spanned<Vec<Scalar>>>,
     pub qos: Option<Scalar>,
     pub shared: Option<Scalar>,
+    pub sparkplug_host: Option<Scalar>,
+    pub sparkplug_host_delay: Option<Scalar>,
 }
 
 /// `churn:` devices drop and reconnect at a rate.
@@ -221,4 +224,5 @@ pub struct RawStorm {
 pub struct RawSparkplug {
     pub group_id: Option<Scalar>,
     pub devices: Option<Scalar>,
+    pub primary_host: Option<Scalar>,
 }

@@ -12,7 +12,6 @@ use crate::scenario::model::{
 use crate::scenario::raw::{RawBroker, RawPhase, RawScenario, Scalar, Value};
 use crate::scenario::template::{Template, Var};
 use crate::scenario::units::{parse_broker_url, parse_duration, parse_rate};
-use crate::telemetry::ProfileKind;
 
 /// Most devices one scenario may describe.
 pub const MAX_DEVICES: u64 = 10_000_000;
@@ -407,6 +406,7 @@ impl Validator<'_> {
     }
 
     fn groups(&self, raw: &RawScenario) -> Result<Vec<Group>> {
+        let profiles = self.scenario_profiles(raw.profiles.as_ref())?;
         let list = &raw.groups;
         if list.value.is_empty() {
             return Err(self.r.error(
@@ -471,7 +471,7 @@ impl Validator<'_> {
                     "reduce the counts, or split the fleet over several machines with sharding",
                 ));
             }
-            let profile_names: Vec<&str> = ProfileKind::ALL.iter().map(|(n, _)| *n).collect();
+            let profile_names: Vec<&str> = profiles.iter().map(|p| p.name()).collect();
             let profile_hint = |got: &str| {
                 let mut h = format!("known profiles are {}", list_keys(&profile_names));
                 if let Some(m) = did_you_mean(got, profile_names.iter().copied()) {
@@ -480,19 +480,23 @@ impl Validator<'_> {
                 h
             };
             let profile_text = self.text(&g.profile, &p("profile"), &profile_hint(""))?;
-            let profile = ProfileKind::from_name(profile_text.trim()).ok_or_else(|| {
-                self.invalid(
-                    &g.profile,
-                    &p("profile"),
-                    format!(
-                        "unknown profile `{}`",
-                        crate::scenario::error::shorten(&profile_text, 60)
-                    ),
-                    &profile_hint(&profile_text),
-                )
-            })?;
+            let profile = profiles
+                .iter()
+                .find(|p| p.name() == profile_text.trim())
+                .cloned()
+                .ok_or_else(|| {
+                    self.invalid(
+                        &g.profile,
+                        &p("profile"),
+                        format!(
+                            "unknown profile `{}`",
+                            crate::scenario::error::shorten(&profile_text, 60)
+                        ),
+                        &profile_hint(&profile_text),
+                    )
+                })?;
             let interval = match &g.interval {
-                None => Duration::from_secs(1),
+                None => profile.interval().unwrap_or(Duration::from_secs(1)),
                 Some(v) => {
                     let hint = "the time between two publishes of one device, at least `1ms`, e.g. `interval: 1s`";
                     let d = self.duration(v, &p("interval"), hint)?;

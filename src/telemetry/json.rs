@@ -46,6 +46,11 @@ pub fn write_fixed(out: &mut Vec<u8>, value: f64, decimals: u8) {
     }
 }
 
+/// Append a signed integer.
+pub fn write_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
 /// Append an unsigned integer.
 pub fn write_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());

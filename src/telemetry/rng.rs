@@ -58,11 +58,6 @@ pub fn unit_symmetric(key: u64, salt: u64) -> f64 {
     (bits >> 11) as f64 * UNIT_53 * 2.0 - 1.0
 }
 
-/// `base` varied by up to `±relative` (e.g. 0.1 = ±10 %) for this device.
-pub fn vary(key: u64, salt: u64, base: f64, relative: f64) -> f64 {
-    base * (1.0 + relative * unit_symmetric(key, salt))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

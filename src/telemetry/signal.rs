@@ -11,7 +11,7 @@ use std::f64::consts::TAU;
 const MAX_DT_S: f64 = 1e12;
 
 /// A step length we can compute with: NaN and negatives become 0, absurd values are capped.
-fn sanitize_dt(dt_s: f64) -> f64 {
+pub(crate) fn sanitize_dt(dt_s: f64) -> f64 {
     if dt_s > 0.0 {
         dt_s.min(MAX_DT_S)
     } else {
@@ -95,7 +95,7 @@ impl OrnsteinUhlenbeck {
 }
 
 /// `value` limited to `[lo, hi]`; unlike `f64::clamp` it never panics (NaN or inverted bounds).
-fn clamp(value: f64, lo: f64, hi: f64) -> f64 {
+pub(crate) fn clamp(value: f64, lo: f64, hi: f64) -> f64 {
     value.max(lo).min(hi)
 }
 
@@ -199,106 +199,6 @@ impl Counter {
     }
 }
 
-/// The operating state of a machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MachineState {
-    Idle,
-    Running,
-    Fault,
-    Maintenance,
-}
-
-impl MachineState {
-    /// Every state, in index order.
-    pub const ALL: [MachineState; 4] = [
-        MachineState::Idle,
-        MachineState::Running,
-        MachineState::Fault,
-        MachineState::Maintenance,
-    ];
-
-    /// Position in [`MachineState::ALL`] and in dwell-time arrays.
-    pub fn index(self) -> usize {
-        match self {
-            MachineState::Idle => 0,
-            MachineState::Running => 1,
-            MachineState::Fault => 2,
-            MachineState::Maintenance => 3,
-        }
-    }
-
-    /// The name published in payloads.
-    pub fn name(self) -> &'static str {
-        match self {
-            MachineState::Idle => "idle",
-            MachineState::Running => "running",
-            MachineState::Fault => "fault",
-            MachineState::Maintenance => "maintenance",
-        }
-    }
-
-    /// Where a machine goes when it leaves this state: `(target, probability)` pairs summing to 1.
-    fn exits(self) -> &'static [(MachineState, f64)] {
-        match self {
-            MachineState::Idle => &[
-                (MachineState::Running, 0.9),
-                (MachineState::Maintenance, 0.1),
-            ],
-            MachineState::Running => &[(MachineState::Idle, 0.85), (MachineState::Fault, 0.15)],
-            MachineState::Fault => &[(MachineState::Idle, 0.6), (MachineState::Maintenance, 0.4)],
-            MachineState::Maintenance => &[(MachineState::Idle, 1.0)],
-        }
-    }
-}
-
-/// A machine moving between [`MachineState`]s with exponentially distributed dwell times.
-///
-/// Each step leaves the current state with probability `1 - exp(-dt / dwell)` (at most one transition per
-/// step) and picks the next state from a fixed table: idle → running 90 % / maintenance 10 %, running → idle
-/// 85 % / fault 15 %, fault → idle 60 % / maintenance 40 %, maintenance → idle.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StateMachine {
-    /// Current state.
-    pub state: MachineState,
-    /// Mean dwell time per state in seconds, indexed by [`MachineState::index`].
-    pub dwell_s: [f64; 4],
-}
-
-impl StateMachine {
-    /// A machine in `state` with the given mean dwell times.
-    pub fn new(state: MachineState, dwell_s: [f64; 4]) -> Self {
-        StateMachine { state, dwell_s }
-    }
-
-    /// Advance by `dt_s` seconds and return the (possibly new) state.
-    pub fn step(&mut self, rng: &mut Rng, dt_s: f64) -> MachineState {
-        let dt = sanitize_dt(dt_s);
-        let leave = rng.next_f64();
-        let pick = rng.next_f64();
-        let dwell = self.dwell_s[self.state.index()];
-        // NaN (dt = 0 and dwell = 0) compares false: stay.
-        let p_leave = -(-dt / dwell).exp_m1();
-        if leave < p_leave {
-            self.state = next_state(self.state, pick);
-        }
-        self.state
-    }
-}
-
-/// The exit target of `from` selected by `pick` in `[0, 1)`.
-fn next_state(from: MachineState, pick: f64) -> MachineState {
-    let mut cumulative = 0.0;
-    let exits = from.exits();
-    for &(target, probability) in exits {
-        cumulative += probability;
-        if pick < cumulative {
-            return target;
-        }
-    }
-    // Rounding left `pick` above the last cumulative sum: take the last exit.
-    exits.last().map_or(from, |&(target, _)| target)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,23 +214,5 @@ mod tests {
         }
         assert!((big.value - small.value).abs() < 1e-9);
         assert!((big.value - 10.0 * (-1.0f64).exp()).abs() < 1e-9);
-    }
-
-    #[test]
-    fn next_state_covers_the_table() {
-        assert_eq!(next_state(MachineState::Idle, 0.0), MachineState::Running);
-        assert_eq!(
-            next_state(MachineState::Idle, 0.95),
-            MachineState::Maintenance
-        );
-        assert_eq!(
-            next_state(MachineState::Maintenance, 0.999),
-            MachineState::Idle
-        );
-        for state in MachineState::ALL {
-            let sum: f64 = state.exits().iter().map(|(_, p)| p).sum();
-            assert!((sum - 1.0).abs() < 1e-12);
-            assert!(state.exits().iter().all(|(t, _)| *t != state));
-        }
     }
 }

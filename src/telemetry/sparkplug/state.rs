@@ -68,6 +68,12 @@ impl StateGate {
         self.online
     }
 
+    /// A new MQTT session: closed until the (retained) STATE is seen again. The last timestamp is kept,
+    /// so a retained STATE older than one already seen stays ignored.
+    pub fn reconnected(&mut self) {
+        self.online = false;
+    }
+
     /// Feed a message received on a STATE topic.
     pub fn on_message(&mut self, topic: &str, payload: &[u8]) -> Result<StateChange, StateError> {
         let legacy = match Topic::parse(topic) {
@@ -134,5 +140,25 @@ mod tests {
             StateChange::Online
         );
         assert!(gate.on_message("STATE/scada", b"MAYBE").is_err());
+    }
+
+    #[test]
+    fn a_new_session_waits_for_the_state_again() {
+        let mut gate = StateGate::new("scada");
+        let topic = gate.topic();
+        let online = br#"{"online":true,"timestamp":1000}"#;
+        gate.on_message(&topic, online).unwrap();
+        gate.reconnected();
+        assert!(!gate.births_allowed());
+        // the retained online STATE of the same host session opens it again (same timestamp is not stale)
+        assert_eq!(
+            gate.on_message(&topic, online).unwrap(),
+            StateChange::Online
+        );
+        // an older one, seen before the reconnect, stays stale
+        gate.reconnected();
+        let old = br#"{"online":true,"timestamp":500}"#;
+        assert_eq!(gate.on_message(&topic, old).unwrap(), StateChange::Stale);
+        assert!(!gate.births_allowed());
     }
 }
