@@ -79,6 +79,23 @@ fn describe(plan: &Plan) -> String {
             g.qos as u8,
             if g.retain { ", retained" } else { "" }
         ));
+        if let Some(x) = g.session.as_ref().filter(|x| !x.clean) {
+            out.push_str(&format!(
+                "    persistent sessions (clean: false; MQTT 5 expiry {} s)
+",
+                x.expiry.as_secs()
+            ));
+        }
+        if let Some(c) = &g.commands {
+            out.push_str(&format!(
+                "    commands at {}/s, QoS {}, to `{}`, replies on `{}`
+",
+                c.rate_per_s,
+                c.qos as u8,
+                c.topic.as_str(),
+                c.reply_topic.as_str()
+            ));
+        }
     }
     let mut described: Vec<&str> = Vec::new();
     for g in &s.groups {

@@ -133,6 +133,7 @@ fn ncmd_rebirth_makes_the_node_rebirth() {
         username: None,
         password: None,
         will: None,
+        session_expiry_s: None,
     })
     .unwrap();
     host.write_all(&connect).unwrap();

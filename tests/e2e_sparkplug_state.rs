@@ -157,6 +157,7 @@ impl RawClient {
             username: None,
             password: None,
             will: None,
+            session_expiry_s: None,
         })
         .unwrap();
         stream.write_all(&connect).unwrap();

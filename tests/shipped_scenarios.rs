@@ -62,6 +62,27 @@ fn factory_is_all_qos1_mqtt5() {
 }
 
 #[test]
+fn plant_commands_uses_commands_persistent_sessions_and_a_storm() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/plant-commands.yaml");
+    let s = scenario::load(&path).unwrap();
+    assert_eq!(s.broker.protocol, MqttVersion::V5);
+    assert_eq!(s.device_count(), 50);
+    let plcs = &s.groups[0];
+    let session = plcs.session.as_ref().expect("a persistent session");
+    assert!(!session.clean);
+    assert_eq!(session.expiry, std::time::Duration::from_secs(600));
+    let c = plcs.commands.as_ref().expect("commands");
+    assert_eq!((c.rate_per_s, c.qos), (20.0, Qos::AtLeastOnce));
+    assert!(s.groups[1].commands.is_none());
+    assert!(s
+        .phases
+        .iter()
+        .any(|p| matches!(p.kind, PhaseKind::Storm { .. })));
+    let total: std::time::Duration = s.phases.iter().filter_map(|p| p.kind.duration()).sum();
+    assert_eq!(total.as_secs(), 30);
+}
+
+#[test]
 fn sparkplug_plant_has_a_primary_host_it_plays_itself() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/sparkplug-plant.yaml");
     let s = scenario::load(&path).unwrap();

@@ -42,6 +42,8 @@ pub struct WorkerCtx {
     pub drain_us: u64,
     pub connecting: Semaphore,
     pub cancel: CancellationToken,
+    /// Cancelled once every command sent has its reply (devices with commands stop listening then).
+    pub commands_done: CancellationToken,
     pub connect_rate_per_s: f64,
     /// Read scratch buffer shared by every session of this thread.
     pub read_buf: RefCell<Vec<u8>>,
@@ -56,7 +58,7 @@ impl WorkerCtx {
         plan: Arc<Plan>,
         recorder: Recorder,
         brokers: Vec<SocketAddr>,
-        cancel: CancellationToken,
+        (cancel, commands_done): (CancellationToken, CancellationToken),
         handshake_permits: usize,
         drain_us: u64,
     ) -> Rc<WorkerCtx> {
@@ -91,6 +93,7 @@ impl WorkerCtx {
             drain_us,
             connecting: Semaphore::new(handshake_permits.max(1)),
             cancel,
+            commands_done,
             connect_rate_per_s,
             plan,
             read_buf: RefCell::new(Vec::new()),
@@ -102,13 +105,9 @@ impl WorkerCtx {
     /// The broker a device connects to, and the local address it binds (if a pool is configured).
     pub fn broker_for(&self, d: DeviceRef) -> (SocketAddr, Option<std::net::IpAddr>) {
         let n = self.brokers.len().max(1) as u64;
-        let pick = match self.assign {
-            BrokerAssign::RoundRobin => d.global % n,
-            BrokerAssign::ByGroup => d.group as u64 % n,
-        };
         let broker = self
             .brokers
-            .get(usize::try_from(pick).unwrap_or(0))
+            .get(broker_index(self.assign, self.brokers.len(), d))
             .or(self.brokers.first())
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883)));
@@ -122,6 +121,29 @@ impl WorkerCtx {
                 .copied()
         };
         (broker, source)
+    }
+
+    /// Template values of a device.
+    pub fn vars<'a>(&'a self, d: DeviceRef, client_id: &'a str) -> TemplateVars<'a> {
+        TemplateVars {
+            group: self.groups.get(d.group).map_or("", |g| g.name.as_str()),
+            index: d.index,
+            global_index: d.global,
+            client_id,
+        }
+    }
+
+    /// `(clean session, MQTT 5 session expiry in seconds)` for the connections of group `g`.
+    pub fn session_of(&self, g: usize) -> (bool, Option<u32>) {
+        let s = &self.plan.scenario;
+        match s.groups.get(g).and_then(|g| g.session.as_ref()) {
+            Some(x) if !x.clean => (
+                false,
+                Some(u32::try_from(x.expiry.as_secs()).unwrap_or(u32::MAX)),
+            ),
+            Some(_) => (true, None),
+            None => (s.broker.clean_session, None),
+        }
     }
 
     /// The client id of a device.
@@ -148,4 +170,14 @@ impl WorkerCtx {
             None => String::new(),
         }
     }
+}
+
+/// Which broker target (index) device `d` connects to, out of `brokers`.
+pub fn broker_index(assign: BrokerAssign, brokers: usize, d: DeviceRef) -> usize {
+    let n = brokers.max(1) as u64;
+    let pick = match assign {
+        BrokerAssign::RoundRobin => d.global % n,
+        BrokerAssign::ByGroup => d.group as u64 % n,
+    };
+    usize::try_from(pick).unwrap_or(0)
 }

@@ -17,6 +17,7 @@ use crate::scenario::Qos;
 use crate::telemetry::sparkplug::Message as SpbMessage;
 use crate::telemetry::DeviceTelemetry;
 
+use super::command::{self, Arrival, DeviceCommands};
 use super::primary_host::{HostEvent, HostGate};
 use super::sparkplug::{self, SparkplugNode};
 
@@ -61,16 +62,24 @@ struct Device {
     next_pkid: u16,
     /// The Sparkplug B edge node, for groups with `payload: sparkplug`.
     spb: Option<Box<SparkplugNode>>,
+    /// Command subscription and replies, for groups with `commands:`.
+    commands: Option<Box<DeviceCommands>>,
     /// The Sparkplug primary host whose STATE gates the node's births, if the group names one.
     host: Option<HostGate>,
 }
 
 impl Device {
     fn pkid(&mut self) -> u16 {
-        let p = self.next_pkid;
-        self.next_pkid = if p == u16::MAX { 1 } else { p + 1 };
-        p
+        command::take_pkid(&mut self.next_pkid)
     }
+}
+
+/// A connection that came up: the session, whether the broker kept a persistent session, and when
+/// the CONNACK arrived (µs).
+struct Up {
+    session: Session,
+    session_kept: bool,
+    connack_us: u64,
 }
 
 /// Run one device until the run ends.
@@ -114,6 +123,10 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
             .map(Box::new),
             PayloadKind::Json => None,
         },
+        commands: spec.commands.as_ref().and_then(|c| {
+            let vars = ctx.vars(dev, &client_id);
+            DeviceCommands::new(c, dev.group, &vars).map(Box::new)
+        }),
         host: spec.primary_host().map(HostGate::new),
         client_id,
         topic,
@@ -131,10 +144,18 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
             return;
         };
         let lost = match result {
-            Ok(mut session) => {
+            Ok(up) => {
+                let mut session = up.session;
                 attempt = 0;
                 ctx.recorder.connected_delta(1);
-                let ended = connected(&ctx, group, &mut device, &mut session).await;
+                let ended = connected(
+                    &ctx,
+                    group,
+                    &mut device,
+                    &mut session,
+                    (up.session_kept, up.connack_us),
+                )
+                .await;
                 ctx.recorder.connected_delta(-1);
                 let reason = match ended {
                     Ended::Finished | Ended::Cancelled => {
@@ -212,7 +233,7 @@ async fn connect(
     ctx: &WorkerCtx,
     device: &Device,
     intended_us: u64,
-) -> Option<Result<Session, Counter>> {
+) -> Option<Result<Up, Counter>> {
     let _permit = tokio::select! {
         biased;
         _ = ctx.cancel.cancelled() => return None,
@@ -224,14 +245,16 @@ async fn connect(
     let intended_us = intended_us.min(sent_us);
     rec.count(Counter::ConnectAttempts, group, intended_us);
     let broker = &ctx.plan.scenario.broker;
+    let (clean_session, session_expiry_s) = ctx.session_of(group);
     let options = ConnectOptions {
         version: ctx.version,
         client_id: device.client_id.clone(),
         keep_alive_s: u16::try_from(ctx.keep_alive_us / 1_000_000).unwrap_or(u16::MAX),
-        clean_session: broker.clean_session,
+        clean_session,
         username: broker.username.clone(),
         password: broker.password.clone(),
         will: device.spb.as_ref().map(|s| s.will()),
+        session_expiry_s,
     };
     let attempt = async {
         let packet =
@@ -251,11 +274,15 @@ async fn connect(
         r = attempt => r,
     };
     Some(match result {
-        Ok((session, _present)) => {
+        Ok((session, present)) => {
             let done = rec.now_us();
             rec.latency(Metric::Connect, group, intended_us, sent_us, done);
             rec.count(Counter::ConnectSuccesses, group, intended_us);
-            Ok(session)
+            Ok(Up {
+                session,
+                session_kept: present && !clean_session,
+                connack_us: done,
+            })
         }
         Err(e) => Err(connect_failure(&e)),
     })
@@ -272,12 +299,14 @@ struct ReadFlags {
     host: Option<HostEvent>,
 }
 
-/// The connected period: publish on schedule, handle acks, keep alive.
+/// The connected period: publish on schedule, handle acks, keep alive. `(session_kept, connack_us)`:
+/// whether the broker kept a persistent session, and when this connection's CONNACK arrived.
 async fn connected(
     ctx: &WorkerCtx,
     group: &GroupRuntime,
     device: &mut Device,
     session: &mut Session,
+    (session_kept, connack_us): (bool, u64),
 ) -> Ended {
     let rec = &ctx.recorder;
     let g = device.dev.group;
@@ -288,6 +317,9 @@ async fn connected(
     let acked = group.qos != Qos::AtMostOnce && device.spb.is_none();
     // Births go out once the primary host (if any) is online; a new session waits for its STATE again.
     let mut births_due = device.spb.is_some();
+    // Devices with commands listen until the commander has its replies (or the drain ends).
+    let listening = device.commands.is_some();
+    let mut subscribe_due = listening;
     if let Some(h) = device.host.as_mut() {
         h.reconnected();
     }
@@ -313,6 +345,8 @@ async fn connected(
     tokio::pin!(cancelled);
     let timer = tokio::time::sleep_until(Instant::from_std(rec.clock().instant_at(now)));
     tokio::pin!(timer);
+    let commands_done = ctx.commands_done.cancelled();
+    tokio::pin!(commands_done);
     loop {
         let now = rec.now_us();
         // 1. everything due goes out, in one write
@@ -321,6 +355,15 @@ async fn connected(
             let mut out = ctx.write_buf.borrow_mut();
             out.clear();
             let mut payload = ctx.payload_buf.borrow_mut();
+            if subscribe_due {
+                subscribe_due = false;
+                let pkid = device.pkid();
+                if let Some(c) = device.commands.as_deref_mut() {
+                    let before = out.len();
+                    c.on_connected(&mut out, ctx.version, pkid, now, session_kept);
+                    batch += usize::from(out.len() > before);
+                }
+            }
             if !subscribed {
                 if let Some(spb) = device.spb.as_deref() {
                     // Listen for NCMD (rebirth requests) and the primary host's STATE before announcing
@@ -466,7 +509,8 @@ async fn connected(
         // 3. done?
         let publishing = device.schedule.due(next_slot) < end_us;
         // A device stays connected until the run ends, even when its next slot is beyond the end.
-        if !publishing && now >= end_us && (inflight.is_empty() || now >= drain_until) {
+        let answered = !listening || ctx.commands_done.is_cancelled() || now >= drain_until;
+        if !publishing && now >= end_us && (inflight.is_empty() || now >= drain_until) && answered {
             for f in inflight.drain(..) {
                 rec.count(Counter::InflightAtEnd, g, f.intended_us);
             }
@@ -491,6 +535,7 @@ async fn connected(
         tokio::select! {
             biased;
             _ = &mut cancelled => return cancel(rec, g, &mut inflight),
+            _ = &mut commands_done, if listening && !ctx.commands_done.is_cancelled() => {}
             r = session.readable() => {
                 if r.is_err() {
                     return lose(Counter::DisconnectReset, &mut inflight);
@@ -502,6 +547,8 @@ async fn connected(
                     out.clear();
                     let done_us = rec.now_us();
                     let spb = device.spb.as_deref();
+                    let mut commands = device.commands.as_deref_mut();
+                    let next_pkid = &mut device.next_pkid;
                     let mut host = device.host.as_mut();
                     let result = session.read_available(&mut scratch, &mut |p| {
                         if let Incoming::Publish { topic, payload, .. } = p {
@@ -512,6 +559,16 @@ async fn connected(
                             // Offline wins within one read: the session ends either way.
                             if event.is_some() && flags.host != Some(HostEvent::Offline) {
                                 flags.host = event;
+                            }
+                        }
+                        if let Some(c) = commands.as_deref_mut() {
+                            match p {
+                                Incoming::Publish { payload, .. } => {
+                                    let a = Arrival { rec, version: ctx.version, connack_us, next_pkid: &mut *next_pkid, out: &mut out };
+                                    c.on_publish(a, g, payload);
+                                }
+                                Incoming::SubAck { pkid, .. } => c.on_suback(rec, g, pkid, done_us),
+                                _ => {}
                             }
                         }
                         on_packet(rec, g, done_us, p, &mut inflight, &mut out, &mut flags)
@@ -602,7 +659,7 @@ fn on_packet(
         }
         Incoming::PingResp => flags.pingresp = true,
         Incoming::Disconnect { .. } => flags.server_disconnect = true,
-        // Devices do not subscribe, but stay correct if a broker delivers anyway.
+        // Commands (and Sparkplug NCMD) are acknowledged here like any delivery.
         Incoming::Publish { qos: 1, pkid, .. } => codec::encode_ack(out, codec::PUBACK, pkid),
         Incoming::Publish { qos: 2, pkid, .. } => codec::encode_ack(out, codec::PUBREC, pkid),
         Incoming::PubRel { pkid } => codec::encode_ack(out, codec::PUBCOMP, pkid),

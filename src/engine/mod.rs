@@ -1,6 +1,8 @@
 //! All spawning and cancellation: worker threads with their device tasks, the 1 Hz ticker that feeds
 //! progress and the time series, the abort rules (broker unreachable / lost), and Ctrl-C.
 
+mod command;
+mod commander;
 mod context;
 mod device;
 pub mod limits;
@@ -284,7 +286,7 @@ async fn start_observers(
     plan: &Arc<Plan>,
     clock: Clock,
     brokers: &[SocketAddr],
-    cancel: CancellationToken,
+    (cancel, commands_done): (CancellationToken, CancellationToken),
     intervals: IntervalSender,
 ) -> Result<Option<Result<Observers, Outcome>>, EngineError> {
     let sessions = observer::session_count(plan, brokers.len());
@@ -304,6 +306,7 @@ async fn start_observers(
         ready: ready_tx,
         timeline: timeline_rx,
         intervals,
+        commands_done,
     };
     std::thread::Builder::new()
         .name("fleetstorm-observers".into())
@@ -388,6 +391,9 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     .clamp(1, usize::try_from(devices.max(1)).unwrap_or(usize::MAX));
     let cancel = CancellationToken::new();
     let observer_cancel = cancel.child_token();
+    // Cancelled by the commanders once every command has its reply; devices with commands listen
+    // until then (or until the drain ends).
+    let commands_done = CancellationToken::new();
     let plan_arc = Arc::new(plan.clone());
 
     let (interval_tx, mut interval_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -396,7 +402,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         &plan_arc,
         clock,
         &addrs,
-        observer_cancel.clone(),
+        (observer_cancel.clone(), commands_done.clone()),
         interval_tx.clone(),
     )
     .await?
@@ -434,6 +440,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             clock,
             live: live.clone(),
             cancel: cancel.clone(),
+            commands_done: commands_done.clone(),
             brokers: addrs.clone(),
             handshake_permits: max_connecting.div_ceil(threads),
             drain_us,
@@ -493,7 +500,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             };
             let (c, _) = read_live(&lives);
             let until = *observers_until.get_or_insert(clock.now_us() + drain_us);
-            let complete = c.get(Counter::Received) >= c.get(Counter::ExpectedDeliveries);
+            let complete = c.get(Counter::Received) >= c.get(Counter::ExpectedDeliveries)
+                && c.get(Counter::CommandReplies) >= c.get(Counter::CommandsSent);
             if complete || clock.now_us() >= until || cancel.is_cancelled() {
                 observer_cancel.cancel();
                 match done.await {

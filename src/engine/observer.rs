@@ -38,20 +38,25 @@ struct StreamSet {
     sparkplug: Validator,
 }
 
-struct ObsCtx {
-    plan: Arc<Plan>,
-    clock: Clock,
+/// What the sessions of the observer thread (observers and commanders) share.
+pub(super) struct ObsCtx {
+    pub(super) plan: Arc<Plan>,
+    pub(super) clock: Clock,
     live: Arc<LiveCounters>,
-    recorder: OnceCell<Recorder>,
+    pub(super) recorder: OnceCell<Recorder>,
     /// Every broker target: each observer opens its sessions on each (independent brokers).
-    brokers: Vec<SocketAddr>,
-    cancel: CancellationToken,
+    pub(super) brokers: Vec<SocketAddr>,
+    pub(super) cancel: CancellationToken,
+    /// Cancelled once the recorder exists (the run has started).
+    pub(super) started: CancellationToken,
+    /// Commanders: groups whose commands are not all answered yet, and the token cancelled when none is.
+    pub(super) commands: super::commander::Settling,
     /// `(filter, group)` for attributing a topic to its group.
     group_filters: Vec<(String, usize)>,
     /// `(Sparkplug group id, group)` for Sparkplug groups.
     sparkplug_groups: Vec<(String, usize)>,
-    read_buf: RefCell<Vec<u8>>,
-    write_buf: RefCell<Vec<u8>>,
+    pub(super) read_buf: RefCell<Vec<u8>>,
+    pub(super) write_buf: RefCell<Vec<u8>>,
 }
 
 /// What the observer thread needs.
@@ -67,16 +72,19 @@ pub struct ObserverSpec {
     pub timeline: oneshot::Receiver<Arc<Timeline>>,
     /// One-second latency histograms for the live view.
     pub intervals: super::IntervalSender,
+    /// Cancelled once every command sent has its reply.
+    pub commands_done: CancellationToken,
 }
 
-/// Sessions the scenario's observers open.
+/// Sessions the scenario's observers and commanders open.
 pub fn session_count(plan: &Plan, brokers: usize) -> usize {
-    plan.scenario
+    let observers: usize = plan
+        .scenario
         .observers
         .iter()
         .map(|o| o.count as usize)
-        .sum::<usize>()
-        * brokers.max(1)
+        .sum();
+    (observers + super::commander::count(plan)) * brokers.max(1)
 }
 
 /// Run every observer session on this thread until cancelled; returns what they measured.
@@ -100,6 +108,8 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         recorder: OnceCell::new(),
         brokers: spec.brokers.clone(),
         cancel: spec.cancel.clone(),
+        started: CancellationToken::new(),
+        commands: super::commander::Settling::new(&spec.plan, spec.commands_done.clone()),
         group_filters,
         sparkplug_groups: spec
             .plan
@@ -146,6 +156,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
                 }
             }
         }
+        let books = super::commander::spawn(&ctx, &tracker, &ready);
         drop(ready);
         drop(suback_tx);
         // The recorder needs the timeline, which starts once every session has subscribed.
@@ -161,6 +172,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
                 rec.latency(Metric::Suback, group, sent, sent, done);
             }
             let _ = ctx.recorder.set(rec);
+            ctx.started.cancel();
         }
         let done = CancellationToken::new();
         let ticker_ctx = ctx.clone();
@@ -174,6 +186,9 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         ));
         tracker.close();
         tracker.wait().await;
+        if let Some(rec) = ctx.recorder.get() {
+            super::commander::finish(&ctx.plan, rec, &books);
+        }
         done.cancel();
         let _ = ticker.await;
     });
@@ -215,24 +230,17 @@ async fn session(
     let Some(o) = ctx.plan.scenario.observers.get(observer) else {
         return;
     };
-    let broker = &ctx.plan.scenario.broker;
-    let version = broker.protocol;
+    let version = ctx.plan.scenario.broker.protocol;
+    let timeout = ctx.plan.scenario.broker.connect_timeout;
     let mut host = o
         .sparkplug_host
         .as_ref()
         .map(|h| HostSession::new(h, ctx.clock.now_us()));
-    let options = ConnectOptions {
-        version,
-        client_id: format!(
-            "fleetstorm-observer-{}-{}-{broker_index}-{index}",
-            ctx.plan.scenario.name, o.name
-        ),
-        keep_alive_s: u16::try_from(broker.keep_alive.as_secs()).unwrap_or(u16::MAX),
-        clean_session: true,
-        username: broker.username.clone(),
-        password: broker.password.clone(),
-        will: host.as_ref().map(HostSession::will),
-    };
+    let client_id = format!(
+        "fleetstorm-observer-{}-{}-{broker_index}-{index}",
+        ctx.plan.scenario.name, o.name
+    );
+    let will = host.as_ref().map(HostSession::will);
     let filters: Vec<(String, Qos)> = o
         .topics
         .iter()
@@ -245,42 +253,9 @@ async fn session(
             (f, o.qos)
         })
         .collect();
-    let timeout = broker.connect_timeout;
-    let start = async {
-        let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
-        let stream = tcp_connect(target, None, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut s, _) = Session::handshake(stream, version, &packet, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sub = codec::encode_subscribe(version, 1, &filters).map_err(|e| e.to_string())?;
-        let sent = ctx.clock.now_us();
-        s.try_send(&sub).map_err(|e| e.to_string())?;
-        s.flush().await.map_err(|e| e.to_string())?;
-        // wait for SUBACK
-        let mut codes: Option<Vec<u8>> = None;
-        let mut scratch = vec![0u8; 512];
-        while codes.is_none() {
-            s.readable().await.map_err(|e| e.to_string())?;
-            s.read_available(&mut scratch, &mut |p| {
-                if let Incoming::SubAck { codes: c, .. } = p {
-                    codes = Some(c.to_vec());
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        }
-        let done = ctx.clock.now_us();
-        if let Some(bad) = codes.iter().flatten().find(|&&c| c >= 0x80) {
-            return Err(format!(
-                "the broker refused the subscription (code {bad:#04x})"
-            ));
-        }
-        Ok::<_, String>((s, sent, done))
-    };
     let started = tokio::select! {
         _ = ctx.cancel.cancelled() => return,
-        r = tokio::time::timeout(timeout * 2, start) => r.unwrap_or_else(|_| Err("timed out".into())),
+        r = subscribed(&ctx, target, (client_id, will), &filters) => r,
     };
     let mut s = match started {
         Ok((s, sent, done)) => {
@@ -310,6 +285,65 @@ async fn session(
         }
     }
     s.close();
+}
+
+/// Connect a clean session `(client id, will)` to `target` and subscribe to `filters`: the session,
+/// with when SUBSCRIBE went out and when its SUBACK came back (µs), or why it failed (within twice the
+/// connect timeout).
+pub(super) async fn subscribed(
+    ctx: &ObsCtx,
+    target: SocketAddr,
+    (client_id, will): (String, Option<codec::Will>),
+    filters: &[(String, Qos)],
+) -> Result<(Session, u64, u64), String> {
+    let broker = &ctx.plan.scenario.broker;
+    let version = broker.protocol;
+    let options = ConnectOptions {
+        version,
+        client_id,
+        keep_alive_s: u16::try_from(broker.keep_alive.as_secs()).unwrap_or(u16::MAX),
+        clean_session: true,
+        username: broker.username.clone(),
+        password: broker.password.clone(),
+        will,
+        session_expiry_s: None,
+    };
+    let timeout = broker.connect_timeout;
+    let start = async {
+        let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
+        let stream = tcp_connect(target, None, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut s, _) = Session::handshake(stream, version, &packet, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sub = codec::encode_subscribe(version, 1, filters).map_err(|e| e.to_string())?;
+        let sent = ctx.clock.now_us();
+        s.try_send(&sub).map_err(|e| e.to_string())?;
+        s.flush().await.map_err(|e| e.to_string())?;
+        // wait for SUBACK
+        let mut codes: Option<Vec<u8>> = None;
+        let mut scratch = vec![0u8; 512];
+        while codes.is_none() {
+            s.readable().await.map_err(|e| e.to_string())?;
+            s.read_available(&mut scratch, &mut |p| {
+                if let Incoming::SubAck { codes: c, .. } = p {
+                    codes = Some(c.to_vec());
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        let done = ctx.clock.now_us();
+        if let Some(bad) = codes.iter().flatten().find(|&&c| c >= 0x80) {
+            return Err(format!(
+                "the broker refused the subscription (code {bad:#04x})"
+            ));
+        }
+        Ok::<_, String>((s, sent, done))
+    };
+    tokio::time::timeout(timeout * 2, start)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
 }
 
 impl ObsCtx {

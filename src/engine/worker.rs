@@ -23,6 +23,8 @@ pub struct WorkerSpec {
     pub clock: Clock,
     pub live: Arc<LiveCounters>,
     pub cancel: CancellationToken,
+    /// Cancelled once every command has its reply.
+    pub commands_done: CancellationToken,
     pub brokers: Vec<SocketAddr>,
     pub handshake_permits: usize,
     pub drain_us: u64,
@@ -48,7 +50,7 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
         spec.plan.clone(),
         recorder,
         spec.brokers.clone(),
-        spec.cancel.clone(),
+        (spec.cancel.clone(), spec.commands_done.clone()),
         spec.handshake_permits,
         spec.drain_us,
     );

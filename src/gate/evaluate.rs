@@ -119,6 +119,7 @@ fn measure(q: &Quantity, phase: &PhaseReport, g: &GroupReport) -> Result<f64, St
                         crate::metrics::Metric::E2e => " (does the scenario have observers?)",
                         crate::metrics::Metric::Puback => " (are publishes QoS 1?)",
                         crate::metrics::Metric::Pubcomp => " (are publishes QoS 2?)",
+                        crate::metrics::Metric::CommandRtt => " (does a group have `commands:`?)",
                         _ => "",
                     }
                 ))

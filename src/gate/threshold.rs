@@ -143,7 +143,7 @@ impl Quantity {
                 .ok_or_else(|| {
                     GateError::new(
                         format!("unknown latency metric `{m}` in `{s}`"),
-                        "latency metrics are connect, puback, pubcomp, suback and e2e, e.g. `e2e.p99 < 50ms`",
+                        "latency metrics are connect, puback, pubcomp, suback, e2e and command_rtt, e.g. `e2e.p99 < 50ms`",
                     )
                 })?;
             let stat = Stat::from_name(p).ok_or_else(|| {

@@ -16,15 +16,18 @@ pub enum Metric {
     Suback,
     /// Intended send → receipt by an observer.
     E2e,
+    /// Intended command send → the device's reply received by the commander.
+    CommandRtt,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 6] = [
         Metric::Connect,
         Metric::Puback,
         Metric::Pubcomp,
         Metric::Suback,
         Metric::E2e,
+        Metric::CommandRtt,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -35,6 +38,7 @@ impl Metric {
             Metric::Pubcomp => "pubcomp",
             Metric::Suback => "suback",
             Metric::E2e => "e2e",
+            Metric::CommandRtt => "command_rtt",
         }
     }
 }
@@ -135,6 +139,10 @@ counters! {
     SparkplugGated => "sparkplug_gated": "Sparkplug publish slots not sent because the edge node was waiting for its primary host's STATE online",
     SparkplugHostOffline => "sparkplug_host_offline": "edge node sessions ended on purpose because their primary host went offline (NDEATH, DISCONNECT, then reconnect)",
     SparkplugBirthBeforeOnline => "sparkplug_birth_before_online": "NBIRTH and DBIRTH a simulated primary host (observer with sparkplug_host) received from its edge nodes before it published STATE online",
+    CommandsSent => "commands_sent": "commands the commander published to devices",
+    CommandReplies => "command_replies": "distinct device replies to commands the commander received",
+    CommandsUnanswered => "commands_unanswered": "commands sent that had no reply when the run ended (commands_sent = command_replies + commands_unanswered)",
+    CommandsOfflineDelivered => "commands_offline_delivered": "commands a device received that were sent before its current connection's CONNACK (queued by the broker while it was offline)",
 }
 
 #[cfg(test)]

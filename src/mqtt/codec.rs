@@ -22,6 +22,8 @@ pub struct ConnectOptions {
     pub password: Option<String>,
     /// The message the broker publishes if the connection dies without DISCONNECT.
     pub will: Option<Will>,
+    /// MQTT 5 Session Expiry Interval, seconds (ignored by 3.1.1).
+    pub session_expiry_s: Option<u32>,
 }
 
 /// An MQTT last will.
@@ -74,7 +76,10 @@ pub fn encode_connect(o: &ConnectOptions) -> Result<Vec<u8>, CodecError> {
                 keep_alive: o.keep_alive_s,
                 client_id: o.client_id.clone(),
                 clean_start: o.clean_session,
-                properties: None,
+                properties: o.session_expiry_s.map(|s| mq5::ConnectProperties {
+                    session_expiry_interval: Some(s),
+                    ..mq5::ConnectProperties::new()
+                }),
             };
             let login = o
                 .username
@@ -517,11 +522,21 @@ mod tests {
                     qos: Qos::AtLeastOnce,
                     retain: false,
                 }),
+                session_expiry_s: Some(600),
             })
             .unwrap();
             assert_eq!(c[0], 0x10);
             let level = if version == MqttVersion::V5 { 5 } else { 4 };
             assert_eq!(c[8], level);
+            if version == MqttVersion::V5 {
+                let mut b = BytesMut::from(&c[..]);
+                match mq5::Packet::read(&mut b, Some(1 << 20)).unwrap() {
+                    mq5::Packet::Connect(c, _, _) => {
+                        assert_eq!(c.properties.unwrap().session_expiry_interval, Some(600));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
         }
     }
 }

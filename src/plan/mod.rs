@@ -2,6 +2,7 @@
 //! devices become global indices sliced into shards and worker threads, and every intended time is a
 //! formula ([`pacer`]). No clock reads, no spawning.
 
+pub mod commands;
 pub mod pacer;
 
 use std::sync::Arc;

@@ -99,6 +99,15 @@ fn counters(out: &mut String, r: &Report) {
         .sum();
         row("  rule violations", violations);
     }
+    if c.get(Counter::CommandsSent) > 0 {
+        row("commands sent", c.get(Counter::CommandsSent));
+        row("  replies", c.get(Counter::CommandReplies));
+        row("  unanswered", c.get(Counter::CommandsUnanswered));
+        row(
+            "  delivered after offline",
+            c.get(Counter::CommandsOfflineDelivered),
+        );
+    }
     let d = &r.totals.totals.deliveries;
     if d.expected > 0 || d.received > 0 {
         row("observer deliveries expected", d.expected);

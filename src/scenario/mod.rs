@@ -5,6 +5,7 @@
 //! and the value parsers [`parse_duration`], [`parse_rate`], [`parse_broker_url`].
 
 mod behaviours;
+mod commands;
 pub mod error;
 mod gates;
 pub mod model;
@@ -193,6 +194,8 @@ fn shape_hint(path: Option<&str>) -> String {
         ("broker", _) => "`broker:` is a mapping of settings such as `url:` and `protocol:`".into(),
         ("ramp", _) => "write `ramp: { connect_rate: 500/s }`".into(),
         ("steady", _) => "write `steady: { duration: 30s }`".into(),
+        ("session", _) => "write `session: { clean: false, expiry: 10m }`".into(),
+        ("commands", _) => "write `commands: { rate: 20/s, qos: 1 }`".into(),
         _ => "write a single value here (text, a number or true/false), not a list or mapping".into(),
     }
 }
@@ -209,6 +212,7 @@ fn missing_hint(field: &str) -> String {
         ),
         "connect_rate" => "write `ramp: { connect_rate: 500/s }`".into(),
         "duration" => "write `steady: { duration: 30s }`".into(),
+        "rate" => "add a rate, e.g. `rate: 20/s` (commands per second over the group, or churn drops per second)".into(),
         other => format!("add `{other}: ...`"),
     }
 }

@@ -146,6 +146,35 @@ pub struct Group {
     pub late_sends: LateSends,
     /// How telemetry goes on the wire.
     pub payload: PayloadKind,
+    /// Session persistence; `None`: the broker section's `clean_session`, no expiry.
+    pub session: Option<SessionSettings>,
+    /// Commands sent to the devices of this group, which reply (measured as `command_rtt`).
+    pub commands: Option<Commands>,
+}
+
+/// A group's session persistence (`session:`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSettings {
+    /// Clean session (3.1.1) / clean start (5): `false` keeps subscriptions and queued messages across
+    /// reconnects.
+    pub clean: bool,
+    /// MQTT 5 Session Expiry Interval for persistent sessions (ignored by 3.1.1, where the broker keeps
+    /// the session until it decides otherwise).
+    #[serde(with = "duration_ms", rename = "expiry_ms")]
+    pub expiry: Duration,
+}
+
+/// A group's commands (`commands:`): one commander connection publishes commands at `rate_per_s` over
+/// the group's devices; each device replies on its reply topic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Commands {
+    pub rate_per_s: f64,
+    /// QoS of the command publishes, the devices' subscriptions and the replies.
+    pub qos: Qos,
+    /// Per-device command topic.
+    pub topic: Template,
+    /// Per-device reply topic.
+    pub reply_topic: Template,
 }
 
 /// The payload encoding of a group.

@@ -142,6 +142,26 @@ pub struct RawGroup {
     pub late_sends: Option<Scalar>,
     pub payload: Option<Scalar>,
     pub sparkplug: Option<Spanned<RawSparkplug>>,
+    pub session: Option<Spanned<RawSession>>,
+    pub commands: Option<Spanned<RawCommands>>,
+}
+
+/// `session:` of a group: `{ clean: false, expiry: 10m }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub clean: Option<Scalar>,
+    pub expiry: Option<Scalar>,
+}
+
+/// `commands:` of a group: a commander publishes to the devices at `rate`, they reply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    pub rate: Scalar,
+    pub qos: Option<Scalar>,
+    pub topic: Option<Scalar>,
+    pub reply_topic: Option<Scalar>,
 }
 
 /// One item of `phases:`: exactly one of `ramp` / `steady`, plus an optional `name`.

@@ -132,6 +132,13 @@ impl Template {
     /// Render with the given values.
     pub fn render(&self, vars: &TemplateVars<'_>) -> String {
         let mut out = String::with_capacity(self.source.len() + 16);
+        self.render_into(&mut out, vars);
+        out
+    }
+
+    /// Render into a reused buffer (cleared first): no allocation once the buffer is large enough.
+    pub fn render_into(&self, out: &mut String, vars: &TemplateVars<'_>) {
+        out.clear();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -145,7 +152,6 @@ impl Template {
                 Part::Var(Var::ClientId) => out.push_str(vars.client_id),
             }
         }
-        out
     }
 }
 

@@ -222,6 +222,7 @@ impl Validator<'_> {
         };
 
         let groups = self.groups(&raw)?;
+        self.check_session_protocol(&raw, &broker)?;
 
         // Client ids must be unique over the fleet.
         self.check_client_id(&raw, &mut broker, groups.len())?;
@@ -590,6 +591,8 @@ impl Validator<'_> {
                 }
             };
             let payload = self.payload(g, &p, &name)?;
+            let session = self.session(g, &p)?;
+            let commands = self.commands(g, &p, &name, &topic, &payload)?;
             out.push(Group {
                 name,
                 count: u32::try_from(count).unwrap_or(u32::MAX),
@@ -601,6 +604,8 @@ impl Validator<'_> {
                 max_inflight,
                 late_sends,
                 payload,
+                session,
+                commands,
             });
         }
         Ok(out)

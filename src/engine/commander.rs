@@ -1,0 +1,449 @@
+//! Commanders: for each group with `commands:`, one connection per broker target on the observer thread
+//! (so once per run, also with worker processes: only shard 0 has an observer thread). Each publishes
+//! the group's commands on their schedule (`start + n / rate`, round-robin over the devices, each via
+//! the broker its device uses), subscribes to the group's replies, and records `command_rtt` from each
+//! echoed stamp. A group's book says which commands went out and which were answered; at the end every
+//! command sent without a reply is counted as unanswered, so sent = replies + unanswered holds.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::command::CommandStamp;
+use super::context::broker_index;
+use super::observer::{subscribed, ObsCtx, Ready};
+use crate::metrics::{Counter, Metric, Recorder};
+use crate::mqtt::codec::{self, Incoming};
+use crate::mqtt::{KeepAlive, KeepAliveAction, Session};
+use crate::plan::commands::CommandSchedule;
+use crate::plan::{DeviceRef, Plan};
+use crate::scenario::template::TemplateVars;
+use crate::scenario::topic::group_filter;
+use crate::scenario::Qos;
+
+/// Most commands written in one `write` when the commander is behind.
+const MAX_BATCH: u64 = 256;
+
+/// Commander connections per broker target: one per group with commands.
+pub fn count(plan: &Plan) -> usize {
+    plan.groups()
+        .iter()
+        .filter(|g| g.commands.is_some())
+        .count()
+}
+
+/// Groups whose commands are not all answered yet; `done` is cancelled when none is left.
+pub(super) struct Settling {
+    open: Cell<usize>,
+    done: CancellationToken,
+}
+
+impl Settling {
+    pub(super) fn new(plan: &Plan, done: CancellationToken) -> Settling {
+        let open = count(plan);
+        if open == 0 {
+            done.cancel();
+        }
+        Settling {
+            open: Cell::new(open),
+            done,
+        }
+    }
+
+    fn settled(&self) {
+        let left = self.open.get().saturating_sub(1);
+        self.open.set(left);
+        if left == 0 {
+            self.done.cancel();
+        }
+    }
+}
+
+/// Which commands of one group went out and which were answered.
+pub(super) struct Book {
+    group: usize,
+    sent: Vec<u64>,
+    answered: Vec<u64>,
+    sent_count: u64,
+    replies: u64,
+    /// Commander connections of this group still sending.
+    senders: usize,
+    settled: bool,
+}
+
+fn bit(bits: &[u64], n: u64) -> bool {
+    usize::try_from(n / 64)
+        .ok()
+        .and_then(|i| bits.get(i))
+        .is_some_and(|w| w & (1 << (n % 64)) != 0)
+}
+
+fn set_bit(bits: &mut [u64], n: u64) {
+    if let Some(w) = usize::try_from(n / 64).ok().and_then(|i| bits.get_mut(i)) {
+        *w |= 1 << (n % 64);
+    }
+}
+
+impl Book {
+    /// Size the bit sets for `len` commands (once).
+    fn prepare(&mut self, len: u64) {
+        let words = usize::try_from(len.div_ceil(64)).unwrap_or(0);
+        if self.sent.len() < words {
+            self.sent.resize(words, 0);
+            self.answered.resize(words, 0);
+        }
+    }
+
+    fn mark_sent(&mut self, n: u64) {
+        set_bit(&mut self.sent, n);
+        self.sent_count += 1;
+    }
+
+    /// A reply to command `n`: `true` the first time for a command that was sent.
+    fn answer(&mut self, n: u64) -> bool {
+        if !bit(&self.sent, n) || bit(&self.answered, n) {
+            return false;
+        }
+        set_bit(&mut self.answered, n);
+        self.replies += 1;
+        true
+    }
+
+    /// Whether this group just became settled: nothing more to send, every command answered.
+    fn settles_now(&mut self) -> bool {
+        if self.settled || self.senders > 0 || self.replies < self.sent_count {
+            return false;
+        }
+        self.settled = true;
+        true
+    }
+}
+
+/// Start the commander connections; returns every group's book for [`finish`].
+pub(super) fn spawn(
+    ctx: &Rc<ObsCtx>,
+    tracker: &TaskTracker,
+    ready: &tokio::sync::mpsc::UnboundedSender<Ready>,
+) -> Vec<Rc<RefCell<Book>>> {
+    let mut books = Vec::new();
+    for (group, g) in ctx.plan.groups().iter().enumerate() {
+        if g.commands.is_none() {
+            continue;
+        }
+        let book = Rc::new(RefCell::new(Book {
+            group,
+            sent: Vec::new(),
+            answered: Vec::new(),
+            sent_count: 0,
+            replies: 0,
+            senders: ctx.brokers.len(),
+            settled: false,
+        }));
+        for b in 0..ctx.brokers.len() {
+            tracker.spawn_local(commander(ctx.clone(), book.clone(), b, ready.clone()));
+        }
+        books.push(book);
+    }
+    books
+}
+
+/// At the end of the run: every command sent without a reply is unanswered (the counter's only site).
+pub(super) fn finish(plan: &Plan, rec: &Recorder, books: &[Rc<RefCell<Book>>]) {
+    for book in books {
+        let book = book.borrow();
+        let Some(schedule) = CommandSchedule::of_group(plan, rec.timeline(), book.group) else {
+            continue;
+        };
+        for n in 0..schedule.len() {
+            if bit(&book.sent, n) && !bit(&book.answered, n) {
+                rec.count(Counter::CommandsUnanswered, book.group, schedule.due(n));
+            }
+        }
+    }
+}
+
+/// One commander connection: group `book.group`, broker target `broker`.
+async fn commander(
+    ctx: Rc<ObsCtx>,
+    book: Rc<RefCell<Book>>,
+    broker: usize,
+    ready: tokio::sync::mpsc::UnboundedSender<Ready>,
+) {
+    let group = book.borrow().group;
+    let (Some(g), Some(&target)) = (ctx.plan.groups().get(group), ctx.brokers.get(broker)) else {
+        return;
+    };
+    let Some(spec) = g.commands.as_ref() else {
+        return;
+    };
+    let client_id = format!(
+        "fleetstorm-commander-{}-{}-{broker}",
+        ctx.plan.scenario.name, g.name
+    );
+    let filters = [(group_filter(&spec.reply_topic, &g.name), spec.qos)];
+    let started = tokio::select! {
+        _ = ctx.cancel.cancelled() => None,
+        r = subscribed(&ctx, target, (client_id, None), &filters) => Some(r),
+    };
+    let mut session = match started {
+        None => {
+            sender_done(&ctx, &book);
+            return;
+        }
+        Some(Ok((s, sent, done))) => {
+            let _ = ready.send(Ok((sent, done)));
+            s
+        }
+        Some(Err(e)) => {
+            let _ = ready.send(Err(format!("commander of group `{}`: {e}", g.name)));
+            sender_done(&ctx, &book);
+            return;
+        }
+    };
+    drop(ready);
+    let rec = tokio::select! {
+        _ = ctx.cancel.cancelled() => None,
+        _ = ctx.started.cancelled() => ctx.recorder.get(),
+    };
+    if let Some(rec) = rec {
+        run(&ctx, rec, &book, broker, &mut session).await;
+    } else {
+        sender_done(&ctx, &book);
+    }
+    session.close();
+}
+
+/// A commander connection stopped sending (its schedule ran out, or it failed).
+fn sender_done(ctx: &ObsCtx, book: &RefCell<Book>) {
+    let settled = {
+        let mut b = book.borrow_mut();
+        b.senders = b.senders.saturating_sub(1);
+        b.settles_now()
+    };
+    if settled {
+        ctx.commands.settled();
+    }
+}
+
+/// Send on schedule and receive replies until cancelled.
+async fn run(
+    ctx: &ObsCtx,
+    rec: &Recorder,
+    book: &RefCell<Book>,
+    broker: usize,
+    session: &mut Session,
+) {
+    let plan = &ctx.plan;
+    let group = book.borrow().group;
+    let (Some(g), Some(schedule)) = (
+        plan.groups().get(group),
+        CommandSchedule::of_group(plan, rec.timeline(), group),
+    ) else {
+        sender_done(ctx, book);
+        return;
+    };
+    let Some(spec) = g.commands.as_ref() else {
+        sender_done(ctx, book);
+        return;
+    };
+    let s = &plan.scenario;
+    let version = s.broker.protocol;
+    let len = schedule.len();
+    book.borrow_mut().prepare(len);
+    let first_global: u64 = plan.groups()[..group]
+        .iter()
+        .map(|x| u64::from(x.count))
+        .sum();
+    let run_id = rec.timeline().start_us;
+    let stamp_group = u32::try_from(group).unwrap_or(u32::MAX);
+    let keep_alive_us = u64::try_from(s.broker.keep_alive.as_micros()).unwrap_or(0);
+    let mut keepalive = KeepAlive::new(keep_alive_us, rec.now_us());
+    let (mut client_id, mut topic) = (String::new(), String::new());
+    let mut topic_bytes: Vec<u8> = Vec::new();
+    // pkid 1 was the SUBSCRIBE
+    let mut next_pkid: u16 = 2;
+    let mut n: u64 = 0;
+    let mut sending = true;
+    loop {
+        let now = rec.now_us();
+        if sending {
+            let mut out = ctx.write_buf.borrow_mut();
+            out.clear();
+            let mut batch = 0;
+            // Never ahead of the slot: a command's phase is that of its intended time, for its
+            // counters and its latency alike (a timer fires up to a millisecond late, which the
+            // corrected latency shows).
+            while n < len && schedule.due(n) <= now && batch < MAX_BATCH {
+                let index = schedule.target(n);
+                let d = DeviceRef {
+                    group,
+                    index,
+                    global: first_global + index,
+                };
+                if broker_index(s.broker.assign, ctx.brokers.len(), d) == broker {
+                    let vars = TemplateVars {
+                        group: &g.name,
+                        index,
+                        global_index: d.global,
+                        client_id: "",
+                    };
+                    s.broker.client_id.render_into(&mut client_id, &vars);
+                    let vars = TemplateVars {
+                        client_id: &client_id,
+                        ..vars
+                    };
+                    spec.topic.render_into(&mut topic, &vars);
+                    if codec::encode_topic_into(&mut topic_bytes, &topic).is_ok() {
+                        let intended = schedule.due(n);
+                        let stamp = CommandStamp {
+                            group: stamp_group,
+                            run: run_id,
+                            seq: n,
+                            intended_us: intended,
+                            sent_us: now,
+                        };
+                        let pkid = if spec.qos == Qos::AtMostOnce {
+                            0
+                        } else {
+                            super::command::take_pkid(&mut next_pkid)
+                        };
+                        codec::encode_publish(
+                            &mut out,
+                            version,
+                            &topic_bytes,
+                            spec.qos,
+                            false,
+                            false,
+                            pkid,
+                            &stamp.encode(),
+                        );
+                        book.borrow_mut().mark_sent(n);
+                        rec.count(Counter::CommandsSent, group, intended);
+                        batch += 1;
+                    }
+                }
+                n += 1;
+            }
+            let failed = !out.is_empty() && session.try_send(&out).is_err();
+            if !out.is_empty() {
+                keepalive.sent(now);
+            }
+            drop(out);
+            if failed || n >= len {
+                sending = false;
+                sender_done(ctx, book);
+                if failed {
+                    return;
+                }
+            }
+        }
+        if session.has_pending_out() {
+            let flushed = tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => return,
+                r = session.flush() => r,
+            };
+            if flushed.is_err() {
+                return;
+            }
+        }
+        match keepalive.poll(now) {
+            KeepAliveAction::TimedOut => return,
+            KeepAliveAction::SendPing => {
+                if session.try_send(&codec::PINGREQ).is_err() {
+                    return;
+                }
+                keepalive.ping_sent(now);
+            }
+            KeepAliveAction::Nothing => {}
+        }
+        let mut wake = keepalive
+            .next_deadline()
+            .min(now.saturating_add(60_000_000));
+        if sending {
+            wake = wake.min(schedule.due(n));
+        }
+        let at = Instant::from_std(ctx.clock.instant_at(wake));
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            r = session.readable() => {
+                if r.is_err() || !receive(ctx, rec, book, run_id, session, &mut keepalive) {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(at) => {}
+        }
+    }
+}
+
+/// Read what arrived: replies (recorded once each), acks of our commands, pings. `false` when the
+/// connection is gone.
+fn receive(
+    ctx: &ObsCtx,
+    rec: &Recorder,
+    book: &RefCell<Book>,
+    run_id: u64,
+    session: &mut Session,
+    keepalive: &mut KeepAlive,
+) -> bool {
+    let group = book.borrow().group;
+    let stamp_group = u32::try_from(group).unwrap_or(u32::MAX);
+    let mut pong = false;
+    let mut gone = false;
+    let mut settled = false;
+    let result = {
+        let mut scratch = ctx.read_buf.borrow_mut();
+        let mut out = ctx.write_buf.borrow_mut();
+        out.clear();
+        let done = rec.now_us();
+        let r = session.read_available(&mut scratch, &mut |p| match p {
+            Incoming::Publish {
+                qos, pkid, payload, ..
+            } => {
+                if let Some(st) = CommandStamp::decode(payload) {
+                    if st.group == stamp_group && st.run == run_id {
+                        let mut b = book.borrow_mut();
+                        if b.answer(st.seq) {
+                            rec.latency(
+                                Metric::CommandRtt,
+                                group,
+                                st.intended_us,
+                                st.sent_us,
+                                done,
+                            );
+                            rec.count(Counter::CommandReplies, group, st.intended_us);
+                            settled |= b.settles_now();
+                        }
+                    }
+                }
+                match qos {
+                    1 => codec::encode_ack(&mut out, codec::PUBACK, pkid),
+                    2 => codec::encode_ack(&mut out, codec::PUBREC, pkid),
+                    _ => {}
+                }
+            }
+            Incoming::PubRec { pkid, .. } => codec::encode_ack(&mut out, codec::PUBREL, pkid),
+            Incoming::PubRel { pkid } => codec::encode_ack(&mut out, codec::PUBCOMP, pkid),
+            Incoming::PingResp => pong = true,
+            Incoming::Disconnect { .. } => gone = true,
+            _ => {}
+        });
+        session.quick_ack();
+        match r {
+            Ok(_) if !out.is_empty() => session.try_send(&out).is_ok(),
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    };
+    if settled {
+        ctx.commands.settled();
+    }
+    if pong {
+        keepalive.pong();
+    }
+    result && !gone
+}
