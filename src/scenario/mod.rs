@@ -5,6 +5,7 @@
 //! and the value parsers [`parse_duration`], [`parse_rate`], [`parse_broker_url`].
 
 mod behaviours;
+mod broker;
 mod commands;
 pub mod error;
 mod gates;
