@@ -56,7 +56,8 @@ struct Device {
     dev: DeviceRef,
     client_id: String,
     topic: Box<[u8]>,
-    telemetry: DeviceTelemetry,
+    /// JSON telemetry; `None` for Sparkplug edge nodes (their devices keep their own).
+    telemetry: Option<DeviceTelemetry>,
     schedule: Schedule,
     seq: u64,
     next_pkid: u16,
@@ -97,32 +98,35 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     };
     let timeline = ctx.recorder.timeline();
     let end_us = timeline.end_us();
+    let spb = match &spec.payload {
+        PayloadKind::Sparkplug {
+            group_id,
+            devices,
+            device_outages,
+            ..
+        } => SparkplugNode::new(
+            group_id,
+            &client_id,
+            *devices,
+            &spec.profile,
+            device_outages.as_ref(),
+            seed,
+            dev.global,
+        )
+        .map(Box::new),
+        PayloadKind::Json => None,
+    };
     let mut device = Device {
         dev,
-        telemetry: DeviceTelemetry::new(&spec.profile, seed, dev.global),
+        telemetry: spb
+            .is_none()
+            .then(|| DeviceTelemetry::new(&spec.profile, seed, dev.global)),
         schedule: Schedule {
             anchor_us: timeline.start_us,
             offset_us: pacer::phase_offset_us(seed, dev.global, group.interval_us),
             interval_us: group.interval_us,
         },
-        spb: match &spec.payload {
-            PayloadKind::Sparkplug {
-                group_id,
-                devices,
-                device_outages,
-                ..
-            } => SparkplugNode::new(
-                group_id,
-                &client_id,
-                *devices,
-                &spec.profile,
-                device_outages.as_ref(),
-                seed,
-                dev.global,
-            )
-            .map(Box::new),
-            PayloadKind::Json => None,
-        },
+        spb,
         commands: spec.commands.as_ref().and_then(|c| {
             let vars = ctx.vars(dev, &client_id);
             DeviceCommands::new(c, dev.group, &vars).map(Box::new)
@@ -425,13 +429,15 @@ async fn connected(
                     }
                     None => {
                         payload.clear();
-                        device.telemetry.encode_json_sent(
-                            &device.client_id,
-                            device.seq,
-                            intended,
-                            now,
-                            &mut payload,
-                        );
+                        if let Some(telemetry) = device.telemetry.as_mut() {
+                            telemetry.encode_json_sent(
+                                &device.client_id,
+                                device.seq,
+                                intended,
+                                now,
+                                &mut payload,
+                            );
+                        }
                         codec::encode_publish(
                             &mut out,
                             ctx.version,
