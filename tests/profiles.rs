@@ -626,6 +626,30 @@ fn a_scenario_defines_its_own_profile() {
     // Serialised scenario (report.json) names the profile.
     let json = serde_json::to_value(&s).expect("serialise");
     assert_eq!(json["groups"][0]["profile"], "press");
+    // ... and writes the scenario's own profile out in full, in the scenario's words; built-ins by name only.
+    let press_json = &json["profiles"][0];
+    assert_eq!(json["profiles"].as_array().map(Vec::len), Some(1));
+    assert_eq!(press_json["name"], "press");
+    assert_eq!(press_json["interval_s"], 2.0);
+    assert_eq!(press_json["states"][1]["next"]["jammed"], 0.1);
+    let metrics = &press_json["metrics"];
+    assert_eq!(metrics[1]["mean"]["pressing"], 800.0);
+    assert_eq!(metrics[1]["mean"]["idle"], 0.0);
+    assert_eq!(metrics[2]["of"], "force_kn");
+    assert_eq!(metrics[2]["alarm"]["above"], 60.0);
+    assert_eq!(metrics[2]["alarm"]["clear"], 55.0);
+    assert_eq!(metrics[3]["type"], "int");
+    assert_eq!(metrics[4]["deadband"], 1.0);
+    assert_eq!(metrics[4]["quality"]["bad"], 0.01);
+    assert_eq!(metrics[5]["anomalies"]["kinds"][0], "stuck");
+    assert!((metrics[5]["anomalies"]["rate_per_s"].as_f64().unwrap() - 1.0 / 3600.0).abs() < 1e-12);
+    let builtin_only = parse(
+        "name: b\ngroups:\n  - { name: m, count: 1, profile: energy-meter }\n",
+        "b.yaml",
+    )
+    .expect("valid");
+    let json = serde_json::to_value(&builtin_only).expect("serialise");
+    assert!(json.get("profiles").is_none(), "{json}");
 }
 
 fn error(text: &str) -> fleetstorm::scenario::ScenarioError {

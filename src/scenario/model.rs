@@ -16,6 +16,12 @@ pub struct Scenario {
     pub name: String,
     pub seed: u64,
     pub broker: BrokerSettings,
+    /// Profiles defined in the scenario and used by its groups, written out in full in the resolved scenario.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "profile_definitions"
+    )]
+    pub profiles: Vec<Arc<Profile>>,
     pub groups: Vec<Group>,
     pub phases: Vec<Phase>,
     /// Subscriber sessions that audit what the broker delivers.
@@ -365,4 +371,12 @@ pub(crate) mod duration_ms {
 /// A group's profile in the resolved scenario: its name.
 fn profile_name<S: serde::Serializer>(profile: &Arc<Profile>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(profile.name())
+}
+
+/// Scenario-defined profiles in the resolved scenario: their whole definitions.
+fn profile_definitions<S: serde::Serializer>(
+    profiles: &[Arc<Profile>],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(profiles.iter().map(|p| p.describe()))
 }

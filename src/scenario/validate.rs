@@ -229,11 +229,20 @@ impl Validator<'_> {
         let phases = self.phases(&raw)?;
         let observers = self.observers(&raw, &broker, &groups)?;
         let (thresholds, baseline) = self.gates(&raw)?;
+        // The scenario's own profiles that its groups use, for the record (built-in ones are known by name).
+        let mut profiles: Vec<std::sync::Arc<crate::telemetry::Profile>> = Vec::new();
+        for g in &groups {
+            let own = !crate::scenario::BUILTIN_NAMES.contains(&g.profile.name());
+            if own && !profiles.iter().any(|p| p.name() == g.profile.name()) {
+                profiles.push(g.profile.clone());
+            }
+        }
 
         Ok(Scenario {
             name,
             seed,
             broker,
+            profiles,
             groups,
             phases,
             observers,

@@ -5,6 +5,7 @@
 //! A profile is shared (`Arc`) by every device that uses it; a device only holds its generator and a slice of
 //! `f64` slots (one per evolving value), laid out once per profile by [`Profile::new`].
 
+mod describe;
 mod step;
 
 use std::time::Duration;
