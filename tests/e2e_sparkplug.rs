@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fleetstorm::engine::{run, RunOptions};
-use fleetstorm::metrics::Counter;
+use fleetstorm::metrics::{Counter, Counters};
 use fleetstorm::plan::{Plan, Shard};
 use fleetstorm::report::RunStatus;
 
@@ -21,7 +21,8 @@ fn scenario(tag: &str, broker: Option<&str>) -> Plan {
     )
 }
 
-fn check(plan: &Plan) {
+/// Run `plan` on one thread, require it to complete, and return its whole-run counters.
+fn completed_run(plan: &Plan) -> Counters {
     let out = run(
         plan,
         &RunOptions {
@@ -37,7 +38,11 @@ fn check(plan: &Plan) {
         "{:?}",
         out.outcome
     );
-    let c = out.snapshot.total().unwrap().counters;
+    out.snapshot.total().unwrap().counters
+}
+
+fn check(plan: &Plan) {
+    let c = completed_run(plan);
     let connects = c.get(Counter::ConnectSuccesses);
     let drops = c.get(Counter::ChurnDrops);
     assert_eq!(drops, 2, "2/s for 1 s");
@@ -218,22 +223,7 @@ fn sparkplug_device_outages_against_the_embedded_broker() {
         fleetstorm::scenario::parse(&text, "spbo.yaml").unwrap(),
         Shard::default(),
     );
-    let out = run(
-        &plan,
-        &RunOptions {
-            threads: 1,
-            drain: Duration::from_secs(1),
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        out.outcome.status,
-        RunStatus::Completed,
-        "{:?}",
-        out.outcome
-    );
-    let c = out.snapshot.total().unwrap().counters;
+    let c = completed_run(&plan);
     let births = c.get(Counter::SparkplugBirths);
     let deaths = c.get(Counter::SparkplugDeaths);
     // 12 devices, ~4 s, an outage every ~1.3 s per device (1 s online on average, then 0.3 s off).

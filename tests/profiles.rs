@@ -736,6 +736,14 @@ fn profile_mistakes_are_located_and_explained() {
             "uncertain",
         ),
         (
+            "rate: { pressing: 0.5, other: 0 }",
+            "rate: { pressing: -0.5, other: 0 }",
+            "profiles[0].metrics[3].rate",
+            13,
+            "never decreases",
+            "zero or more",
+        ),
+        (
             "kinds: [stuck]",
             "kinds: [stuk]",
             "profiles[0].metrics[5].anomalies.kinds",

@@ -711,8 +711,15 @@ impl Validator<'_> {
                     }
                     other => param(other, "rate", "0.5", None)?,
                 };
-                if let Some(bad) = rate.values().iter().find(|r| **r < 0.0) {
-                    return Err(missing("rate", &format!("{} (a counter never decreases; got {bad})", bad.abs())));
+                if let (Some(bad), Some(at)) =
+                    (rate.values().iter().find(|r| **r < 0.0), &m.rate)
+                {
+                    return Err(self.at(
+                        &at.referenced,
+                        &k("rate"),
+                        format!("a counter never decreases; the rate {bad} is negative"),
+                        "use a rate of zero or more, e.g. `rate: 0.5` or `rate: { running: 0.5, other: 0 }`",
+                    ));
                 }
                 Model::Counter {
                     rate,
