@@ -73,23 +73,24 @@ fn a_dead_worker_is_named_and_the_run_still_reports() {
     assert!(r.totals.totals.counters.get(Counter::Published) > 0);
 }
 
-/// Local addresses of established connections to `port` on loopback, from /proc/net/tcp.
+/// Local `address:port` of each established connection to `port` on loopback, from /proc/net/tcp, without
+/// repeats: the kernel builds that file chunk by chunk, so while other tests open and close sockets one read can
+/// list a connection twice (or miss one, which the caller's polling rides out).
 fn local_addresses_to(port: u16) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
     let remote = format!("0100007F:{port:04X}");
-    table
+    let mut local: Vec<String> = table
         .lines()
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            (f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01")).then(|| {
-                f.get(1)
-                    .and_then(|l| l.split(':').next())
-                    .unwrap_or("")
-                    .to_owned()
-            })
+            (f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01"))
+                .then(|| f.get(1).copied().unwrap_or("").to_owned())
         })
-        .collect()
+        .collect();
+    local.sort();
+    local.dedup();
+    local
 }
 
 #[test]
@@ -131,7 +132,8 @@ fn source_address_pool_spreads_connections() {
     assert_eq!(done.code(), Some(0), "{}", done.describe());
     seen.sort();
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for a in seen {
+    for local in seen {
+        let a = local.split(':').next().unwrap_or("").to_owned();
         match counts.iter_mut().find(|(x, _)| *x == a) {
             Some((_, n)) => *n += 1,
             None => counts.push((a, 1)),
