@@ -59,7 +59,7 @@ fn describe(plan: &Plan) -> String {
     let name_width = s
         .groups
         .iter()
-        .map(|g| g.name.len())
+        .map(|g| g.name.chars().count())
         .max()
         .unwrap_or(0)
         .max(12);
@@ -71,10 +71,10 @@ fn describe(plan: &Plan) -> String {
         .unwrap_or(0);
     for g in &s.groups {
         out.push_str(&format!(
-            "  group {:<name_width$} {:>7} x {:<profile_width$} every {:?}, QoS {}{}\n",
-            g.name,
+            "  group {} {:>7} x {} every {:?}, QoS {}{}\n",
+            report::pad_right(&g.name, name_width),
             g.count,
-            g.profile.name(),
+            report::pad_right(g.profile.name(), profile_width),
             g.interval,
             g.qos as u8,
             if g.retain { ", retained" } else { "" }
