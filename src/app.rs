@@ -28,7 +28,11 @@ pub fn main(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("error: {e}");
+            // A last guard: no password in a URL reaches the terminal, whatever the error quoted.
+            eprintln!(
+                "error: {}",
+                scenario::error::mask_url_credentials(&e.to_string())
+            );
             e.exit()
         }
     }
