@@ -4,8 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
+mod fault;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use common::{fleetstorm, unique, Finished, Workspace};
+use fault::{ConnectReply, FaultBroker, Script};
+use fleetstorm::metrics::Counter;
+use fleetstorm::report::RunStatus;
 
 /// A run or validate must end by its own exit code, never by a panic (exit 101).
 fn assert_no_panic(run: &Finished) {
@@ -175,5 +183,300 @@ fn scenario_errors_never_show_a_password() {
                 run.describe()
             );
         }
+    }
+}
+
+/// A scenario of `devices` devices against `url`, `protocol` "3.1.1" or 5, with optional credentials
+/// and a threshold (so `junit.xml` is written too).
+fn scenario(ws: &Workspace, url: &str, protocol: &str, login: Option<(&str, &str)>) -> PathBuf {
+    let name = unique("msg");
+    let login = login.map_or(String::new(), |(u, p)| {
+        format!("  username: \"{u}\"\n  password: \"{p}\"\n")
+    });
+    ws.file(
+        "scenario.yaml",
+        &format!(
+            "name: {name}
+broker:
+  url: {url}
+  protocol: {protocol}
+  connect_timeout: 2s
+  client_id: \"{name}-{{index}}\"
+{login}groups:
+  - name: dev
+    count: 5
+    profile: energy-meter
+    interval: 200ms
+    qos: 1
+    topic: \"fleetstorm-test/{name}/{{client_id}}\"
+phases:
+  - ramp: {{ connect_rate: 100/s }}
+  - steady: {{ duration: 3s }}
+thresholds:
+  - \"publish_failed == 0\"
+"
+        ),
+    )
+}
+
+/// `fleetstorm run` of `path` into `ws.out()`.
+fn run(ws: &Workspace, path: &Path) -> Finished {
+    let out = ws.out();
+    fleetstorm(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ])
+}
+
+/// The exit-3 contract of a run that could not connect: exit 3, `broker_unreachable`, and the
+/// message (on stderr and in report.json) naming `expected` and the scenario file's path.
+fn assert_unreachable_saying(ws: &Workspace, path: &Path, run: &Finished, expected: &[&str]) {
+    assert_no_panic(run);
+    assert_eq!(run.code(), Some(3), "{}", run.describe());
+    let report = common::load_report(&ws.out());
+    assert_eq!(
+        report.outcome.status,
+        RunStatus::BrokerUnreachable,
+        "{}",
+        run.describe()
+    );
+    for e in expected {
+        assert!(
+            report.outcome.message.contains(e),
+            "report message `{}` should say `{e}`",
+            report.outcome.message
+        );
+        assert!(
+            run.stderr.contains(e),
+            "stderr should say `{e}`\n{}",
+            run.describe()
+        );
+    }
+    assert!(
+        run.stderr.contains(&path.display().to_string()),
+        "the hint should name the scenario file {}\n{}",
+        path.display(),
+        run.describe()
+    );
+}
+
+#[test]
+fn a_connack_refusal_names_its_code_and_meaning_for_each_protocol() {
+    for (protocol, code, meaning) in [
+        ("\"3.1.1\"", 4, "0x04 bad user name or password"),
+        ("\"3.1.1\"", 5, "0x05 not authorized"),
+        ("5", 0x86, "0x86 Bad User Name or Password"),
+        ("5", 0x87, "0x87 Not authorized"),
+        ("5", 0x9F, "0x9f Connection rate exceeded"),
+    ] {
+        let broker = FaultBroker::start(Script::new().connect_reply(ConnectReply::Refuse(code)));
+        let ws = Workspace::new();
+        let path = scenario(&ws, &broker.url(), protocol, None);
+        let run = run(&ws, &path);
+        assert_unreachable_saying(&ws, &path, &run, &["refused by CONNACK", meaning]);
+        let report = common::load_report(&ws.out());
+        let c = &report.totals.totals.counters;
+        assert!(
+            c.get(Counter::ConnectFailRejected) > 0,
+            "{}",
+            run.describe()
+        );
+        assert_eq!(c.get(Counter::ConnectFailRejected), c.connect_failures());
+        // The console summary lists the reason.
+        assert!(run.stdout.contains("rejected"), "{}", run.describe());
+    }
+}
+
+#[test]
+fn a_reply_that_is_not_mqtt_is_a_protocol_error_in_the_breakdown() {
+    for garbage in [
+        b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(),
+        // A CONNACK header whose remaining length never ends (malformed length).
+        vec![0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        // A CONNACK cut short, then the connection closes.
+        vec![0x20, 2, 0],
+    ] {
+        let broker =
+            FaultBroker::start(Script::new().connect_reply(ConnectReply::Garbage(garbage.clone())));
+        let ws = Workspace::new();
+        let path = scenario(&ws, &broker.url(), "\"3.1.1\"", None);
+        let run = run(&ws, &path);
+        assert_unreachable_saying(
+            &ws,
+            &path,
+            &run,
+            &["protocol errors", "not valid MQTT 3.1.1"],
+        );
+        let report = common::load_report(&ws.out());
+        let c = &report.totals.totals.counters;
+        assert!(
+            c.get(Counter::ConnectFailProtocol) > 0,
+            "{garbage:?}\n{}",
+            run.describe()
+        );
+        assert_eq!(
+            c.get(Counter::ConnectFailProtocol),
+            c.connect_failures(),
+            "{garbage:?}\n{}",
+            run.describe()
+        );
+        assert!(run.stdout.contains("  protocol"), "{}", run.describe());
+    }
+}
+
+#[test]
+fn malformed_packets_after_connack_are_counted_as_protocol_disconnects() {
+    // A PUBLISH header with a malformed remaining length, right after a successful CONNACK.
+    let broker = FaultBroker::start(Script::new().connect_reply(ConnectReply::AcceptThen(vec![
+        0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+    ])));
+    let ws = Workspace::new();
+    let path = scenario(&ws, &broker.url(), "\"3.1.1\"", None);
+    let run = run(&ws, &path);
+    assert_no_panic(&run);
+    let report = common::load_report(&ws.out());
+    let c = &report.totals.totals.counters;
+    assert!(c.get(Counter::ConnectSuccesses) > 0, "{}", run.describe());
+    assert!(c.get(Counter::DisconnectProtocol) > 0, "{}", run.describe());
+    // The console's disconnect breakdown names it.
+    let disconnects = run.stdout.split("disconnects").nth(1).unwrap_or_default();
+    assert!(disconnects.contains("protocol"), "{}", run.describe());
+}
+
+/// A mosquitto of this test's own, requiring a password; stopped (by its PID) on drop.
+struct SecureMosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SecureMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(name: &str, dirs: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(dirs.iter().copied())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Start mosquitto with `allow_anonymous false` and one account `user`/`password`, on a free port in
+/// 65350-65399; `None` (after saying so) when mosquitto or mosquitto_passwd is not installed.
+fn secure_mosquitto(user: &str, password: &str) -> Option<SecureMosquitto> {
+    let dirs = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"];
+    let (Some(mosquitto), Some(passwd)) = (
+        find_program("mosquitto", &dirs),
+        find_program("mosquitto_passwd", &dirs),
+    ) else {
+        eprintln!("SKIPPED: mosquitto or mosquitto_passwd not installed (CI installs them)");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pwfile = dir.path().join("passwords");
+    let status = Command::new(passwd)
+        .args(["-c", "-b"])
+        .arg(&pwfile)
+        .args([user, password])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "mosquitto_passwd failed");
+    let seed = std::process::id() as u16
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u16);
+    for attempt in 0..10u16 {
+        let port = 65350 + (seed.wrapping_add(attempt * 7)) % 50;
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            continue;
+        }
+        let conf = dir.path().join(format!("mosquitto-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\nset_tcp_nodelay true\nlog_dest none\n",
+                pwfile.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(&mosquitto)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = fault::poll_until(Duration::from_secs(5), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+                || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if up && matches!(child.try_wait(), Ok(None)) {
+            return Some(SecureMosquitto {
+                child,
+                port,
+                _dir: dir,
+            });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("could not start mosquitto on a free port in 65350-65399");
+}
+
+#[test]
+fn mosquitto_refusals_say_not_authorized_and_a_good_login_leaks_nothing() {
+    let secret = unique("Secret");
+    let Some(m) = secure_mosquitto("fleet", &secret) else {
+        return;
+    };
+    let url = format!("mqtt://127.0.0.1:{}", m.port);
+    let wrong = unique("Wrong");
+    for (protocol, meaning) in [
+        ("\"3.1.1\"", "0x05 not authorized"),
+        ("5", "0x87 Not authorized"),
+    ] {
+        // No credentials, then a wrong password: mosquitto refuses both as not authorized.
+        for login in [None, Some(("fleet", wrong.as_str()))] {
+            let ws = Workspace::new();
+            let path = scenario(&ws, &url, protocol, login);
+            let run = run(&ws, &path);
+            assert_unreachable_saying(
+                &ws,
+                &path,
+                &run,
+                &["refused by CONNACK", meaning, "broker.password"],
+            );
+            assert_secret_absent(&wrong, &run, &ws.out());
+        }
+        // The right password: the run completes, and the password is in no output.
+        let ws = Workspace::new();
+        let path = scenario(&ws, &url, protocol, Some(("fleet", &secret)));
+        let run = run(&ws, &path);
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        let names: Vec<String> = files_text(&ws.out())
+            .iter()
+            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        for expected in ["report.json", "summary.md", "report.html", "junit.xml"] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing: {names:?}"
+            );
+        }
+        assert_secret_absent(&secret, &run, &ws.out());
+        // The resolved scenario in report.json names the user and omits the password.
+        let report = common::load_report(&ws.out());
+        assert_eq!(report.scenario["broker"]["username"], "fleet");
+        assert!(report.scenario["broker"].get("password").is_none());
     }
 }
