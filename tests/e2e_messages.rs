@@ -480,3 +480,21 @@ fn mosquitto_refusals_say_not_authorized_and_a_good_login_leaks_nothing() {
         assert!(report.scenario["broker"].get("password").is_none());
     }
 }
+
+#[test]
+fn an_observer_refused_by_connack_says_the_code_and_meaning() {
+    let broker = FaultBroker::start(Script::new().connect_reply(ConnectReply::Refuse(5)));
+    let ws = Workspace::new();
+    let path = scenario(&ws, &broker.url(), "\"3.1.1\"", None);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("phases:", "observers:\n  - name: audit\nphases:");
+    std::fs::write(&path, text).unwrap();
+    let run = run(&ws, &path);
+    assert_unreachable_saying(
+        &ws,
+        &path,
+        &run,
+        &["observers could not start", "0x05 not authorized"],
+    );
+}

@@ -7,8 +7,10 @@
 //! Case counts stay modest (see `config`) so the suite stays fast on two cores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
+use clap::Parser as _;
 use proptest::prelude::*;
 
+use fleetstorm::error::Exit;
 use fleetstorm::gate::parse_threshold;
 use fleetstorm::metrics::histogram::{new_histogram, record};
 use fleetstorm::metrics::{Basis, Counter, Metric, RunSnapshot};
@@ -44,11 +46,22 @@ fn shipped() -> Vec<String> {
 }
 
 /// Loading `text` never panics, and a refusal is a located error: it names the file, and a line it
-/// gives exists in the text (or is the line just after it, for an error at the end).
+/// gives exists in the text (or is the line just after it, for an error at the end). What loads also
+/// goes through `fleetstorm validate` (plan, timeline, the printed description) without a panic.
 fn check_load(text: &str) -> Result<(), TestCaseError> {
     const FILE: &str = "fuzz.yaml";
     match scenario::parse(text, FILE) {
-        Ok(_) => {}
+        Ok(_) => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE);
+            std::fs::write(&path, text).unwrap();
+            let cli = fleetstorm::cli::Cli::parse_from([
+                "fleetstorm".as_ref(),
+                "validate".as_ref(),
+                path.as_os_str(),
+            ]);
+            prop_assert_eq!(fleetstorm::app::main(cli), Exit::Success);
+        }
         Err(e) => {
             prop_assert_eq!(e.file(), Some(FILE));
             if let Some(line) = e.line() {
