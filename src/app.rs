@@ -320,7 +320,7 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         };
         println!(
             "fits: run it with `fleetstorm run {}{flag}`",
-            path.display()
+            shell_word(path)
         );
         Ok(Exit::Success)
     } else {

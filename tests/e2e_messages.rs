@@ -498,3 +498,35 @@ fn an_observer_refused_by_connack_says_the_code_and_meaning() {
         &["observers could not start", "0x05 not authorized"],
     );
 }
+
+#[test]
+fn a_plan_that_does_not_fit_points_doctor_at_the_file_the_user_named() {
+    // More connections than one source address has ports: refused before connecting, with the
+    // `doctor` command for this very file and flags (quoted, since the path has a space).
+    let ws = Workspace::new();
+    let dir = ws.path().join("my plans");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: {}\ngroups:\n  - {{ name: a, count: 1, profile: environment-sensor }}\n",
+            unique("fit")
+        ),
+    )
+    .unwrap();
+    let run = fleetstorm(&[
+        "run",
+        path.to_str().unwrap(),
+        "--devices",
+        "900000",
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    let expected = format!(
+        "`fleetstorm doctor '{}' --devices 900000 --workers 1` shows every limit",
+        path.display()
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.describe());
+}
