@@ -10,6 +10,7 @@
 //! phase only and divided by the messages published in exactly that phase.
 //!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::fmt::Write as _;
 use std::fs;

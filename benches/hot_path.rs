@@ -4,6 +4,7 @@
 //!
 //! Run with `cargo bench --bench hot_path` (about a minute). Measurement windows are kept short on purpose;
 //! these are nanosecond-scale functions, so 2 s per benchmark is plenty.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! Run with `cargo bench --bench telemetry` (needs `[[bench]] name = "telemetry", harness = false` in
 //! Cargo.toml). Prints, per profile: bytes of state per device, ns per `encode_json`, payload size, and ns per
 //! `read_stamp`. Devices are stepped round-robin over a large fleet so the state does not sit in L1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// tests may unwrap and panic
 
 // Under the default libtest harness (before the stanza is added) `main` is unused; keep clippy quiet then.
 #![cfg_attr(test, allow(dead_code))]

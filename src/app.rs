@@ -28,7 +28,11 @@ pub fn main(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("error: {e}");
+            // A last guard: no password in a URL reaches the terminal, whatever the error quoted.
+            eprintln!(
+                "error: {}",
+                scenario::error::mask_url_credentials(&e.to_string())
+            );
             e.exit()
         }
     }
@@ -59,7 +63,7 @@ fn describe(plan: &Plan) -> String {
     let name_width = s
         .groups
         .iter()
-        .map(|g| g.name.len())
+        .map(|g| g.name.chars().count())
         .max()
         .unwrap_or(0)
         .max(12);
@@ -71,10 +75,10 @@ fn describe(plan: &Plan) -> String {
         .unwrap_or(0);
     for g in &s.groups {
         out.push_str(&format!(
-            "  group {:<name_width$} {:>7} x {:<profile_width$} every {:?}, QoS {}{}\n",
-            g.name,
+            "  group {} {:>7} x {} every {:?}, QoS {}{}\n",
+            report::pad_right(&g.name, name_width),
             g.count,
-            g.profile.name(),
+            report::pad_right(g.profile.name(), profile_width),
             g.interval,
             g.qos as u8,
             if g.retain { ", retained" } else { "" }
@@ -206,7 +210,11 @@ fn worker_count(args: &RunArgs, devices: u64, soft: u64) -> Result<u32, CommandE
 
 /// Refuse a plan that cannot fit this host, before connecting anything, with the same advice
 /// `doctor` prints.
-fn check_fit(plan: &Plan, workers: u32, facts: &limits::Facts) -> Result<(), CommandError> {
+fn check_fit(
+    plan: &Plan,
+    (args, workers): (&RunArgs, u32),
+    facts: &limits::Facts,
+) -> Result<(), CommandError> {
     let problems: Vec<String> = limits::assess(plan, workers, facts)
         .into_iter()
         .filter(|f| !f.ok)
@@ -215,11 +223,30 @@ fn check_fit(plan: &Plan, workers: u32, facts: &limits::Facts) -> Result<(), Com
     if problems.is_empty() {
         return Ok(());
     }
+    // The doctor command for this very run: the file as the user named it, with the same flags.
+    let mut doctor = format!("fleetstorm doctor {}", shell_word(&args.scenario));
+    if let Some(n) = args.devices {
+        doctor.push_str(&format!(" --devices {n}"));
+    }
+    doctor.push_str(&format!(" --workers {workers}"));
     Err(CommandError::Usage(format!(
-        "the plan does not fit this host:\n{}\n  (`fleetstorm doctor {}` shows every limit)",
+        "the plan does not fit this host:\n{}\n  (`{doctor}` shows every limit)",
         problems.join("\n"),
-        plan.scenario.name
     )))
+}
+
+/// A path as a shell word the user can paste: quoted when it holds anything but plain characters.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | ','));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
@@ -293,7 +320,7 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         };
         println!(
             "fits: run it with `fleetstorm run {}{flag}`",
-            path.display()
+            shell_word(path)
         );
         Ok(Exit::Success)
     } else {
@@ -345,7 +372,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         return run_worker_child(&plan, args);
     }
     let workers = worker_count(args, plan.shard_devices(), soft)?;
-    check_fit(&plan, workers, &facts)?;
+    check_fit(&plan, (args, workers), &facts)?;
     let gates = app_gates::collect(args, &plan.scenario)?;
     eprint!("{}", describe(&plan));
     let options = RunOptions {
@@ -450,8 +477,14 @@ fn finish(
             eprintln!("gates failed: see the thresholds / baseline table above");
             Exit::GateFailed
         }
-        _ => {
+        status => {
             eprintln!("run did not complete: {}", record.outcome.message);
+            if matches!(status, RunStatus::BrokerUnreachable | RunStatus::BrokerLost) {
+                eprintln!(
+                    "  hint: the broker settings are under `broker:` in {} (`--broker URL` overrides the address)",
+                    shell_word(&args.scenario)
+                );
+            }
             Exit::Runtime
         }
     })

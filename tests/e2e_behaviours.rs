@@ -1,6 +1,7 @@
 //! Behaviour phases against the embedded broker: churn drops devices at the configured rate and every
 //! one reconnects; a storm drops the chosen fraction at once and the fleet comes back. (A storm drops
 //! the chosen devices that are connected at its start, so the fleet settles in a steady phase first.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::time::Duration;
 

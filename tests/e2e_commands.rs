@@ -3,6 +3,7 @@
 //! counts follow the schedule. Against mosquitto (`FLEETSTORM_MOSQUITTO_URL`): persistent sessions keep
 //! the commands sent while devices were down in a storm and deliver them after the reconnect; clean
 //! sessions lose them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

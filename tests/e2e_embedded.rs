@@ -1,5 +1,6 @@
 //! End to end against the embedded broker, through the binary: QoS 0 / 1 / 2 and MQTT 5 runs
 //! complete, hold their schedule, conserve every publish and write a report that matches the schema.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

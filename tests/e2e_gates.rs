@@ -1,6 +1,7 @@
 //! CI gates end to end: thresholds (scenario and --threshold), exit code 1 with junit.xml, exit 2 for
 //! malformed gates, baselines through `report compare` and `run --baseline`, and a multi-worker run whose
 //! merged report equals the sum of its shards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

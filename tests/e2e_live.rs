@@ -1,5 +1,6 @@
 //! Live views of a running test: the OpenMetrics endpoint scraped during a run, and the per-second
 //! end-to-end percentiles in the report's time series.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End to end against a real mosquitto named by `FLEETSTORM_MOSQUITTO_URL` (CI starts one: see
 //! `.ci/run`): the same QoS 0 / 1 / 2 and MQTT 5 checks as against the embedded broker, with the
 //! broker given by `--broker`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! will delivered by the broker when a connection is killed (churn), all checked by an observer that
 //! applies the Sparkplug rules. Against the embedded broker, and mosquitto when
 //! FLEETSTORM_MOSQUITTO_URL is set (CI sets it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::time::Duration;
 

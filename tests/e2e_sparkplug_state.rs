@@ -3,6 +3,7 @@
 //! goes offline they publish NDEATH, disconnect, reconnect and wait; when it comes back they are born again.
 //! The host is the scenario's own observer (`sparkplug_host`), which counts any birth it receives before it
 //! went online. Against the embedded broker, and mosquitto when FLEETSTORM_MOSQUITTO_URL is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

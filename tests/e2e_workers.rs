@@ -1,4 +1,5 @@
 //! Worker processes under failure, and source-address pools on the wire.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

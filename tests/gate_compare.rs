@@ -1,4 +1,5 @@
 //! Baseline comparison: direction of each quantity, the tolerance edge, zero bases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod report_fixture;
 

@@ -1,4 +1,5 @@
 //! Threshold evaluation against the synthetic report: edges, scopes, and unmeasured quantities.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod report_fixture;
 

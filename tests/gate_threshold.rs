@@ -1,4 +1,5 @@
 //! Threshold parsing: valid texts and their canonical form, invalid texts and their messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use fleetstorm::gate::{parse_percent, parse_threshold, Op, Quantity, Scope, Stat};
 use fleetstorm::metrics::{Counter, Metric};

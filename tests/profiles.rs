@@ -1,6 +1,7 @@
 //! Profiles as data: each signal model, the state machine, alarms, report-by-exception, quality codes and
 //! anomalies, as table and statistical tests on small profiles; user-defined profiles in scenario files and
 //! the errors they get.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::sync::Arc;
 use std::time::Duration;

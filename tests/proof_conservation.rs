@@ -4,6 +4,7 @@
 //! fault broker, which counts what really arrived on the wire) checks fleetstorm's own counts.
 //!
 //! Every check here is a count, so every assertion is exact.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod fault;
 

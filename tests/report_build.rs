@@ -1,4 +1,5 @@
 //! Building a `Report`: percentiles, summary choice, totals, round trips, writing and loading.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod report_fixture;
 

@@ -1,5 +1,6 @@
 //! Golden files for the text writers. After an intended change, regenerate with
 //! `UPDATE_GOLDEN=1 cargo test --test report_golden` and review the diff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod report_fixture;
 

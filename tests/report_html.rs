@@ -1,5 +1,6 @@
 //! `report.html`: structure (self-contained, every chart closed) and, when `FLEETSTORM_CHROMIUM`
 //! names a Chromium binary, a headless render of the page.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod report_fixture;
 

@@ -1,5 +1,6 @@
 //! `junit.xml` parsed back with an XML parser; and the interval logs read back with
 //! HdrHistogram's own `IntervalLogIterator`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod report_fixture;
 

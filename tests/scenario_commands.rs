@@ -1,5 +1,6 @@
 //! `session:` and `commands:` of a group: what they parse to, and every refusal with file, line, key
 //! path and a hint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::time::Duration;
 

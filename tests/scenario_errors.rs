@@ -1,4 +1,5 @@
 //! Scenario errors as a user sees them: file, line, column, key path, what is wrong, and a hint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Scenario keys for observers, in-flight windows, late sends, several brokers and source addresses:
 //! what they become, and the located errors when they are wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use fleetstorm::scenario::{parse, BrokerAssign, ErrorKind, LateSends, MqttVersion, Qos};
 

@@ -1,5 +1,6 @@
 //! `sparkplug.primary_host` and the observer's `sparkplug_host`: what parses, and the errors a user sees
 //! (file:line:col, key path, message, hint).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::time::Duration;
 

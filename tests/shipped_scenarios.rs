@@ -1,4 +1,5 @@
 //! Every scenario shipped in `scenarios/` parses and validates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::path::Path;
 

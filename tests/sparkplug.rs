@@ -1,4 +1,5 @@
 //! Sparkplug B: schema field numbers, edge node sequencing, report by exception, rebirth, validator.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! Telemetry: determinism, golden payloads, the stamp contract, signal models and the no-allocation promise.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -225,7 +225,7 @@ fn connect_failure(e: &ConnectError) -> Counter {
         ConnectError::Refused => Counter::ConnectFailRefused,
         ConnectError::Timeout => Counter::ConnectFailTimeout,
         ConnectError::Reset => Counter::ConnectFailReset,
-        ConnectError::Rejected(_) => Counter::ConnectFailRejected,
+        ConnectError::Rejected { .. } => Counter::ConnectFailRejected,
         ConnectError::Protocol(_) => Counter::ConnectFailProtocol,
         ConnectError::Io(_) => Counter::ConnectFailOther,
     }
@@ -288,7 +288,12 @@ async fn connect(
                 connack_us: done,
             })
         }
-        Err(e) => Err(connect_failure(&e)),
+        Err(e) => {
+            if let ConnectError::Rejected { code, .. } = e {
+                rec.refused(code);
+            }
+            Err(connect_failure(&e))
+        }
     })
 }
 

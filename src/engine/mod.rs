@@ -5,6 +5,7 @@ mod command;
 mod commander;
 mod context;
 mod device;
+mod failure;
 pub mod limits;
 mod observer;
 mod primary_host;
@@ -229,6 +230,9 @@ struct Watchdog {
     fail_fast_failures: u64,
     had_connection: bool,
     zero_since_us: Option<u64>,
+    /// The run's MQTT version, and the last CONNACK refusal (set before each check): for the message.
+    version: MqttVersion,
+    refusal: Option<failure::Refusal>,
 }
 
 impl Watchdog {
@@ -241,13 +245,7 @@ impl Watchdog {
         {
             return Some(Outcome {
                 status: RunStatus::BrokerUnreachable,
-                message: format!(
-                    "no device could connect: {failed} attempts failed ({} refused, {} timed out, {} reset, {} rejected by CONNACK); is the broker running and reachable?",
-                    c.get(Counter::ConnectFailRefused),
-                    c.get(Counter::ConnectFailTimeout),
-                    c.get(Counter::ConnectFailReset),
-                    c.get(Counter::ConnectFailRejected),
-                ),
+                message: failure::unreachable(c, self.refusal, self.version),
             });
         }
         // A connection that came and went between two ticks still counts as having had one.
@@ -261,11 +259,11 @@ impl Watchdog {
             if now_us.saturating_sub(since) >= self.loss_budget_us {
                 return Some(Outcome {
                     status: RunStatus::BrokerLost,
-                    message: format!(
-                        "every connection was lost and none came back within {} s ({} disconnects, {} reconnect attempts failed)",
+                    message: failure::lost(
+                        c,
+                        self.refusal,
+                        self.version,
                         self.loss_budget_us / 1_000_000,
-                        c.disconnects(),
-                        failed
                     ),
                 });
             }
@@ -478,6 +476,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         fail_fast_failures: devices.clamp(1, 50),
         had_connection: false,
         zero_since_us: None,
+        version: plan.scenario.broker.protocol,
+        refusal: None,
     };
     let progress = Progress::new(opts.progress, devices, &timeline);
     let mut outcome = Outcome {
@@ -549,6 +549,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                     seconds.close(tick, connected, now_counters, clock.now_us(), live_view.as_ref(), &progress);
                     tick = tick.saturating_add(1);
                     if !cancel.is_cancelled() {
+                        watchdog.refusal = failure::last_refusal(&lives, watchdog.version);
                         if let Some(o) = watchdog.check(clock.now_us(), end_us, seconds.last(), connected) {
                             progress.note(&o.message);
                             outcome = o;

@@ -3,7 +3,7 @@
 //! latencies go to one histogram per metric × basis × phase × group, allocated on first use.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::clock::Clock;
@@ -20,6 +20,8 @@ use crate::plan::Timeline;
 pub struct LiveCounters {
     counters: [AtomicU64; Counter::COUNT],
     connected: AtomicI64,
+    /// The most recent CONNACK refusal code, `0x100 | code`; 0 while there was none.
+    refusal: AtomicU32,
 }
 
 impl Default for LiveCounters {
@@ -27,6 +29,7 @@ impl Default for LiveCounters {
         LiveCounters {
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
             connected: AtomicI64::new(0),
+            refusal: AtomicU32::new(0),
         }
     }
 }
@@ -39,6 +42,12 @@ impl LiveCounters {
             *o = c.load(Ordering::Relaxed);
         }
         out
+    }
+
+    /// The most recent CONNACK refusal code this worker saw, if any (for the exit-3 message).
+    pub fn refusal(&self) -> Option<u8> {
+        let v = self.refusal.load(Ordering::Relaxed);
+        (v & 0x100 != 0).then_some((v & 0xFF) as u8)
     }
 
     /// Devices currently connected.
@@ -147,6 +156,14 @@ impl Recorder {
     #[inline]
     pub fn count(&self, c: Counter, group: usize, at_us: u64) {
         self.count_n(c, group, at_us, 1);
+    }
+
+    /// A CONNACK refused a connection with `code` (remembered, not counted: the refusal is counted
+    /// as `connect_fail_rejected` like every other connect failure). Off the hot path: once per refusal.
+    pub fn refused(&self, code: u8) {
+        self.live
+            .refusal
+            .store(0x100 | u32::from(code), Ordering::Relaxed);
     }
 
     /// A device connected (+1) or disconnected (-1).

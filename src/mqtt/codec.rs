@@ -222,6 +222,67 @@ pub const PINGREQ: [u8; 2] = [0xC0, 0];
 /// DISCONNECT with success, complete (valid for 3.1.1 and 5).
 pub const DISCONNECT: [u8; 2] = [0xE0, 0];
 
+/// What a CONNACK refusal code means: the 3.1.1 return code (1-5) or the MQTT 5 reason code
+/// (0x80-0x9F), as the specification names it.
+pub fn connack_meaning(version: MqttVersion, code: u8) -> &'static str {
+    match version {
+        MqttVersion::V311 => match code {
+            0 => "connection accepted",
+            1 => "unacceptable protocol version",
+            2 => "identifier rejected",
+            3 => "server unavailable",
+            4 => "bad user name or password",
+            5 => "not authorized",
+            _ => "not a valid MQTT 3.1.1 return code",
+        },
+        MqttVersion::V5 => match code {
+            0x00 => "Success",
+            0x80 => "Unspecified error",
+            0x81 => "Malformed Packet",
+            0x82 => "Protocol Error",
+            0x83 => "Implementation specific error",
+            0x84 => "Unsupported Protocol Version",
+            0x85 => "Client Identifier not valid",
+            0x86 => "Bad User Name or Password",
+            0x87 => "Not authorized",
+            0x88 => "Server unavailable",
+            0x89 => "Server busy",
+            0x8A => "Banned",
+            0x8C => "Bad authentication method",
+            0x90 => "Topic Name invalid",
+            0x95 => "Packet too large",
+            0x97 => "Quota exceeded",
+            0x99 => "Payload format invalid",
+            0x9A => "Retain not supported",
+            0x9B => "QoS not supported",
+            0x9C => "Use another server",
+            0x9D => "Server moved",
+            0x9F => "Connection rate exceeded",
+            _ => "not a valid MQTT 5 CONNACK reason code",
+        },
+    }
+}
+
+/// What to do about a CONNACK refusal, in a sentence that names the scenario keys to change.
+pub fn connack_advice(version: MqttVersion, code: u8) -> &'static str {
+    match (version, code) {
+        (MqttVersion::V311, 4 | 5) | (MqttVersion::V5, 0x86 | 0x87 | 0x8A | 0x8C) => {
+            "the broker refused the credentials: set `broker.username` and `broker.password` to an account the broker accepts (and check its access rules)"
+        }
+        (MqttVersion::V311, 1) | (MqttVersion::V5, 0x84) => {
+            "the broker does not accept this MQTT version: change `broker.protocol` (\"3.1.1\" or 5)"
+        }
+        (MqttVersion::V311, 2) | (MqttVersion::V5, 0x85) => {
+            "the broker rejected the client ids: change `broker.client_id` (length, characters, prefix rules)"
+        }
+        (MqttVersion::V5, 0x9F | 0x97 | 0x89) => {
+            "the broker limits connections: lower the ramp's `connect_rate` or `broker.max_connecting`, or raise the broker's limits"
+        }
+        (MqttVersion::V5, 0x9C | 0x9D) => "the broker sends clients elsewhere: point `broker.url` at the server it names",
+        _ => "check the broker's log for why it refused the connections",
+    }
+}
+
 /// A packet received from the broker, borrowing from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Incoming<'a> {
@@ -314,7 +375,7 @@ pub fn parse(
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
-    let Some((remaining, used)) = varint(&buf[1..])? else {
+    let Some((remaining, used)) = varint(buf.get(1..).unwrap_or_default())? else {
         return Ok(None);
     };
     if remaining > MAX_INCOMING_PACKET {
@@ -322,10 +383,9 @@ pub fn parse(
     }
     let start = 1 + used;
     let end = start + remaining;
-    if buf.len() < end {
+    let Some(body) = buf.get(start..end) else {
         return Ok(None);
-    }
-    let body = &buf[start..end];
+    };
     let v5 = version == MqttVersion::V5;
     // acks: pkid, then (MQTT 5) an optional reason code
     let ack = |what| -> Result<(u16, u8), CodecError> {

@@ -21,8 +21,8 @@ pub enum ConnectError {
     Timeout,
     #[error("connection reset or closed during the handshake")]
     Reset,
-    #[error("CONNACK refused the connection with code {0:#04x}")]
-    Rejected(u8),
+    #[error("CONNACK refused the connection: {code:#04x} {}", codec::connack_meaning(*.version, *.code))]
+    Rejected { code: u8, version: MqttVersion },
     #[error("protocol error during the handshake: {0}")]
     Protocol(String),
     #[error("socket error: {0}")]
@@ -154,8 +154,15 @@ impl Session {
                 if filled == scratch.len() {
                     scratch.resize(filled * 2, 0);
                 }
-                match s.stream.try_read(&mut scratch[filled..]) {
-                    Ok(0) => return Err(ConnectError::Reset),
+                match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
+                    // Closed with nothing said is a reset; closed in the middle of a reply is a
+                    // malformed reply.
+                    Ok(0) if filled == 0 => return Err(ConnectError::Reset),
+                    Ok(0) => {
+                        return Err(ConnectError::Protocol(format!(
+                            "the broker closed the connection after {filled} bytes of an incomplete CONNACK"
+                        )))
+                    }
                     Ok(n) => filled += n,
                     Err(e)
                         if matches!(
@@ -167,18 +174,29 @@ impl Session {
                     }
                     Err(e) => return Err(ConnectError::from_io(e)),
                 }
-                let parsed = codec::parse(&scratch[..filled], version)
+                let got = scratch.get(..filled).unwrap_or_default();
+                // The first packet a broker sends must be CONNACK: anything else is known to be
+                // wrong from its first byte, without waiting for a length that may never come.
+                if let Some(&first) = got.first() {
+                    if first != 0x20 {
+                        return Err(ConnectError::Protocol(format!(
+                            "expected CONNACK, got a reply starting with byte {first:#04x}"
+                        )));
+                    }
+                }
+                let parsed = codec::parse(got, version)
                     .map_err(|e| ConnectError::Protocol(e.to_string()))?;
                 let Some((packet, used)) = parsed else {
                     continue;
                 };
-                s.partial_in.extend_from_slice(&scratch[used..filled]);
+                s.partial_in
+                    .extend_from_slice(got.get(used..).unwrap_or_default());
                 return match packet {
                     Incoming::ConnAck {
                         session_present,
                         code: 0,
                     } => Ok(session_present),
-                    Incoming::ConnAck { code, .. } => Err(ConnectError::Rejected(code)),
+                    Incoming::ConnAck { code, .. } => Err(ConnectError::Rejected { code, version }),
                     other => Err(ConnectError::Protocol(format!(
                         "expected CONNACK, got {other:?}"
                     ))),

@@ -1,7 +1,7 @@
 //! The end-of-run summary for a terminal: header, whole-run counters, the summary phase's latency
 //! table, one line per other phase. Plain text, aligned columns, no colours.
 
-use super::units::{columns, latency, rate, seconds};
+use super::units::{columns, latency, pad_left, pad_right, rate, seconds};
 use super::{PhaseReport, Report};
 use crate::metrics::{Basis, Counter, Counters};
 
@@ -45,7 +45,7 @@ fn header(out: &mut String, r: &Report) {
     // Left-aligned values: pad the label only.
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, value) in rows {
-        out.push_str(&format!("  {label:<width$}  {value}\n"));
+        out.push_str(&format!("  {}  {value}\n", pad_right(label, width)));
     }
 }
 
@@ -179,7 +179,11 @@ fn phase_block(out: &mut String, p: &PhaseReport) {
     let merged: Vec<Vec<String>> = rows
         .into_iter()
         .map(|(m, b, numbers)| {
-            let mut row = vec![format!("{m:<metric_width$}  {b:<basis_width$}")];
+            let mut row = vec![format!(
+                "{}  {}",
+                pad_right(m, metric_width),
+                pad_right(b, basis_width)
+            )];
             row.extend(numbers);
             row
         })
@@ -221,7 +225,9 @@ fn other_phases(out: &mut String, phases: &[&PhaseReport]) {
     let dur_w = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     for (name, duration, details) in rows {
         out.push_str(&format!(
-            "  {name:<name_w$}  {duration:>dur_w$}  {details}\n"
+            "  {}  {}  {details}\n",
+            pad_right(&name, name_w),
+            pad_left(&duration, dur_w)
         ));
     }
 }

@@ -24,6 +24,7 @@ pub use model::{
     Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
 };
 pub use record::{Environment, Outcome, RunRecord, RunStatus};
+pub(crate) use units::pad_right;
 
 use crate::metrics::histogram::HistogramError;
 

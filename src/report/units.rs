@@ -25,6 +25,25 @@ pub(crate) fn rate(per_s: f64) -> String {
     format!("{per_s:.1}/s")
 }
 
+/// `s` followed by spaces up to `width` characters. Use this (not `{:<width$}`) whenever the width comes
+/// from user data: `format!` panics on widths over 65,535, and names can be that long.
+pub(crate) fn pad_right(s: &str, width: usize) -> String {
+    let pad = width.saturating_sub(s.chars().count());
+    let mut out = String::with_capacity(s.len() + pad);
+    out.push_str(s);
+    out.extend(std::iter::repeat_n(' ', pad));
+    out
+}
+
+/// Spaces up to `width` characters, then `s` (see [`pad_right`]).
+pub(crate) fn pad_left(s: &str, width: usize) -> String {
+    let pad = width.saturating_sub(s.chars().count());
+    let mut out = String::with_capacity(s.len() + pad);
+    out.extend(std::iter::repeat_n(' ', pad));
+    out.push_str(s);
+    out
+}
+
 /// Right-align `rows` into columns (the first column left-aligned), two spaces apart, no trailing
 /// spaces. Widths count characters, so `µ` takes one column.
 pub(crate) fn columns(rows: &[Vec<String>], indent: &str) -> String {
@@ -92,5 +111,16 @@ mod tests {
             vec!["long".to_owned(), "3.41ms".to_owned()],
         ];
         assert_eq!(columns(&rows, " "), " a      812µs\n long  3.41ms\n");
+    }
+
+    #[test]
+    fn padding_counts_characters_and_takes_any_width() {
+        assert_eq!(pad_right("µs", 4), "µs  ");
+        assert_eq!(pad_left("µs", 4), "  µs");
+        assert_eq!(pad_right("long", 2), "long");
+        // `format!("{:<w$}")` panics above u16::MAX; these must not.
+        let huge = "g".repeat(70_000);
+        assert_eq!(pad_right(&huge, 70_001).len(), 70_001);
+        assert_eq!(pad_left("x", 70_000).len(), 70_000);
     }
 }

@@ -154,8 +154,9 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
     })
 }
 
+/// A broker URL as messages show it: shortened, and any password in it masked (`user:****@host`).
 fn shown(s: &str) -> String {
-    crate::scenario::error::shorten(s, 60)
+    crate::scenario::error::shorten(&crate::scenario::error::mask_url_credentials(s), 60)
 }
 
 #[cfg(test)]

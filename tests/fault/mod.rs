@@ -3,7 +3,8 @@
 //! injector (it withholds acknowledgements, drops connections, duplicates and reorders deliveries), so
 //! tests can assert what fleetstorm measured against what actually happened on the wire.
 //!
-//! What it speaks: CONNECT → CONNACK (success), PINGREQ → PINGRESP, PUBLISH QoS 1 → PUBACK, PUBLISH
+//! What it speaks: CONNECT → CONNACK (success, or as scripted: a refusal code, garbage, or a CONNACK
+//! followed by malformed packets), PINGREQ → PINGRESP, PUBLISH QoS 1 → PUBACK, PUBLISH
 //! QoS 2 → PUBREC and PUBREL → PUBCOMP, SUBSCRIBE → SUBACK (granted QoS 0), DISCONNECT closes. Every
 //! PUBLISH is forwarded at QoS 0 to the subscribers whose filters match. It does not retain, queue for
 //! offline sessions or speak MQTT 5. Malformed input closes that connection; nothing here panics on it.
@@ -37,6 +38,22 @@ pub struct Stall {
     pub duration: Duration,
 }
 
+/// How the broker answers every CONNECT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConnectReply {
+    /// CONNACK with success (the default).
+    #[default]
+    Accept,
+    /// CONNACK with this refusal code (a 3.1.1 return code, or an MQTT 5 reason code when the CONNECT
+    /// was MQTT 5), then close the connection, as a refusing broker does.
+    Refuse(u8),
+    /// These bytes instead of a CONNACK, then close: a listener that is not an MQTT broker.
+    Garbage(Vec<u8>),
+    /// A successful CONNACK, then these bytes at once (malformed or unexpected packets); the
+    /// connection then goes on as usual until the client closes it.
+    AcceptThen(Vec<u8>),
+}
+
 /// What the broker does wrong, and when.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
@@ -44,6 +61,7 @@ pub struct Script {
     drops: Vec<Duration>,
     duplicate: HashSet<u64>,
     reorder: HashSet<u64>,
+    connect_reply: ConnectReply,
 }
 
 impl Script {
@@ -61,6 +79,12 @@ impl Script {
     /// At `at`, close every connection that was open then (withheld acknowledgements are discarded).
     pub fn drop_connections_at(mut self, at: Duration) -> Script {
         self.drops.push(at);
+        self
+    }
+
+    /// Answer every CONNECT this way (see [`ConnectReply`]).
+    pub fn connect_reply(mut self, reply: ConnectReply) -> Script {
+        self.connect_reply = reply;
         self
     }
 
@@ -512,7 +536,28 @@ fn handle(
             // CONNECT
             let _ = shared.first_connect.set(Instant::now());
             lock(&shared.stats).connects += 1;
-            reply.extend_from_slice(&[0x20, 2, 0, 0]);
+            // Protocol level after the protocol name `MQTT`: 4 = 3.1.1, 5 = MQTT 5.
+            let v5 = body.get(6) == Some(&5);
+            match &shared.script.connect_reply {
+                ConnectReply::Accept => reply.extend_from_slice(&[0x20, 2, 0, 0]),
+                ConnectReply::Refuse(code) => {
+                    if v5 {
+                        // MQTT 5: flags, reason code, empty properties.
+                        reply.extend_from_slice(&[0x20, 3, 0, *code, 0]);
+                    } else {
+                        reply.extend_from_slice(&[0x20, 2, 0, *code]);
+                    }
+                    return Ok(false);
+                }
+                ConnectReply::Garbage(bytes) => {
+                    reply.extend_from_slice(bytes);
+                    return Ok(false);
+                }
+                ConnectReply::AcceptThen(bytes) => {
+                    reply.extend_from_slice(&[0x20, 2, 0, 0]);
+                    reply.extend_from_slice(bytes);
+                }
+            }
         }
         3 => {
             // PUBLISH
