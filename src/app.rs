@@ -11,7 +11,7 @@ use crate::engine::{self, limits, RunOptions};
 use crate::error::{CommandError, Exit};
 use crate::metrics::Clock;
 use crate::plan::{Plan, Shard};
-use crate::report::{self, Environment, Report, RunRecord, RunStatus};
+use crate::report::{self, Environment, Report, RunRecord, RunStatus, Shards};
 use crate::scenario::{self, Overrides, PhaseKind, Scenario};
 
 /// Run a parsed command line; returns the exit code. Prints the summary to stdout, errors to stderr.
@@ -305,9 +305,11 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
 fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
     let mut reports = Vec::with_capacity(args.reports.len());
     for p in &args.reports {
-        reports.push(report::load(p)?);
+        let r = app_gates::load_report(p, "report merge", "a shard report")?;
+        reports.push((p.clone(), r));
     }
-    let record = report::merge::merge(&reports)?;
+    let record = report::merge::merge(&reports)
+        .map_err(|e| CommandError::Usage(format!("report merge: {e}")))?;
     let report = Report::build(&record)?;
     let dir = match &args.out {
         Some(d) => d.clone(),
@@ -417,8 +419,15 @@ fn finish(
     output: engine::EngineOutput,
     open_files: u64,
 ) -> Result<Exit, CommandError> {
+    let scenario = serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null);
+    let shards = Shards::new(
+        &scenario,
+        output.started_at_us,
+        plan.shard.index,
+        plan.shard.count,
+    );
     let record = RunRecord {
-        scenario: serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null),
+        scenario,
         scenario_name: plan.scenario.name.clone(),
         broker: output.broker_label.clone(),
         environment: environment(open_files, output.worker_threads),
@@ -427,6 +436,7 @@ fn finish(
         ended_at_us: output.ended_at_us,
         snapshot: output.snapshot,
         series: output.series,
+        shards: Some(shards),
     };
     let report = Report::build(&record)?;
     let dir: PathBuf = match &args.out {
