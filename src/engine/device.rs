@@ -477,10 +477,15 @@ async fn connected(
             }
         }
         if session.has_pending_out() {
+            // A broker that stops reading must not hold the device past the drain.
+            timer
+                .as_mut()
+                .reset(Instant::from_std(rec.clock().instant_at(drain_until)));
             let flushed = tokio::select! {
                 biased;
                 _ = &mut cancelled => None,
                 r = session.flush() => Some(r),
+                _ = &mut timer => return finish(rec, g, &mut inflight),
             };
             match flushed {
                 None => return cancel(rec, g, &mut inflight),
@@ -516,11 +521,10 @@ async fn connected(
         let publishing = device.schedule.due(next_slot) < end_us;
         // A device stays connected until the run ends, even when its next slot is beyond the end.
         let answered = !listening || ctx.commands_done.is_cancelled() || now >= drain_until;
-        if !publishing && now >= end_us && (inflight.is_empty() || now >= drain_until) && answered {
-            for f in inflight.drain(..) {
-                rec.count(Counter::InflightAtEnd, g, f.intended_us);
-            }
-            return Ended::Finished;
+        // The drain ends the device whatever the broker does (even with slots still unsent behind a
+        // full in-flight window).
+        if now >= drain_until || (!publishing && now >= end_us && inflight.is_empty() && answered) {
+            return finish(rec, g, &mut inflight);
         }
 
         // 4. sleep until the next thing to do, or until the broker says something
@@ -612,11 +616,21 @@ async fn connected(
     }
 }
 
+/// The run is over for this device: what is still unacknowledged is in flight at the end.
+fn finish(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+    inflight_at_end(rec, g, inflight);
+    Ended::Finished
+}
+
 fn cancel(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+    inflight_at_end(rec, g, inflight);
+    Ended::Cancelled
+}
+
+fn inflight_at_end(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) {
     for f in inflight.drain(..) {
         rec.count(Counter::InflightAtEnd, g, f.intended_us);
     }
-    Ended::Cancelled
 }
 
 /// Handle one packet from the broker while connected.
