@@ -232,3 +232,301 @@ fn a_broker_that_stops_reading_cannot_hold_the_run_past_the_drain() {
         "{ctx}"
     );
 }
+
+// ---- item 3: an interrupted or aborted run reports the time it really ran ------------------------
+
+/// Wait until the broker has received `n` publishes (the steady phase is under way).
+fn wait_for_publishes(broker: &FaultBroker, n: u64, ws: &Workspace) {
+    let ok = fault::poll_until(Duration::from_secs(20), || {
+        broker.stats().publishes_total() >= n
+    });
+    assert!(
+        ok,
+        "only {} publishes arrived\n{}",
+        broker.stats().publishes_total(),
+        std::fs::read_to_string(ws.stderr_path()).unwrap_or_default()
+    );
+}
+
+/// The steady phase of `r` ended early, at the run's stop, and its rate is over the time it ran: the
+/// schedule's rate (devices / interval) within one slot per device at each end of the window.
+fn assert_steady_clipped(r: &Report, fleet: &Fleet, ctx: &str) {
+    let p = steady(r);
+    let planned_s = fleet.steady_s as f64;
+    assert!(
+        p.duration_s < planned_s,
+        "steady lasted {} s of {planned_s} s planned: its window must end when the run stopped\n{ctx}",
+        p.duration_s
+    );
+    assert!(p.end_us <= r.ended_at_us, "{ctx}");
+    let ran_s = (p.end_us - p.start_us) as f64 / 1e6;
+    assert!((p.duration_s - ran_s).abs() < 1e-6, "{ctx}");
+    let published = p.totals.counters.get(Counter::Published) as f64;
+    let rate = p.totals.rates.published_per_s;
+    assert!(
+        (rate * p.duration_s - published).abs() < 1.0,
+        "published_per_s {rate} is not published {published} over {} s\n{ctx}",
+        p.duration_s
+    );
+    assert!(
+        r.summary.phase_duration_s == p.duration_s,
+        "summary phase duration\n{ctx}"
+    );
+    // The phases after the stop did not run: zero length.
+    let after: Vec<_> = r
+        .phases
+        .iter()
+        .skip_while(|x| x.name != p.name)
+        .skip(1)
+        .collect();
+    for x in after {
+        assert_eq!(x.duration_s, 0.0, "phase {} never started\n{ctx}", x.name);
+    }
+    let _ = fleet;
+}
+
+fn steady(r: &Report) -> &fleetstorm::report::PhaseReport {
+    r.phases
+        .iter()
+        .find(|p| p.name.starts_with("steady"))
+        .expect("a steady phase")
+}
+
+#[test]
+fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
+    let broker = FaultBroker::start(Script::new());
+    let mut fleet = Fleet::new("interrupted-rate", 1);
+    fleet.devices = 10;
+    fleet.steady_s = 36;
+    let yaml = fleet.yaml().replace(
+        "  - steady: { duration: 36s }\n",
+        "  - steady: { duration: 36s }\n  - { name: tail, steady: { duration: 5s } }\n",
+    );
+    let ws = Workspace::new();
+    let started = Instant::now();
+    let mut child = start(&ws, &yaml, &broker.url());
+    // Two seconds of the schedule (10 devices every 100 ms) have arrived: well inside the steady phase.
+    wait_for_publishes(&broker, 200, &ws);
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: `pid` is our own child, which has not been waited for, so it cannot have been reused.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "send SIGINT");
+    let run = reap(&ws, &mut child, started, Duration::from_secs(40));
+    let ctx = run.describe();
+    assert_eq!(run.code, Some(3), "{ctx}");
+    assert_eq!(schema_errors(&ws.out()), Vec::<String>::new());
+    let r = load_report(&ws.out());
+    assert_eq!(r.outcome.status, RunStatus::Interrupted, "{ctx}");
+    assert_steady_clipped(&r, &fleet, &ctx);
+    // The schedule's rate, within one slot per device at each end of the window it ran.
+    let p = steady(&r);
+    let nominal = f64::from(fleet.devices) * 1000.0 / fleet.interval_ms as f64;
+    let tolerance = 2.0 * f64::from(fleet.devices) / p.duration_s;
+    assert!(
+        (p.totals.rates.published_per_s - nominal).abs() <= tolerance,
+        "steady published_per_s {} vs the schedule's {nominal}/s ± {tolerance:.1}\n{ctx}",
+        p.totals.rates.published_per_s
+    );
+    // The signal came once the broker had its 200 publishes: the phase ran at least ~2 s.
+    assert!(p.duration_s >= 1.0, "{ctx}");
+}
+
+#[test]
+fn a_run_aborted_as_broker_lost_reports_the_phase_until_the_abort() {
+    let broker = FaultBroker::start(Script::new());
+    let mut fleet = Fleet::new("lost-rate", 1);
+    fleet.devices = 10;
+    fleet.steady_s = 60;
+    fleet.connect_timeout_s = 1;
+    let ws = Workspace::new();
+    let started = Instant::now();
+    let mut child = start(&ws, &fleet.yaml(), &broker.url());
+    wait_for_publishes(&broker, 100, &ws);
+    // The broker goes away for good: the loss budget (max(2 × 1 s, 10 s)) ends the run.
+    drop(broker);
+    let run = reap(&ws, &mut child, started, Duration::from_secs(50));
+    let ctx = run.describe();
+    assert_eq!(run.code, Some(3), "{ctx}");
+    assert_eq!(schema_errors(&ws.out()), Vec::<String>::new());
+    let r = load_report(&ws.out());
+    assert_eq!(r.outcome.status, RunStatus::BrokerLost, "{ctx}");
+    assert_steady_clipped(&r, &fleet, &ctx);
+    // The phase ran until the watchdog stopped the run: past the loss budget, and the run ended
+    // right after (the stop is within one watchdog tick of the budget).
+    let p = steady(&r);
+    assert!(p.duration_s >= 10.0, "{ctx}");
+    assert!(r.ended_at_us - p.end_us < 1_000_000, "{ctx}");
+}
+
+// ---- item 5: devices that cannot hold a connection fail the run ----------------------------------
+
+/// A short QoS 1 run against `broker`, which lets devices connect but not stay: exit 3, broker lost,
+/// a message saying so, and the report written with the disconnect reason counted.
+fn run_that_cannot_hold_connections(tag: &str, broker: &FaultBroker, reason: Counter, words: &str) {
+    let mut fleet = Fleet::new(tag, 1);
+    fleet.devices = 10;
+    fleet.steady_s = 3;
+    fleet.connect_timeout_s = 1;
+    let ws = Workspace::new();
+    let started = Instant::now();
+    let mut child = start(&ws, &fleet.yaml(), &broker.url());
+    let run = reap(&ws, &mut child, started, Duration::from_secs(40));
+    let ctx = run.describe();
+    assert_eq!(run.code, Some(3), "{ctx}");
+    assert!(
+        run.stderr.contains("could not hold a connection"),
+        "says what happened\n{ctx}"
+    );
+    assert!(
+        run.stderr.contains(words),
+        "names the reason `{words}`\n{ctx}"
+    );
+    assert_eq!(schema_errors(&ws.out()), Vec::<String>::new());
+    let r = load_report(&ws.out());
+    assert_eq!(r.outcome.status, RunStatus::BrokerLost, "{ctx}");
+    let c = &r.totals.totals.counters;
+    assert!(c.get(Counter::ConnectSuccesses) > 0, "{ctx}");
+    assert!(c.get(reason) > 0, "{} counted\n{ctx}", reason.name());
+    assert!(broker.stats().connacks > 0, "{ctx}");
+    // The message's figures are the report's.
+    assert!(
+        r.outcome.message.contains(&format!(
+            "{} connections came up",
+            c.get(Counter::ConnectSuccesses)
+        )),
+        "{}\n{ctx}",
+        r.outcome.message
+    );
+}
+
+#[test]
+fn a_broker_that_drops_every_connection_after_connack_fails_the_run() {
+    let broker = FaultBroker::start(Script::new().drop_after_connack());
+    run_that_cannot_hold_connections(
+        "drop-after-connack",
+        &broker,
+        Counter::DisconnectClosed,
+        "closed by the broker",
+    );
+    assert!(broker.stats().dropped_after_connack > 0);
+}
+
+#[test]
+fn a_broker_that_sends_garbage_after_connack_fails_the_run() {
+    // A PUBLISH with QoS 3: malformed.
+    let broker = FaultBroker::start(Script::new().after_connack(&[0x36, 0x00]));
+    run_that_cannot_hold_connections(
+        "garbage-after-connack",
+        &broker,
+        Counter::DisconnectProtocol,
+        "protocol errors",
+    );
+}
+
+#[test]
+fn a_broker_that_sends_an_oversized_packet_after_connack_fails_the_run() {
+    // A PUBLISH header claiming 256 MiB - 1 bytes: over what a client accepts.
+    let broker = FaultBroker::start(Script::new().after_connack(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F]));
+    run_that_cannot_hold_connections(
+        "oversized-after-connack",
+        &broker,
+        Counter::DisconnectProtocol,
+        "protocol errors",
+    );
+}
+
+// ---- also (a): the last partial second is in the series -----------------------------------------
+
+#[test]
+fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
+    let broker = FaultBroker::start(Script::new());
+    let mut fleet = Fleet::new("partial-second", 0);
+    fleet.devices = 10;
+    fleet.steady_s = 2;
+    // 2.5 s of steady: the run ends half-way through a second.
+    let yaml = fleet
+        .yaml()
+        .replace("steady: { duration: 2s }", "steady: { duration: 2500ms }");
+    let ws = Workspace::new();
+    let started = Instant::now();
+    let mut child = start(&ws, &yaml, &broker.url());
+    let run = reap(&ws, &mut child, started, Duration::from_secs(30));
+    let ctx = run.describe();
+    assert_eq!(run.code, Some(0), "{ctx}");
+    assert_eq!(schema_errors(&ws.out()), Vec::<String>::new());
+    let r = load_report(&ws.out());
+    let last = r.series.last().expect("a series");
+    assert!(
+        last.window_s > 0.0 && last.window_s < 1.0,
+        "the last point is the partial second: {last:?}\n{ctx}"
+    );
+    for p in &r.series[..r.series.len() - 1] {
+        assert_eq!(p.window_s, 1.0, "{p:?}");
+    }
+    // The series adds up to the run: every publish is in some point (the partial one scaled back).
+    let in_series: f64 = r
+        .series
+        .iter()
+        .map(|p| p.publishes_per_s as f64 * p.window_s)
+        .sum();
+    let published = r.totals.totals.counters.get(Counter::Published) as f64;
+    assert!(
+        (in_series - published).abs() <= 1.0,
+        "series holds {in_series} publishes, the run {published}\n{ctx}"
+    );
+    // And at its real rate: the schedule's, within one slot per device over the window.
+    let nominal = f64::from(fleet.devices) * 1000.0 / fleet.interval_ms as f64;
+    let tolerance = 2.0 * f64::from(fleet.devices) / last.window_s;
+    assert!(
+        (last.publishes_per_s as f64 - nominal).abs() <= tolerance,
+        "last point {}/s vs {nominal}/s ± {tolerance:.0}\n{ctx}",
+        last.publishes_per_s
+    );
+}
+
+// ---- also (b): connect counters agree with the failure message -----------------------------------
+
+#[test]
+fn a_broker_that_never_sends_connack_gets_a_message_that_matches_the_counters() {
+    let broker = FaultBroker::start(Script::new().no_connack());
+    let mut fleet = Fleet::new("no-connack", 1);
+    fleet.devices = 10;
+    fleet.steady_s = 30;
+    // Connects spread over 2 s with a 3 s timeout: when the watchdog gives up (all 10 failed, about
+    // 4.8 s in), retries that started after the first failures are still waiting.
+    fleet.connect_rate_per_s = 5;
+    fleet.connect_timeout_s = 3;
+    let ws = Workspace::new();
+    let started = Instant::now();
+    let mut child = start(&ws, &fleet.yaml(), &broker.url());
+    let run = reap(&ws, &mut child, started, Duration::from_secs(40));
+    let ctx = run.describe();
+    assert_eq!(run.code, Some(3), "{ctx}");
+    assert_eq!(schema_errors(&ws.out()), Vec::<String>::new());
+    let r = load_report(&ws.out());
+    assert_eq!(r.outcome.status, RunStatus::BrokerUnreachable, "{ctx}");
+    let c = &r.totals.totals.counters;
+    let attempts = c.get(Counter::ConnectAttempts);
+    let failed = c.connect_failures();
+    let waiting = c.get(Counter::ConnectAbandoned);
+    assert_eq!(
+        attempts,
+        c.get(Counter::ConnectSuccesses) + failed + waiting,
+        "connect_attempts = connect_successes + connect_fail_* + connect_abandoned\n{ctx}"
+    );
+    assert!(
+        waiting > 0,
+        "retries were in flight when the run stopped\n{ctx}"
+    );
+    assert_eq!(c.get(Counter::ConnectFailTimeout), failed, "{ctx}");
+    let m = &r.outcome.message;
+    for part in [
+        format!("{attempts} attempts"),
+        format!("{failed} failed"),
+        format!("{failed} timed out"),
+        format!("{waiting} still waiting"),
+    ] {
+        assert!(m.contains(&part), "message lacks `{part}`: {m}\n{ctx}");
+    }
+    assert!(run.stderr.contains(m.as_str()), "{ctx}");
+    assert_eq!(r.summary.connect_attempts, attempts);
+}

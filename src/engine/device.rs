@@ -93,10 +93,17 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     };
     let seed = ctx.plan.scenario.seed;
     let client_id = ctx.client_id(dev);
-    let Ok(topic) = codec::encode_topic(&ctx.topic(dev, &client_id)) else {
+    let timeline = ctx.recorder.timeline();
+    // A device whose topic or CONNECT cannot be encoded can never run: counted, and the run fails
+    // (validation refuses such scenarios; this catches what it could not foresee).
+    let topic = codec::encode_topic(&ctx.topic(dev, &client_id)).ok();
+    let connect_ok =
+        codec::encode_connect(&connect_options(&ctx, dev.group, client_id.clone(), None)).is_ok();
+    let Some(topic) = topic.filter(|_| connect_ok) else {
+        ctx.recorder
+            .count(Counter::DevicesFailedToStart, dev.group, timeline.start_us);
         return;
     };
-    let timeline = ctx.recorder.timeline();
     let end_us = timeline.end_us();
     let spb = match &spec.payload {
         PayloadKind::Sparkplug {
@@ -248,18 +255,13 @@ async fn connect(
     let sent_us = rec.now_us();
     let intended_us = intended_us.min(sent_us);
     rec.count(Counter::ConnectAttempts, group, intended_us);
-    let broker = &ctx.plan.scenario.broker;
-    let (clean_session, session_expiry_s) = ctx.session_of(group);
-    let options = ConnectOptions {
-        version: ctx.version,
-        client_id: device.client_id.clone(),
-        keep_alive_s: u16::try_from(ctx.keep_alive_us / 1_000_000).unwrap_or(u16::MAX),
-        clean_session,
-        username: broker.username.clone(),
-        password: broker.password.clone(),
-        will: device.spb.as_ref().map(|s| s.will()),
-        session_expiry_s,
-    };
+    let (clean_session, _) = ctx.session_of(group);
+    let options = connect_options(
+        ctx,
+        group,
+        device.client_id.clone(),
+        device.spb.as_ref().map(|s| s.will()),
+    );
     let attempt = async {
         let packet =
             codec::encode_connect(&options).map_err(|e| ConnectError::Protocol(e.to_string()))?;
@@ -274,7 +276,10 @@ async fn connect(
     };
     let result = tokio::select! {
         biased;
-        _ = ctx.cancel.cancelled() => return None,
+        _ = ctx.cancel.cancelled() => {
+            rec.count(Counter::ConnectAbandoned, group, intended_us);
+            return None;
+        }
         r = attempt => r,
     };
     Some(match result {
@@ -290,6 +295,27 @@ async fn connect(
         }
         Err(e) => Err(connect_failure(&e)),
     })
+}
+
+/// The CONNECT of a device of group `group`.
+fn connect_options(
+    ctx: &WorkerCtx,
+    group: usize,
+    client_id: String,
+    will: Option<crate::mqtt::codec::Will>,
+) -> ConnectOptions {
+    let broker = &ctx.plan.scenario.broker;
+    let (clean_session, session_expiry_s) = ctx.session_of(group);
+    ConnectOptions {
+        version: ctx.version,
+        client_id,
+        keep_alive_s: u16::try_from(ctx.keep_alive_us / 1_000_000).unwrap_or(u16::MAX),
+        clean_session,
+        username: broker.username.clone(),
+        password: broker.password.clone(),
+        will,
+        session_expiry_s,
+    }
 }
 
 /// Flags the read handler sets for the loop.

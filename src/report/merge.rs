@@ -13,7 +13,8 @@ fn severity(s: RunStatus) -> u8 {
         RunStatus::Interrupted => 1,
         RunStatus::BrokerLost => 2,
         RunStatus::WorkerFailed => 3,
-        RunStatus::BrokerUnreachable => 4,
+        RunStatus::DevicesFailed => 4,
+        RunStatus::BrokerUnreachable => 5,
     }
 }
 
@@ -61,12 +62,15 @@ pub fn merge(reports: &[Report]) -> Result<RunRecord, ReportError> {
                 e2e_p50_us: None,
                 e2e_p99_us: None,
                 puback_p99_us: None,
+                window_s: p.window_s,
             });
             e.connected += p.connected;
             e.publishes_per_s += p.publishes_per_s;
             e.acks_per_s += p.acks_per_s;
             e.receives_per_s += p.receives_per_s;
             e.errors_per_s += p.errors_per_s;
+            // Shards end within moments of each other; the longest last window stands for all.
+            e.window_s = e.window_s.max(p.window_s);
         }
     }
     record.outcome = Outcome {
