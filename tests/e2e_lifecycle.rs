@@ -530,3 +530,68 @@ fn a_broker_that_never_sends_connack_gets_a_message_that_matches_the_counters() 
     assert!(run.stderr.contains(m.as_str()), "{ctx}");
     assert_eq!(r.summary.connect_attempts, attempts);
 }
+
+// ---- item 6: a device that cannot start is counted and fails the run -----------------------------
+
+#[test]
+fn devices_that_cannot_start_at_runtime_are_counted_and_fail_the_run() {
+    use fleetstorm::engine::{self, RunOptions};
+    use fleetstorm::plan::{Plan, Shard};
+    use fleetstorm::scenario::template::Template;
+    use fleetstorm::scenario::Overrides;
+
+    let broker = FaultBroker::start(Script::new());
+    // Two groups: `dev` is fine, `bad` gets a topic no MQTT packet can carry. Validation refuses such
+    // a file, so the scenario is changed after it: what the engine does with what validation missed.
+    let mut fleet = Fleet::new("cannot-start", 0);
+    fleet.devices = 3;
+    fleet.steady_s = 30;
+    let yaml = fleet.yaml().replace(
+        "phases:\n",
+        "  - { name: bad, count: 2, profile: energy-meter, interval: 100ms }\nphases:\n",
+    );
+    let scenario = fleetstorm::scenario::parse(&yaml, "x.yaml");
+    let mut scenario = scenario
+        .expect("a valid scenario")
+        .apply_overrides(&Overrides {
+            broker: Some(broker.url()),
+            ..Overrides::default()
+        })
+        .expect("broker override");
+    let bad = scenario
+        .groups
+        .iter()
+        .position(|g| g.name == "bad")
+        .expect("group bad");
+    scenario.groups[bad].topic = Template::parse(&"t".repeat(70_000)).unwrap();
+    let plan = Plan::new(scenario, Shard::default());
+    let started = Instant::now();
+    let out = engine::run(
+        &plan,
+        &RunOptions {
+            threads: 1,
+            drain: Duration::from_secs(1),
+            ..RunOptions::default()
+        },
+    )
+    .expect("the run returns a report");
+    assert_eq!(
+        out.outcome.status,
+        RunStatus::DevicesFailed,
+        "{:?}",
+        out.outcome
+    );
+    assert!(
+        out.outcome.message.contains("2 devices could not start"),
+        "{}",
+        out.outcome.message
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(fleet.steady_s),
+        "the run stops at the next watchdog check, not at the end of the 30 s phase"
+    );
+    let c = out.snapshot.counter_totals();
+    assert_eq!(c.get(Counter::DevicesFailedToStart), 2);
+    // The healthy group did run.
+    assert_eq!(c.get(Counter::ConnectSuccesses), u64::from(fleet.devices));
+}
