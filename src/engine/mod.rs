@@ -572,6 +572,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     // When the run was stopped early (signal or watchdog): its phases end there.
     let mut stopped_at_us: Option<u64> = None;
     let mut abort: Option<Abort> = None;
+    // When the last second was closed (its counters read): the last, partial window starts there.
+    let mut last_close_us = start_us;
     let progress = Progress::new(opts.progress, devices, &timeline);
     let mut outcome = Outcome {
         status: RunStatus::Completed,
@@ -640,7 +642,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                             interval: seconds.pending_encoded(),
                         });
                     }
-                    seconds.close(tick, connected, now_counters, clock.now_us(), live_view.as_ref(), &progress);
+                    last_close_us = clock.now_us();
+                    seconds.close(tick, connected, now_counters, last_close_us, live_view.as_ref(), &progress);
                     tick = tick.saturating_add(1);
                     if !cancel.is_cancelled() {
                         if let Some(a) = watchdog.check(clock.now_us(), end_us, seconds.last(), connected) {
@@ -666,8 +669,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         seconds.add_latency(&h, live_view.as_ref());
     }
     let (final_counters, connected) = read_live(&lives);
-    let last_boundary_us = start_us + u64::from(tick.saturating_sub(1)) * 1_000_000;
-    let window_s = ended_at_us.saturating_sub(last_boundary_us) as f64 / 1e6;
+    let window_s = ended_at_us.saturating_sub(last_close_us) as f64 / 1e6;
     seconds.finish(tick, connected, final_counters, window_s);
 
     let mut snapshots = snapshots.into_iter();
