@@ -13,7 +13,8 @@ pub enum Exit {
     GateFailed = 1,
     /// Usage or scenario error; nothing ran.
     Usage = 2,
-    /// Runtime failure (broker unreachable or lost, interrupted); a partial report was still written.
+    /// Runtime failure (broker unreachable or lost, devices that could not hold a connection or could
+    /// not start, interrupted); a partial report was still written.
     Runtime = 3,
 }
 
@@ -29,7 +30,8 @@ Exit codes:
   0  the run completed and every gate passed
   1  a threshold or baseline gate failed
   2  usage or scenario error: nothing ran (the message names file, line, key and a fix)
-  3  runtime failure: broker unreachable or lost, or interrupted (Ctrl-C); a partial report is still written";
+  3  runtime failure: broker unreachable or lost (or devices could not hold a connection), devices that
+     could not start, or interrupted (Ctrl-C); a partial report is still written";
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]

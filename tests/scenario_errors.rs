@@ -1054,3 +1054,84 @@ fn garbage_is_an_error_not_a_panic() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- everything a device encodes fits MQTT (issue 11, item 6) -----------------------------
+
+#[test]
+fn a_topic_that_renders_over_65535_bytes_is_refused_at_its_line() {
+    // 65,530 literal bytes + `/{index}`: with 100,000 devices the last renders `/99999`, 65,536
+    // bytes; with 10,000 (`/9999`) it fits.
+    let topic = "t".repeat(65_530);
+    let text = format!(
+        "name: t\ngroups:\n  - name: a\n    count: 100000\n    profile: energy-meter\n    topic: \"{topic}/{{index}}\"\n"
+    );
+    let e = err(&text);
+    check(
+        &e,
+        ErrorKind::InvalidValue,
+        Some("groups[0].topic"),
+        6,
+        Some(12),
+        "65536 bytes long, over MQTT's limit of 65535 bytes",
+        "shorten the template",
+    );
+    assert!(e.message().contains("last device of group `a`"), "{e}");
+    // The same template with fewer devices renders short enough: the check is at the longest
+    // rendering, not the template's own length.
+    let fits = text.replace("count: 100000", "count: 10000");
+    assert!(parse(&fits, FILE).is_ok());
+}
+
+#[test]
+fn a_client_id_and_credentials_over_65535_bytes_are_refused() {
+    let long = "c".repeat(65_536);
+    let e = err(&format!(
+        "{BASE}broker:\n  client_id: \"{long}-{{index}}\"\n"
+    ));
+    check(
+        &e,
+        ErrorKind::InvalidValue,
+        Some("broker.client_id"),
+        7,
+        None,
+        "the client id of the last device of group `a`",
+        "shorten the client_id template",
+    );
+    let e = err(&format!(
+        "{BASE}broker:\n  username: u\n  password: \"{long}\"\n"
+    ));
+    check(
+        &e,
+        ErrorKind::InvalidValue,
+        Some("broker.password"),
+        8,
+        None,
+        "the password is 65536 bytes long",
+        "shorten it",
+    );
+    // A client id used in the topic counts at its rendered length there too.
+    let id = "c".repeat(40_000);
+    let e = err(&format!(
+        "{BASE}    topic: \"{}/{{client_id}}\"\nbroker:\n  client_id: \"{id}-{{index}}\"\n",
+        "t".repeat(30_000)
+    ));
+    assert_eq!(e.key_path(), Some("groups[0].topic"), "{e}");
+}
+
+#[test]
+fn more_devices_from_the_command_line_cannot_overflow_a_topic() {
+    let text = format!(
+        "name: t\ngroups:\n  - name: a\n    count: 10\n    profile: energy-meter\n    topic: \"{}/{{index}}\"\n",
+        "t".repeat(65_531)
+    );
+    let s = parse(&text, FILE).expect("10 devices fit");
+    let o = Overrides {
+        devices: Some(100_000),
+        ..Overrides::default()
+    };
+    let e = s.apply_overrides(&o).expect_err("100000 devices do not");
+    assert_eq!(e.kind(), ErrorKind::Override, "{e}");
+    let shown = e.to_string();
+    assert!(shown.starts_with("--devices: "), "{shown}");
+    assert!(shown.contains("groups[0].topic"), "{shown}");
+}

@@ -93,10 +93,17 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     };
     let seed = ctx.plan.scenario.seed;
     let client_id = ctx.client_id(dev);
-    let Ok(topic) = codec::encode_topic(&ctx.topic(dev, &client_id)) else {
+    let timeline = ctx.recorder.timeline();
+    // A device whose topic or CONNECT cannot be encoded can never run: counted, and the run fails
+    // (validation refuses such scenarios; this catches what it could not foresee).
+    let topic = codec::encode_topic(&ctx.topic(dev, &client_id)).ok();
+    let connect_ok =
+        codec::encode_connect(&connect_options(&ctx, dev.group, client_id.clone(), None)).is_ok();
+    let Some(topic) = topic.filter(|_| connect_ok) else {
+        ctx.recorder
+            .count(Counter::DevicesFailedToStart, dev.group, timeline.start_us);
         return;
     };
-    let timeline = ctx.recorder.timeline();
     let end_us = timeline.end_us();
     let spb = match &spec.payload {
         PayloadKind::Sparkplug {
@@ -248,18 +255,13 @@ async fn connect(
     let sent_us = rec.now_us();
     let intended_us = intended_us.min(sent_us);
     rec.count(Counter::ConnectAttempts, group, intended_us);
-    let broker = &ctx.plan.scenario.broker;
-    let (clean_session, session_expiry_s) = ctx.session_of(group);
-    let options = ConnectOptions {
-        version: ctx.version,
-        client_id: device.client_id.clone(),
-        keep_alive_s: u16::try_from(ctx.keep_alive_us / 1_000_000).unwrap_or(u16::MAX),
-        clean_session,
-        username: broker.username.clone(),
-        password: broker.password.clone(),
-        will: device.spb.as_ref().map(|s| s.will()),
-        session_expiry_s,
-    };
+    let (clean_session, _) = ctx.session_of(group);
+    let options = connect_options(
+        ctx,
+        group,
+        device.client_id.clone(),
+        device.spb.as_ref().map(|s| s.will()),
+    );
     let attempt = async {
         let packet =
             codec::encode_connect(&options).map_err(|e| ConnectError::Protocol(e.to_string()))?;
@@ -274,7 +276,10 @@ async fn connect(
     };
     let result = tokio::select! {
         biased;
-        _ = ctx.cancel.cancelled() => return None,
+        _ = ctx.cancel.cancelled() => {
+            rec.count(Counter::ConnectAbandoned, group, intended_us);
+            return None;
+        }
         r = attempt => r,
     };
     Some(match result {
@@ -295,6 +300,27 @@ async fn connect(
             Err(connect_failure(&e))
         }
     })
+}
+
+/// The CONNECT of a device of group `group`.
+fn connect_options(
+    ctx: &WorkerCtx,
+    group: usize,
+    client_id: String,
+    will: Option<crate::mqtt::codec::Will>,
+) -> ConnectOptions {
+    let broker = &ctx.plan.scenario.broker;
+    let (clean_session, session_expiry_s) = ctx.session_of(group);
+    ConnectOptions {
+        version: ctx.version,
+        client_id,
+        keep_alive_s: u16::try_from(ctx.keep_alive_us / 1_000_000).unwrap_or(u16::MAX),
+        clean_session,
+        username: broker.username.clone(),
+        password: broker.password.clone(),
+        will,
+        session_expiry_s,
+    }
 }
 
 /// Flags the read handler sets for the loop.
@@ -482,10 +508,15 @@ async fn connected(
             }
         }
         if session.has_pending_out() {
+            // A broker that stops reading must not hold the device past the drain.
+            timer
+                .as_mut()
+                .reset(Instant::from_std(rec.clock().instant_at(drain_until)));
             let flushed = tokio::select! {
                 biased;
                 _ = &mut cancelled => None,
                 r = session.flush() => Some(r),
+                _ = &mut timer => return finish(rec, g, &mut inflight),
             };
             match flushed {
                 None => return cancel(rec, g, &mut inflight),
@@ -521,11 +552,10 @@ async fn connected(
         let publishing = device.schedule.due(next_slot) < end_us;
         // A device stays connected until the run ends, even when its next slot is beyond the end.
         let answered = !listening || ctx.commands_done.is_cancelled() || now >= drain_until;
-        if !publishing && now >= end_us && (inflight.is_empty() || now >= drain_until) && answered {
-            for f in inflight.drain(..) {
-                rec.count(Counter::InflightAtEnd, g, f.intended_us);
-            }
-            return Ended::Finished;
+        // The drain ends the device whatever the broker does (even with slots still unsent behind a
+        // full in-flight window).
+        if now >= drain_until || (!publishing && now >= end_us && inflight.is_empty() && answered) {
+            return finish(rec, g, &mut inflight);
         }
 
         // 4. sleep until the next thing to do, or until the broker says something
@@ -617,11 +647,21 @@ async fn connected(
     }
 }
 
+/// The run is over for this device: what is still unacknowledged is in flight at the end.
+fn finish(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+    inflight_at_end(rec, g, inflight);
+    Ended::Finished
+}
+
 fn cancel(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+    inflight_at_end(rec, g, inflight);
+    Ended::Cancelled
+}
+
+fn inflight_at_end(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) {
     for f in inflight.drain(..) {
         rec.count(Counter::InflightAtEnd, g, f.intended_us);
     }
-    Ended::Cancelled
 }
 
 /// Handle one packet from the broker while connected.

@@ -111,8 +111,17 @@ fn advice(c: &Counters, refusal: Option<Refusal>, version: MqttVersion) -> Strin
 
 /// The message of a run in which no device could connect.
 pub(crate) fn unreachable(c: &Counters, refusal: Option<Refusal>, version: MqttVersion) -> String {
+    let abandoned = c.get(Counter::ConnectAbandoned);
+    let waiting = if abandoned > 0 {
+        format!(
+            "; {} attempts in all, {abandoned} still waiting for the broker when the run stopped",
+            c.get(Counter::ConnectAttempts)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "no device could connect: {} attempts failed ({}); {}",
+        "no device could connect: {} attempts failed ({}){waiting}; {}",
         c.connect_failures(),
         connect_breakdown(c, refusal),
         advice(c, refusal, version)

@@ -223,7 +223,22 @@ pub(crate) async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Abort rules, checked once a second.
+/// Why the watchdog failed the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Abort {
+    /// No device could connect.
+    Unreachable,
+    /// Every connection was down for the loss budget.
+    Lost,
+    /// Devices connected, but every connection was dropped before a device was ever seen connected
+    /// at a one-second check (a broker that drops each connection right after CONNACK, or answers
+    /// with garbage).
+    NotHeld,
+    /// Devices could not start at all.
+    DevicesFailed,
+}
+
+/// Abort rules, checked once a second (and [`Watchdog::final_check`] once at the end).
 struct Watchdog {
     unreachable_after_us: u64,
     loss_budget_us: u64,
@@ -233,42 +248,88 @@ struct Watchdog {
     /// The run's MQTT version, and the last CONNACK refusal (set before each check): for the message.
     version: MqttVersion,
     refusal: Option<failure::Refusal>,
+    /// Whether any device was connected at any check.
+    seen_connected: bool,
 }
 
 impl Watchdog {
-    fn check(&mut self, now_us: u64, end_us: u64, c: &Counters, connected: i64) -> Option<Outcome> {
+    fn check(&mut self, now_us: u64, end_us: u64, c: &Counters, connected: i64) -> Option<Abort> {
+        if c.get(Counter::DevicesFailedToStart) > 0 {
+            return Some(Abort::DevicesFailed);
+        }
         let ok = c.get(Counter::ConnectSuccesses);
         let failed = c.connect_failures();
         if ok == 0
             && failed > 0
             && (failed >= self.fail_fast_failures || now_us >= self.unreachable_after_us)
         {
-            return Some(Outcome {
-                status: RunStatus::BrokerUnreachable,
-                message: failure::unreachable(c, self.refusal, self.version),
-            });
+            return Some(Abort::Unreachable);
         }
         // A connection that came and went between two ticks still counts as having had one.
         if ok > 0 {
             self.had_connection = true;
         }
         if connected > 0 {
+            self.seen_connected = true;
             self.zero_since_us = None;
         } else if self.had_connection && now_us < end_us {
             let since = *self.zero_since_us.get_or_insert(now_us);
             if now_us.saturating_sub(since) >= self.loss_budget_us {
-                return Some(Outcome {
-                    status: RunStatus::BrokerLost,
-                    message: failure::lost(
-                        c,
-                        self.refusal,
-                        self.version,
-                        self.loss_budget_us / 1_000_000,
-                    ),
-                });
+                return Some(Abort::Lost);
             }
         }
         None
+    }
+
+    /// Once, after a run that went its course: devices that could not start, or connections that
+    /// were never held (every one dropped, none ever seen up), fail it even when the run was too
+    /// short for the once-a-second rules.
+    fn final_check(&self, c: &Counters) -> Option<Abort> {
+        if c.get(Counter::DevicesFailedToStart) > 0 {
+            return Some(Abort::DevicesFailed);
+        }
+        let ok = c.get(Counter::ConnectSuccesses);
+        if ok > 0 && !self.seen_connected && c.disconnects() >= ok {
+            return Some(Abort::NotHeld);
+        }
+        None
+    }
+
+    /// The outcome of `abort`, explained with counters `c` (the final ones, so the message and the
+    /// report agree).
+    fn outcome(&self, abort: Abort, c: &Counters) -> Outcome {
+        let ok = c.get(Counter::ConnectSuccesses);
+        match abort {
+            Abort::Unreachable => Outcome {
+                status: RunStatus::BrokerUnreachable,
+                message: failure::unreachable(c, self.refusal, self.version),
+            },
+            Abort::Lost => Outcome {
+                status: RunStatus::BrokerLost,
+                message: failure::lost(
+                    c,
+                    self.refusal,
+                    self.version,
+                    self.loss_budget_us / 1_000_000,
+                ),
+            },
+            Abort::NotHeld => Outcome {
+                status: RunStatus::BrokerLost,
+                message: format!(
+                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check; {} publishes went out",
+                    c.disconnects(),
+                    failure::disconnect_breakdown(c),
+                    c.get(Counter::Published),
+                ),
+            },
+            Abort::DevicesFailed => Outcome {
+                status: RunStatus::DevicesFailed,
+                message: format!(
+                    "{} devices could not start: their topic or CONNECT packet cannot be encoded (an MQTT string is at most 65,535 bytes: check the topic and client_id templates, username and password; `fleetstorm validate` names the key)",
+                    c.get(Counter::DevicesFailedToStart),
+                ),
+            },
+        }
     }
 }
 
@@ -478,7 +539,13 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         zero_since_us: None,
         version: plan.scenario.broker.protocol,
         refusal: None,
+        seen_connected: false,
     };
+    // When the run was stopped early (signal or watchdog): its phases end there.
+    let mut stopped_at_us: Option<u64> = None;
+    let mut abort: Option<Abort> = None;
+    // When the last second was closed (its counters read): the last, partial window starts there.
+    let mut last_close_us = start_us;
     let progress = Progress::new(opts.progress, devices, &timeline);
     let mut outcome = Outcome {
         status: RunStatus::Completed,
@@ -533,6 +600,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                     message: "interrupted by signal; the report holds what was measured until then".into(),
                 };
                 progress.note("interrupted: finishing and writing the report…");
+                stopped_at_us.get_or_insert(clock.now_us());
                 cancel.cancel();
             }
             _ = tokio::time::sleep_until(tick_at) => {
@@ -546,13 +614,17 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                             interval: seconds.pending_encoded(),
                         });
                     }
-                    seconds.close(tick, connected, now_counters, clock.now_us(), live_view.as_ref(), &progress);
+                    last_close_us = clock.now_us();
+                    seconds.close(tick, connected, now_counters, last_close_us, live_view.as_ref(), &progress);
                     tick = tick.saturating_add(1);
                     if !cancel.is_cancelled() {
                         watchdog.refusal = failure::last_refusal(&lives, watchdog.version);
-                        if let Some(o) = watchdog.check(clock.now_us(), end_us, seconds.last(), connected) {
+                        if let Some(a) = watchdog.check(clock.now_us(), end_us, seconds.last(), connected) {
+                            let o = watchdog.outcome(a, seconds.last());
                             progress.note(&o.message);
                             outcome = o;
+                            abort = Some(a);
+                            stopped_at_us.get_or_insert(clock.now_us());
                             cancel.cancel();
                         }
                     }
@@ -564,6 +636,15 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }
+    // The last, partial second: the workers sent their last histograms before they returned.
+    let ended_at_us = clock.now_us();
+    while let Ok(h) = interval_rx.try_recv() {
+        seconds.add_latency(&h, live_view.as_ref());
+    }
+    let (final_counters, connected) = read_live(&lives);
+    let window_s = ended_at_us.saturating_sub(last_close_us) as f64 / 1e6;
+    seconds.finish(tick, connected, final_counters, window_s);
+
     let mut snapshots = snapshots.into_iter();
     let mut snapshot = snapshots
         .next()
@@ -571,12 +652,24 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     for s in snapshots {
         snapshot.merge(&s)?;
     }
+    if let Some(t) = stopped_at_us {
+        snapshot.clip_to(t);
+    }
+    // The failure message is built from the final counters, so it agrees with the report.
+    let totals = snapshot.counter_totals();
+    if let Some(a) = abort {
+        outcome = watchdog.outcome(a, &totals);
+    } else if outcome.status == RunStatus::Completed {
+        if let Some(a) = watchdog.final_check(&totals) {
+            outcome = watchdog.outcome(a, &totals);
+        }
+    }
     Ok(EngineOutput {
         snapshot,
         series: seconds.series,
         outcome,
         started_at_us: start_us,
-        ended_at_us: clock.now_us(),
+        ended_at_us,
         broker_label,
         worker_threads: threads,
     })

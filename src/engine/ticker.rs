@@ -49,6 +49,22 @@ impl Seconds {
         self.prev = now;
     }
 
+    /// Close the run's last, partial window (`window_s` seconds after the last closed second, at most
+    /// a little over one) with the final counters, so what happened after the last whole second is in
+    /// the series too, at its real rate. Nothing is added when the window is empty and nothing
+    /// happened in it.
+    pub fn finish(&mut self, tick: u32, connected: i64, now: Counters, window_s: f64) {
+        if window_s <= 0.0 && now == self.prev {
+            return;
+        }
+        let mut point =
+            SeriesPoint::from_window(tick, connected, &self.prev, &now, window_s.max(1e-3));
+        self.pending.annotate(&mut point);
+        self.pending = IntervalHistograms::default();
+        self.series.push(point);
+        self.prev = now;
+    }
+
     /// The cumulative counters at the last closed second.
     pub fn last(&self) -> &Counters {
         &self.prev

@@ -110,6 +110,8 @@ counters! {
     ConnectFailRejected => "connect_fail_rejected": "CONNACK with a refusal code",
     ConnectFailProtocol => "connect_fail_protocol": "malformed or unexpected reply to CONNECT",
     ConnectFailOther => "connect_fail_other": "other socket error while connecting (e.g. no free local port)",
+    ConnectAbandoned => "connect_abandoned": "connect attempts still waiting for the TCP connection or the CONNACK when the run stopped (connect_attempts = connect_successes + connect_fail_* + connect_abandoned)",
+    DevicesFailedToStart => "devices_failed_to_start": "devices that could not start at all (their topic or CONNECT packet cannot be encoded); any makes the run fail",
     DisconnectClosed => "disconnect_closed": "connection closed by the broker",
     DisconnectReset => "disconnect_reset": "connection reset or other socket error",
     DisconnectKeepalive => "disconnect_keepalive": "no PINGRESP within the keep-alive interval",

@@ -24,27 +24,68 @@ pub struct SeriesPoint {
     /// PUBACK latency (corrected) p99 over this second.
     #[serde(default)]
     pub puback_p99_us: Option<u64>,
+    /// Length of this window in seconds: 1 except for the run's last, partial window, whose per-second
+    /// figures are its counts divided by its length (so a short last window does not understate them).
+    /// Written only when it is not 1.
+    #[serde(default = "one_second", skip_serializing_if = "is_one_second")]
+    pub window_s: f64,
+}
+
+fn one_second() -> f64 {
+    1.0
+}
+
+fn is_one_second(w: &f64) -> bool {
+    *w == 1.0
 }
 
 impl SeriesPoint {
     /// The point for window `t_s` from two cumulative readings one second apart.
     pub fn from_delta(t_s: u32, connected: i64, before: &Counters, now: &Counters) -> SeriesPoint {
-        let d = |c: Counter| now.get(c).saturating_sub(before.get(c));
+        SeriesPoint::from_window(t_s, connected, before, now, 1.0)
+    }
+
+    /// The point for a window of `window_s` seconds (in (0, 1] for the last, partial one) ending at
+    /// `t_s`: each figure is the window's count divided by its length, rounded.
+    pub fn from_window(
+        t_s: u32,
+        connected: i64,
+        before: &Counters,
+        now: &Counters,
+        window_s: f64,
+    ) -> SeriesPoint {
+        let window_s = if window_s > 0.0 && window_s.is_finite() {
+            window_s
+        } else {
+            1.0
+        };
+        let per_s = |n: u64| -> u64 {
+            if window_s == 1.0 {
+                n
+            } else {
+                // Saturating float-to-int conversion; exact for counts below 2^53.
+                (n as f64 / window_s).round() as u64
+            }
+        };
+        let d = |c: Counter| per_s(now.get(c).saturating_sub(before.get(c)));
         let errors = now
             .connect_failures()
             .saturating_sub(before.connect_failures())
             + now.disconnects().saturating_sub(before.disconnects())
-            + d(Counter::PublishFailed);
+            + now
+                .get(Counter::PublishFailed)
+                .saturating_sub(before.get(Counter::PublishFailed));
         SeriesPoint {
             t_s,
             connected,
             publishes_per_s: d(Counter::Published),
             acks_per_s: d(Counter::Acked),
             receives_per_s: d(Counter::Received),
-            errors_per_s: errors,
+            errors_per_s: per_s(errors),
             e2e_p50_us: None,
             e2e_p99_us: None,
             puback_p99_us: None,
+            window_s,
         }
     }
 }

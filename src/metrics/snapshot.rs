@@ -205,6 +205,16 @@ impl RunSnapshot {
         }
     }
 
+    /// End every phase window at `end_us` at the latest: a run that stopped early (interrupted, or
+    /// aborted by a watchdog rule) ran its phases only until then, and rates are taken over what ran. A
+    /// phase that had not started has zero length, at `end_us`.
+    pub fn clip_to(&mut self, end_us: u64) {
+        for p in &mut self.phases {
+            p.start_us = p.start_us.min(end_us);
+            p.end_us = p.end_us.min(end_us);
+        }
+    }
+
     /// Add another snapshot of the same scenario (another worker, process or pod). Exact.
     pub fn merge(&mut self, other: &RunSnapshot) -> Result<(), SnapshotError> {
         if self.group_names != other.group_names {
@@ -239,6 +249,17 @@ impl RunSnapshot {
             }
         }
         Ok(t)
+    }
+
+    /// Every counter over all phases and groups (without touching the histograms).
+    pub fn counter_totals(&self) -> Counters {
+        let mut t = Counters::default();
+        for p in &self.phases {
+            for g in &p.groups {
+                t.merge(&g.counters);
+            }
+        }
+        t
     }
 
     /// One group over all phases.

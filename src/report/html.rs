@@ -69,6 +69,7 @@ fn header(out: &mut String, r: &Report) {
         RunStatus::BrokerUnreachable => ("bad", "broker unreachable"),
         RunStatus::BrokerLost => ("bad", "broker lost"),
         RunStatus::WorkerFailed => ("bad", "worker failed"),
+        RunStatus::DevicesFailed => ("bad", "devices failed to start"),
     };
     let _ = write!(
         out,

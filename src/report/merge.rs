@@ -159,7 +159,8 @@ fn severity(s: RunStatus) -> u8 {
         RunStatus::Interrupted => 1,
         RunStatus::BrokerLost => 2,
         RunStatus::WorkerFailed => 3,
-        RunStatus::BrokerUnreachable => 4,
+        RunStatus::DevicesFailed => 4,
+        RunStatus::BrokerUnreachable => 5,
     }
 }
 
@@ -211,6 +212,7 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<RunRecord, MergeError> {
                 e2e_p50_us: None,
                 e2e_p99_us: None,
                 puback_p99_us: None,
+                window_s: p.window_s,
             });
             e.connected =
                 e.connected
@@ -223,6 +225,8 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<RunRecord, MergeError> {
             add(&mut e.acks_per_s, p.acks_per_s, path, p.t_s)?;
             add(&mut e.receives_per_s, p.receives_per_s, path, p.t_s)?;
             add(&mut e.errors_per_s, p.errors_per_s, path, p.t_s)?;
+            // Shards end within moments of each other; the longest last window stands for all.
+            e.window_s = e.window_s.max(p.window_s);
         }
     }
     record.outcome = Outcome {

@@ -216,7 +216,11 @@ impl LatencyStats {
 impl Report {
     /// Build the report: merge groups and phases exactly and compute every percentile, once.
     pub fn build(record: &RunRecord) -> Result<Report, ReportError> {
-        let snapshot = &record.snapshot;
+        // No phase outlasts the run: a run that stopped early (interrupted, aborted, a worker process
+        // that stopped) ran its phases only until it ended, and rates are over what ran.
+        let mut clipped = record.snapshot.clone();
+        clipped.clip_to(record.ended_at_us);
+        let snapshot = &clipped;
         check_shape(snapshot)?;
 
         let phases = snapshot
@@ -224,7 +228,7 @@ impl Report {
             .iter()
             .map(|p| phase_report(p, &snapshot.group_names))
             .collect::<Result<Vec<_>, _>>()?;
-        let totals = run_report(record)?;
+        let totals = run_report(record, snapshot)?;
         let summary = summary(record, &phases, &totals);
 
         Ok(Report {
@@ -244,7 +248,7 @@ impl Report {
             phases,
             totals,
             series: record.series.clone(),
-            histograms: snapshot.clone(),
+            histograms: clipped,
             shards: record.shards.clone(),
         })
     }
@@ -316,8 +320,7 @@ fn phase_report(p: &PhaseSnapshot, group_names: &[String]) -> Result<PhaseReport
     })
 }
 
-fn run_report(record: &RunRecord) -> Result<PhaseReport, ReportError> {
-    let snapshot = &record.snapshot;
+fn run_report(record: &RunRecord, snapshot: &RunSnapshot) -> Result<PhaseReport, ReportError> {
     let duration_s = seconds_between(record.started_at_us, record.ended_at_us);
     let total = snapshot.total()?;
     let mut groups = BTreeMap::new();

@@ -18,6 +18,8 @@ pub enum RunStatus {
     BrokerLost,
     /// A worker process died before it reported; the report holds the other shards.
     WorkerFailed,
+    /// Devices could not start at all (their topic or CONNECT cannot be encoded).
+    DevicesFailed,
 }
 
 /// The run's outcome, as the report states it.
@@ -102,6 +104,7 @@ impl RunStatus {
             RunStatus::BrokerUnreachable => "broker_unreachable",
             RunStatus::BrokerLost => "broker_lost",
             RunStatus::WorkerFailed => "worker_failed",
+            RunStatus::DevicesFailed => "devices_failed",
         }
     }
 }

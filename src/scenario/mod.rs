@@ -9,6 +9,7 @@ mod broker;
 mod commands;
 pub mod error;
 mod gates;
+mod lengths;
 pub mod model;
 mod network;
 mod observers;

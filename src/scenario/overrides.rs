@@ -66,6 +66,14 @@ impl Scenario {
             for (g, c) in self.groups.iter_mut().zip(new) {
                 g.count = u32::try_from(c).unwrap_or(u32::MAX);
             }
+            // More devices render longer indices into topics and client ids.
+            if let Some(t) = crate::scenario::lengths::first_too_long(&self.broker, &self.groups) {
+                return Err(flag_err(
+                    "--devices",
+                    format!("with {n} devices, {} ({})", t.message(), t.path),
+                    format!("pass fewer devices, or {}", t.hint),
+                ));
+            }
         }
         if let Some(seed) = o.seed {
             self.seed = seed;

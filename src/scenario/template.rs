@@ -129,6 +129,24 @@ impl Template {
         self.parts.contains(&Part::Var(var))
     }
 
+    /// Bytes of the longest rendering, when each placeholder renders to at most the given number of
+    /// bytes: `(group, index, global_index, client_id)`.
+    pub fn max_rendered_len(
+        &self,
+        (group, index, global, client_id): (usize, usize, usize, usize),
+    ) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.len(),
+                Part::Var(Var::Group) => group,
+                Part::Var(Var::Index) => index,
+                Part::Var(Var::GlobalIndex) => global,
+                Part::Var(Var::ClientId) => client_id,
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
     /// Render with the given values.
     pub fn render(&self, vars: &TemplateVars<'_>) -> String {
         let mut out = String::with_capacity(self.source.len() + 16);

@@ -226,6 +226,9 @@ impl Validator<'_> {
         // Client ids must be unique over the fleet.
         self.check_client_id(&raw, &mut broker, groups.len())?;
 
+        // Everything a device encodes (topics, client id, credentials) fits MQTT's 65,535-byte strings.
+        self.check_lengths(&raw, &broker, &groups)?;
+
         let phases = self.phases(&raw)?;
         let observers = self.observers(&raw, &broker, &groups)?;
         let (thresholds, baseline) = self.gates(&raw)?;

@@ -9,6 +9,13 @@
 //! PUBLISH is forwarded at QoS 0 to the subscribers whose filters match. It does not retain, queue for
 //! offline sessions or speak MQTT 5. Malformed input closes that connection; nothing here panics on it.
 //!
+//! Hostile behaviours for lifecycle tests (each off by default): acknowledge nothing ever
+//! ([`Script::never_ack`]), stop reading sockets at a time ([`Script::stop_reading_at`], with a small
+//! receive buffer from [`Script::receive_buffer`] so a client's writes back up quickly), never answer
+//! CONNECT ([`Script::no_connack`]), close each connection right after its CONNACK
+//! ([`Script::drop_after_connack`]), or write arbitrary bytes right after the CONNACK
+//! ([`Script::after_connack`], e.g. garbage or an oversized packet header).
+//!
 //! Script times are measured from the first CONNECT the broker accepts, so a test can place faults
 //! relative to the run it drives without sharing a clock with it.
 //!
@@ -62,6 +69,12 @@ pub struct Script {
     duplicate: HashSet<u64>,
     reorder: HashSet<u64>,
     connect_reply: ConnectReply,
+    never_ack: bool,
+    stop_reading: Option<Duration>,
+    receive_buffer: Option<usize>,
+    no_connack: bool,
+    drop_after_connack: bool,
+    after_connack: Vec<u8>,
 }
 
 impl Script {
@@ -99,6 +112,45 @@ impl Script {
         self.reorder.insert(k);
         self
     }
+
+    /// Never acknowledge a publish (no PUBACK, PUBREC or PUBCOMP); everything else is answered.
+    pub fn never_ack(mut self) -> Script {
+        self.never_ack = true;
+        self
+    }
+
+    /// From `at` on, stop reading every connection (they stay open; the client's writes back up in the
+    /// socket buffers). Counted in [`Stats::stopped_reading`].
+    pub fn stop_reading_at(mut self, at: Duration) -> Script {
+        self.stop_reading = Some(at);
+        self
+    }
+
+    /// Ask the kernel for a receive buffer of about `bytes` on accepted connections (`SO_RCVBUF` on
+    /// the listener, inherited by each connection), so a broker that stops reading backs up quickly.
+    pub fn receive_buffer(mut self, bytes: usize) -> Script {
+        self.receive_buffer = Some(bytes);
+        self
+    }
+
+    /// Read CONNECT but never answer it (a broker that accepts TCP and then says nothing).
+    pub fn no_connack(mut self) -> Script {
+        self.no_connack = true;
+        self
+    }
+
+    /// Close each connection right after writing its CONNACK.
+    pub fn drop_after_connack(mut self) -> Script {
+        self.drop_after_connack = true;
+        self
+    }
+
+    /// Write `bytes` right after each CONNACK (garbage, an oversized packet header, an unexpected
+    /// packet), then carry on as usual.
+    pub fn after_connack(mut self, bytes: &[u8]) -> Script {
+        self.after_connack = bytes.to_vec();
+        self
+    }
 }
 
 /// What the broker saw and did.
@@ -115,6 +167,12 @@ pub struct Stats {
     pub dropped: u64,
     /// PUBLISH packets written to subscribers (duplicates included).
     pub deliveries: u64,
+    /// CONNACKs written.
+    pub connacks: u64,
+    /// Connections closed by `drop_after_connack`.
+    pub dropped_after_connack: u64,
+    /// Connections that stopped reading because of `stop_reading_at`.
+    pub stopped_reading: u64,
 }
 
 impl Stats {
@@ -162,6 +220,9 @@ impl FaultBroker {
     /// Start on a free loopback port.
     pub fn start(script: Script) -> FaultBroker {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        if let Some(bytes) = script.receive_buffer {
+            set_receive_buffer(&listener, bytes);
+        }
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
             script,
@@ -228,6 +289,23 @@ impl Drop for FaultBroker {
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// `SO_RCVBUF` on the listener (accepted sockets inherit it, and it is in force before the handshake
+/// sizes the window).
+fn set_receive_buffer(listener: &TcpListener, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::addr_of!(v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
@@ -403,6 +481,8 @@ fn deliver(fw: &Forwarding, topic: &str, payload: &[u8]) -> u64 {
 struct Withheld {
     acks: Vec<u8>,
     release_at: Option<Instant>,
+    /// `drop_after_connack`: close once the CONNACK is written.
+    drop_now: bool,
 }
 
 /// Serve one connection until it closes, is dropped by the script, or the broker stops.
@@ -436,6 +516,16 @@ fn connection(shared: &Shared, id: u64, stream: TcpStream) {
                 lock(&shared.stats).dropped += 1;
                 let _ = stream.shutdown(Shutdown::Both);
                 return;
+            }
+        }
+        // Scripted stop: the connection stays open, unread, until the broker stops.
+        if let (Some(t0), Some(at)) = (shared.first_connect.get(), shared.script.stop_reading) {
+            if Instant::now() >= *t0 + at {
+                lock(&shared.stats).stopped_reading += 1;
+                while !shared.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(IDLE_TICK);
+                }
+                break;
             }
         }
         // Sleep in `read` until data, the next release, the next drop or the idle tick.
@@ -502,6 +592,10 @@ fn connection(shared: &Shared, id: u64, stream: TcpStream) {
         if close {
             break;
         }
+        if withheld.drop_now {
+            lock(&shared.stats).dropped_after_connack += 1;
+            break;
+        }
     }
     let _ = stream.shutdown(Shutdown::Both);
 }
@@ -516,7 +610,12 @@ fn handle(
     reply: &mut Vec<u8>,
 ) -> Result<bool, &'static str> {
     // An ack owed now: withheld during a stall, and behind any ack already withheld (order is kept).
+    let never = shared.script.never_ack;
     let mut owe = |bytes: [u8; 4], reply: &mut Vec<u8>| {
+        if never {
+            lock(&shared.stats).acks_withheld += 1;
+            return;
+        }
         let stalled = shared.stalled_until();
         if stalled.is_some() || withheld.release_at.is_some() {
             let until = match (stalled, withheld.release_at) {
@@ -536,10 +635,21 @@ fn handle(
             // CONNECT
             let _ = shared.first_connect.set(Instant::now());
             lock(&shared.stats).connects += 1;
+            if shared.script.no_connack {
+                return Ok(true);
+            }
             // Protocol level after the protocol name `MQTT`: 4 = 3.1.1, 5 = MQTT 5.
             let v5 = body.get(6) == Some(&5);
             match &shared.script.connect_reply {
-                ConnectReply::Accept => reply.extend_from_slice(&[0x20, 2, 0, 0]),
+                ConnectReply::Accept | ConnectReply::AcceptThen(_) => {
+                    reply.extend_from_slice(&[0x20, 2, 0, 0]);
+                    lock(&shared.stats).connacks += 1;
+                    if let ConnectReply::AcceptThen(bytes) = &shared.script.connect_reply {
+                        reply.extend_from_slice(bytes);
+                    }
+                    reply.extend_from_slice(&shared.script.after_connack);
+                    withheld.drop_now = shared.script.drop_after_connack;
+                }
                 ConnectReply::Refuse(code) => {
                     if v5 {
                         // MQTT 5: flags, reason code, empty properties.
@@ -552,10 +662,6 @@ fn handle(
                 ConnectReply::Garbage(bytes) => {
                     reply.extend_from_slice(bytes);
                     return Ok(false);
-                }
-                ConnectReply::AcceptThen(bytes) => {
-                    reply.extend_from_slice(&[0x20, 2, 0, 0]);
-                    reply.extend_from_slice(bytes);
                 }
             }
         }
