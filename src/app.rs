@@ -477,6 +477,8 @@ fn finish(
         shards: Some(shards),
     };
     let report = Report::build(&record)?;
+    // The report holds its own copy of the measurements; free this one before the writers run.
+    drop(record.snapshot);
     let dir: PathBuf = match &args.out {
         Some(d) => d.clone(),
         None => report::default_dir(

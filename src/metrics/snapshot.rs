@@ -105,6 +105,13 @@ impl<'de> Deserialize<'de> for Counters {
     }
 }
 
+/// The most phases a scenario may have (and a report may hold). Each phase keeps its own histograms
+/// per group and worker thread (up to [`histogram::HISTOGRAM_BYTES`] each per metric and basis), so
+/// memory grows with phases x groups; validation refuses more.
+pub const MAX_PHASES: usize = 100;
+/// The most phase x group cells a scenario may have (and a report may hold), for the same reason.
+pub const MAX_PHASE_GROUPS: usize = 500;
+
 /// Histogram key: which metric, from which start.
 pub type HistKey = (Metric, Basis);
 
@@ -322,6 +329,16 @@ impl<'de> Deserialize<'de> for RunSnapshot {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let wire = RunWire::deserialize(d)?;
+        // Bound what decoding may allocate (every histogram becomes a dense one) by what a run
+        // can produce, before decoding any.
+        let cells = wire.phases.len().saturating_mul(wire.group_names.len());
+        if wire.phases.len() > MAX_PHASES || cells > MAX_PHASE_GROUPS {
+            return Err(D::Error::custom(format!(
+                "{} phases x {} groups: a run has at most {MAX_PHASES} phases and {MAX_PHASE_GROUPS} phase x group cells",
+                wire.phases.len(),
+                wire.group_names.len()
+            )));
+        }
         let mut phases = Vec::with_capacity(wire.phases.len());
         for p in wire.phases {
             if p.groups.len() != wire.group_names.len() {
