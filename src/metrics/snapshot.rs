@@ -454,6 +454,29 @@ mod tests {
     }
 
     #[test]
+    fn a_serialised_snapshot_past_the_limits_is_refused_before_decoding() {
+        let phases: Vec<(String, u64, u64)> = (0..=MAX_PHASES)
+            .map(|i| (format!("p{i}"), i as u64, i as u64 + 1))
+            .collect();
+        let s = RunSnapshot::empty(&phases, vec!["a".into()]);
+        let e = serde_json::from_str::<RunSnapshot>(&serde_json::to_string(&s).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("101 phases x 1 groups"), "{e}");
+        let groups: Vec<String> = (0..MAX_PHASE_GROUPS / 2 + 1)
+            .map(|i| format!("g{i}"))
+            .collect();
+        let s = RunSnapshot::empty(&phases[..2], groups);
+        let e = serde_json::from_str::<RunSnapshot>(&serde_json::to_string(&s).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("phase x group cells"), "{e}");
+        let ok = RunSnapshot::empty(&phases[..MAX_PHASES], vec!["a".into()]);
+        let back: RunSnapshot = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+    }
+
+    #[test]
     fn merge_refuses_other_shapes() {
         let mut a = sample(1);
         let mut b = sample(1);
