@@ -339,7 +339,6 @@ fn check_out(out: Option<&Path>) -> Result<(), CommandError> {
 }
 
 fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
-    check_out(args.out.as_deref())?;
     let mut reports = Vec::with_capacity(args.reports.len());
     for p in &args.reports {
         let r = app_gates::load_report(p, "report merge", "a shard report")?;
@@ -347,6 +346,8 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
     }
     let record = report::merge::merge(&reports)
         .map_err(|e| CommandError::Usage(format!("report merge: {e}")))?;
+    // Only once the inputs are known to merge: a refused merge leaves no folder behind.
+    check_out(args.out.as_deref())?;
     let report = Report::build(&record)?;
     let dir = match &args.out {
         Some(d) => d.clone(),
