@@ -366,7 +366,6 @@ fn check_out(out: Option<&Path>) -> Result<(), CommandError> {
 }
 
 fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
-    check_out(args.out.as_deref())?;
     let mut reports = Vec::with_capacity(args.reports.len());
     for p in &args.reports {
         let r = app_gates::load_report(p, "report merge", "a shard report")?;
@@ -374,6 +373,8 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
     }
     let record = report::merge::merge(&reports)
         .map_err(|e| CommandError::Usage(format!("report merge: {e}")))?;
+    // Only once the inputs are known to merge: a refused merge leaves no folder behind.
+    check_out(args.out.as_deref())?;
     let report = Report::build(&record)?;
     let dir = match &args.out {
         Some(d) => d.clone(),
@@ -504,6 +505,8 @@ fn finish(
         shards: Some(shards),
     };
     let report = Report::build(&record)?;
+    // The report holds its own copy of the measurements; free this one before the writers run.
+    drop(record.snapshot);
     let dir: PathBuf = match &args.out {
         Some(d) => d.clone(),
         None => report::default_dir(

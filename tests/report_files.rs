@@ -303,6 +303,15 @@ fn merging_the_same_shard_twice_is_refused() {
     );
     assert_refused(&f, &[&o1, &o2], "same measurements");
 
+    // An --out that is a file is refused before anything is written.
+    let file = ws.file("not-a-folder", "x\n");
+    let f = run(
+        &ws,
+        &["report", "merge", as_, bs, "--out", file.to_str().unwrap()],
+        false,
+    );
+    assert_refused(&f, &[&file], "exists and is not a folder");
+
     // The two shards merge, and the result says it holds both.
     let f = run(&ws, &["report", "merge", as_, bs, "--out", outs], false);
     assert_eq!(f.code(), Some(0), "{}", f.describe());

@@ -185,19 +185,58 @@ pub fn assess(plan: &Plan, workers: u32, f: &Facts) -> Vec<Finding> {
             (more_sources + 1).min(254)
         ),
     });
-    // memory on this host
-    let bytes = devices * (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE);
+    // memory on this host: devices, and the latency histograms of every phase x group
+    let device_bytes = devices * (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE);
+    let threads = u64::try_from(f.cores).unwrap_or(1).max(1);
+    let hist_bytes = histogram_bytes(plan, workers, threads);
+    let bytes = device_bytes.saturating_add(hist_bytes);
     out.push(Finding {
         ok: f.mem_available_bytes == 0 || bytes <= f.mem_available_bytes,
         what: format!(
-            "memory: ~{} MiB for {devices} devices (~{:.1} KB each, user + kernel); {} MiB available",
-            bytes >> 20,
+            "memory: ~{} MiB for {devices} devices (~{:.1} KB each, user + kernel) and up to ~{} MiB of latency histograms ({} phases x {} groups, {threads} worker threads per process); {} MiB available",
+            device_bytes >> 20,
             (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE) as f64 / 1000.0,
+            hist_bytes >> 20,
+            plan.scenario.phases.len(),
+            plan.scenario.groups.len(),
             f.mem_available_bytes >> 20
         ),
         fix: "spread the fleet over several hosts with `--shard I/N` and merge with `fleetstorm report merge`".into(),
     });
     out
+}
+
+/// Upper bound of the memory latency histograms take in a run: every worker thread keeps, for each
+/// phase and group, a corrected and an uncorrected histogram of each metric it records there
+/// ([`HISTOGRAM_BYTES`](crate::metrics::histogram::HISTOGRAM_BYTES) each: connect and the QoS ack on
+/// device threads; e2e, suback and command round trips on the observer thread), and at the end the
+/// merged snapshot exists up to three more times (a worker's copy on the pipe, the merge, the report).
+pub fn histogram_bytes(plan: &Plan, workers: u32, threads_per_process: u64) -> u64 {
+    let s = &plan.scenario;
+    let per_metric = crate::metrics::histogram::HISTOGRAM_BYTES * 2;
+    let mut device_side = 0u64;
+    let mut observer_side = 0u64;
+    for (i, g) in s.groups.iter().enumerate() {
+        device_side += 1 + u64::from(u8::from(g.qos) > 0);
+        if s.observers.iter().any(|o| o.groups.contains(&i)) {
+            observer_side += 2;
+        }
+        observer_side += u64::from(g.commands.is_some());
+    }
+    let phases = s.phases.len() as u64;
+    let during = u64::from(workers.max(1))
+        .saturating_mul(phases)
+        .saturating_mul(per_metric)
+        .saturating_mul(
+            device_side
+                .saturating_mul(threads_per_process)
+                .saturating_add(observer_side),
+        );
+    let after = 3u64
+        .saturating_mul(phases)
+        .saturating_mul(per_metric)
+        .saturating_mul(device_side + observer_side);
+    during.saturating_add(after)
 }
 
 #[cfg(test)]

@@ -226,7 +226,9 @@ impl Recorder {
             .map(|p| (p.name.clone(), p.start_us, p.end_us))
             .collect();
         let mut snap = RunSnapshot::empty(&windows, group_names);
-        let tables = self.tables.into_inner();
+        // Histograms are moved out, not copied: at the end of a run every worker thread hands its
+        // tables over at about the same time, and a copy would double the peak.
+        let mut tables = self.tables.into_inner();
         let groups = self.groups;
         for (pi, phase) in snap.phases.iter_mut().enumerate() {
             for (gi, g) in phase.groups.iter_mut().enumerate() {
@@ -237,8 +239,8 @@ impl Recorder {
                 for (mi, metric) in Metric::ALL.iter().enumerate() {
                     for (bi, basis) in Basis::ALL.iter().enumerate() {
                         let slot = cell * HISTS_PER_GROUP + mi * 2 + bi;
-                        if let Some(Some(h)) = tables.histograms.get(slot) {
-                            g.histograms.insert((*metric, *basis), (**h).clone());
+                        if let Some(h) = tables.histograms.get_mut(slot).and_then(Option::take) {
+                            g.histograms.insert((*metric, *basis), *h);
                         }
                     }
                 }

@@ -105,6 +105,13 @@ impl<'de> Deserialize<'de> for Counters {
     }
 }
 
+/// The most phases a scenario may have (and a report may hold). Each phase keeps its own histograms
+/// per group and worker thread (up to [`histogram::HISTOGRAM_BYTES`] each per metric and basis), so
+/// memory grows with phases x groups; validation refuses more.
+pub const MAX_PHASES: usize = 100;
+/// The most phase x group cells a scenario may have (and a report may hold), for the same reason.
+pub const MAX_PHASE_GROUPS: usize = 500;
+
 /// Histogram key: which metric, from which start.
 pub type HistKey = (Metric, Basis);
 
@@ -343,6 +350,16 @@ impl<'de> Deserialize<'de> for RunSnapshot {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let wire = RunWire::deserialize(d)?;
+        // Bound what decoding may allocate (every histogram becomes a dense one) by what a run
+        // can produce, before decoding any.
+        let cells = wire.phases.len().saturating_mul(wire.group_names.len());
+        if wire.phases.len() > MAX_PHASES || cells > MAX_PHASE_GROUPS {
+            return Err(D::Error::custom(format!(
+                "{} phases x {} groups: a run has at most {MAX_PHASES} phases and {MAX_PHASE_GROUPS} phase x group cells",
+                wire.phases.len(),
+                wire.group_names.len()
+            )));
+        }
         let mut phases = Vec::with_capacity(wire.phases.len());
         for p in wire.phases {
             if p.groups.len() != wire.group_names.len() {
@@ -455,6 +472,29 @@ mod tests {
             c.phases[1].groups[0].counters.get(Counter::Published),
             u64::MAX
         );
+    }
+
+    #[test]
+    fn a_serialised_snapshot_past_the_limits_is_refused_before_decoding() {
+        let phases: Vec<(String, u64, u64)> = (0..=MAX_PHASES)
+            .map(|i| (format!("p{i}"), i as u64, i as u64 + 1))
+            .collect();
+        let s = RunSnapshot::empty(&phases, vec!["a".into()]);
+        let e = serde_json::from_str::<RunSnapshot>(&serde_json::to_string(&s).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("101 phases x 1 groups"), "{e}");
+        let groups: Vec<String> = (0..MAX_PHASE_GROUPS / 2 + 1)
+            .map(|i| format!("g{i}"))
+            .collect();
+        let s = RunSnapshot::empty(&phases[..2], groups);
+        let e = serde_json::from_str::<RunSnapshot>(&serde_json::to_string(&s).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("phase x group cells"), "{e}");
+        let ok = RunSnapshot::empty(&phases[..MAX_PHASES], vec!["a".into()]);
+        let back: RunSnapshot = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
     }
 
     #[test]

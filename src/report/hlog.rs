@@ -45,16 +45,15 @@ pub fn tag(phase: &str, basis: Basis) -> String {
 /// The interval log of one metric, or `None` when no phase recorded it.
 pub fn render(report: &Report, metric: Metric) -> Result<Option<String>, ReportError> {
     let start = UNIX_EPOCH + Duration::from_micros(report.started_at_us);
-    let mut intervals = Vec::new();
-    for p in &report.histograms.phases {
-        let total = p.total()?;
-        for basis in Basis::ALL {
-            if let Some(h) = total.histogram(metric, basis).filter(|h| !h.is_empty()) {
-                intervals.push((p, basis, h.clone()));
-            }
-        }
-    }
-    if intervals.is_empty() {
+    // Whether any phase recorded the metric, without merging anything yet.
+    let recorded = report.histograms.phases.iter().any(|p| {
+        p.groups.iter().any(|g| {
+            Basis::ALL
+                .iter()
+                .any(|&b| g.histogram(metric, b).is_some_and(|h| !h.is_empty()))
+        })
+    });
+    if !recorded {
         return Ok(None);
     }
     let io = |source| ReportError::Write {
@@ -82,17 +81,24 @@ pub fn render(report: &Report, metric: Metric) -> Result<Option<String>, ReportE
     let mut log = IntervalLogWriterBuilder::new()
         .begin_log_with(&mut buf, &mut serializer)
         .map_err(io)?;
-    for (p, basis, h) in intervals {
-        let name = tag(&p.name, basis);
-        let offset = Duration::from_micros(p.start_us.saturating_sub(report.started_at_us));
-        let length = Duration::from_micros(p.end_us.saturating_sub(p.start_us));
-        log.write_histogram(&h, offset, length, Tag::new(&name))
-            .map_err(|e| match e {
-                IntervalLogWriterError::SerializeError(e) => {
-                    ReportError::Histogram(HistogramError::Serialize(e))
-                }
-                IntervalLogWriterError::IoError(e) => io(e),
-            })?;
+    // One phase's merged histograms at a time: memory does not grow with the number of phases.
+    for p in &report.histograms.phases {
+        let total = p.total()?;
+        for basis in Basis::ALL {
+            let Some(h) = total.histogram(metric, basis).filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let name = tag(&p.name, basis);
+            let offset = Duration::from_micros(p.start_us.saturating_sub(report.started_at_us));
+            let length = Duration::from_micros(p.end_us.saturating_sub(p.start_us));
+            log.write_histogram(h, offset, length, Tag::new(&name))
+                .map_err(|e| match e {
+                    IntervalLogWriterError::SerializeError(e) => {
+                        ReportError::Histogram(HistogramError::Serialize(e))
+                    }
+                    IntervalLogWriterError::IoError(e) => io(e),
+                })?;
+        }
     }
     // Only what this function wrote: ASCII and the UTF-8 of names.
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))

@@ -195,12 +195,24 @@ fn gates(out: &mut String, verdicts: &[Verdict]) {
     out.push_str("</tbody></table></section>\n");
 }
 
-/// Every phase's groups merged, to draw the spectrum from.
-fn phase_totals(r: &Report) -> Vec<(String, Option<GroupSnapshot>)> {
+/// The percentile spectrum of each non-empty histogram of each phase, all groups merged. One
+/// phase's merged histograms exist at a time: only the (small) spectra are kept.
+type Spectra = Vec<((Metric, Basis), Vec<(f64, f64)>)>;
+
+fn phase_spectra(r: &Report) -> Vec<(String, Option<Spectra>)> {
     r.histograms
         .phases
         .iter()
-        .map(|p| (p.name.clone(), p.total().ok()))
+        .map(|p| {
+            let spectra = p.total().ok().map(|g: GroupSnapshot| {
+                g.histograms
+                    .iter()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(k, h)| (*k, spectrum(h)))
+                    .collect()
+            });
+            (p.name.clone(), spectra)
+        })
         .collect()
 }
 
@@ -211,7 +223,7 @@ fn latency_section(out: &mut String, r: &Report) {
          (from the intended send time in the schedule, what gates use), dashed lines \
          <b>uncorrected</b> (from the moment the packet went out). The x axis is in nines.</p>",
     );
-    let totals = phase_totals(r);
+    let totals = phase_spectra(r);
     let mut drawn = 0;
     for metric in Metric::ALL {
         let mut lines = Vec::new();
@@ -219,13 +231,13 @@ fn latency_section(out: &mut String, r: &Report) {
             let Some(g) = total else { continue };
             let color = PHASE_COLORS[i % PHASE_COLORS.len()];
             for basis in Basis::ALL {
-                if let Some(h) = g.histogram(metric, basis).filter(|h| !h.is_empty()) {
+                if let Some((_, points)) = g.iter().find(|(k, _)| *k == (metric, basis)) {
                     lines.push(Line {
                         label: format!("{name} · {}", basis.name()),
                         color,
                         dashed: basis == Basis::Uncorrected,
                         fill: false,
-                        points: spectrum(h),
+                        points: points.clone(),
                     });
                 }
             }

@@ -32,7 +32,7 @@ pub use model::*;
 pub use overrides::Overrides;
 pub use profiles::{builtin_profile, builtin_profiles, parse_profile, BUILTIN_NAMES};
 pub use units::{parse_broker_url, parse_duration, parse_rate};
-pub use validate::{DEFAULT_CLIENT_ID, DEFAULT_TOPIC, MAX_DEVICES};
+pub use validate::{DEFAULT_CLIENT_ID, DEFAULT_TOPIC, MAX_DEVICES, MAX_PHASES, MAX_PHASE_GROUPS};
 
 use error::{did_you_mean, list_keys, Reporter};
 use raw::RawScenario;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_saphyr::Location;
 
+/// Most phases, and phase x group cells, a scenario may have (memory grows with them).
+pub use crate::metrics::{MAX_PHASES, MAX_PHASE_GROUPS};
 use crate::scenario::broker::default_broker;
 use crate::scenario::error::{did_you_mean, list_keys, ErrorKind, Reporter, ScenarioError};
 use crate::scenario::model::{Group, LateSends, Phase, PhaseKind, Qos, Scenario};
@@ -229,7 +231,7 @@ impl Validator<'_> {
         // Everything a device encodes (topics, client id, credentials) fits MQTT's 65,535-byte strings.
         self.check_lengths(&raw, &broker, &groups)?;
 
-        let phases = self.phases(&raw)?;
+        let phases = self.phases(&raw, groups.len())?;
         let observers = self.observers(&raw, &broker, &groups)?;
         let (thresholds, baseline) = self.gates(&raw)?;
         // The scenario's own profiles that its groups use, for the record (built-in ones are known by name).
@@ -460,7 +462,7 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn phases(&self, raw: &RawScenario) -> Result<Vec<Phase>> {
+    fn phases(&self, raw: &RawScenario, groups: usize) -> Result<Vec<Phase>> {
         let default_ramp = || Phase {
             name: "ramp".into(),
             kind: PhaseKind::Ramp {
@@ -478,6 +480,26 @@ impl Validator<'_> {
                 },
             ]);
         };
+        // Memory grows with phases x groups (each keeps its own latency histograms per worker
+        // thread): refuse what cannot run in bounded memory, at the first phase too many.
+        let memory_hint = || {
+            format!(
+                "each phase keeps its own latency histograms for every group and worker thread (~{} KB per metric), so memory grows with phases x groups; merge consecutive phases of the same kind into one longer phase, use fewer groups, or split the test into several runs",
+                crate::metrics::histogram::HISTOGRAM_BYTES * 2 / 1000
+            )
+        };
+        if let Some(item) = list.value.get(MAX_PHASES) {
+            return Err(self.r.error(
+                ErrorKind::InvalidValue,
+                loc(&item.referenced).or(loc(&list.referenced)),
+                Some(format!("phases[{MAX_PHASES}]")),
+                format!(
+                    "{} phases; a scenario may have at most {MAX_PHASES}",
+                    list.value.len()
+                ),
+                Some(memory_hint()),
+            ));
+        }
         let mut out: Vec<Phase> = Vec::with_capacity(list.value.len() + 1);
         // Where each phase was written (for name clashes), parallel to `out`.
         let mut where_: Vec<(Option<(usize, usize)>, String)> = Vec::new();
@@ -620,6 +642,20 @@ impl Validator<'_> {
                 ));
             }
             out.insert(0, default_ramp());
+        }
+        let cells = out.len().saturating_mul(groups);
+        if out.len() > MAX_PHASES || cells > MAX_PHASE_GROUPS {
+            return Err(self.r.error(
+                ErrorKind::InvalidValue,
+                loc(&list.referenced),
+                Some("phases".into()),
+                format!(
+                    "{} phases{} x {groups} groups = {cells} phase x group cells; a scenario may have at most {MAX_PHASES} phases and {MAX_PHASE_GROUPS} cells",
+                    out.len(),
+                    if ramps == 0 { " (with the default ramp)" } else { "" }
+                ),
+                Some(memory_hint()),
+            ));
         }
         Ok(out)
     }
