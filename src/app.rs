@@ -11,7 +11,7 @@ use crate::engine::{self, limits, RunOptions};
 use crate::error::{CommandError, Exit};
 use crate::metrics::Clock;
 use crate::plan::{Plan, Shard};
-use crate::report::{self, Environment, Report, RunRecord, RunStatus};
+use crate::report::{self, Environment, Report, RunRecord, RunStatus, Shards};
 use crate::scenario::{self, Overrides, PhaseKind, Scenario};
 
 /// Run a parsed command line; returns the exit code. Prints the summary to stdout, errors to stderr.
@@ -329,17 +329,56 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
     }
 }
 
+/// Where reports go when `--out` is not given: `reports/<name>-<UTC stamp>/` under the working folder.
+const DEFAULT_OUT_ROOT: &str = "reports";
+
+/// Make sure reports can be written under `dir` before anything runs: create it, write and remove a
+/// probe file. A run must not be lost to a folder that turns out to be a file, read-only or missing
+/// only when the report is written.
+fn check_out_dir(dir: &Path, what: &str) -> Result<(), CommandError> {
+    let fail = |why: String| {
+        CommandError::Usage(format!(
+            "{what} `{}`: reports cannot be written there: {why}\n  hint: pass `--out DIR` with a folder this user can write (it is created if missing), e.g. `--out /tmp/fleetstorm-reports`; nothing was run",
+            dir.display()
+        ))
+    };
+    if let Ok(meta) = std::fs::metadata(dir) {
+        if !meta.is_dir() {
+            return Err(fail("it exists and is not a folder".into()));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let probe = dir.join(format!(".fleetstorm-write-probe-{}", std::process::id()));
+    let written = std::fs::write(
+        &probe,
+        b"fleetstorm checks that reports can be written here\n",
+    );
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| fail(format!("cannot write a file in it: {e}")))
+}
+
+/// Check `--out` (or the default root) of a command that writes reports.
+fn check_out(out: Option<&Path>) -> Result<(), CommandError> {
+    match out {
+        Some(d) => check_out_dir(d, "--out"),
+        None => check_out_dir(Path::new(DEFAULT_OUT_ROOT), "the default report folder"),
+    }
+}
+
 fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
+    check_out(args.out.as_deref())?;
     let mut reports = Vec::with_capacity(args.reports.len());
     for p in &args.reports {
-        reports.push(report::load(p)?);
+        let r = app_gates::load_report(p, "report merge", "a shard report")?;
+        reports.push((p.clone(), r));
     }
-    let record = report::merge::merge(&reports)?;
+    let record = report::merge::merge(&reports)
+        .map_err(|e| CommandError::Usage(format!("report merge: {e}")))?;
     let report = Report::build(&record)?;
     let dir = match &args.out {
         Some(d) => d.clone(),
         None => report::default_dir(
-            Path::new("reports"),
+            Path::new(DEFAULT_OUT_ROOT),
             &format!("{}-merged", record.scenario_name),
             record.started_at_us,
         ),
@@ -374,6 +413,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     let workers = worker_count(args, plan.shard_devices(), soft)?;
     check_fit(&plan, (args, workers), &facts)?;
     let gates = app_gates::collect(args, &plan.scenario)?;
+    check_out(args.out.as_deref())?;
     eprint!("{}", describe(&plan));
     let options = RunOptions {
         threads: args.threads,
@@ -444,8 +484,15 @@ fn finish(
     output: engine::EngineOutput,
     open_files: u64,
 ) -> Result<Exit, CommandError> {
+    let scenario = serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null);
+    let shards = Shards::new(
+        &scenario,
+        output.started_at_us,
+        plan.shard.index,
+        plan.shard.count,
+    );
     let record = RunRecord {
-        scenario: serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null),
+        scenario,
         scenario_name: plan.scenario.name.clone(),
         broker: output.broker_label.clone(),
         environment: environment(open_files, output.worker_threads),
@@ -454,24 +501,57 @@ fn finish(
         ended_at_us: output.ended_at_us,
         snapshot: output.snapshot,
         series: output.series,
+        shards: Some(shards),
     };
     let report = Report::build(&record)?;
     let dir: PathBuf = match &args.out {
         Some(d) => d.clone(),
         None => report::default_dir(
-            Path::new("reports"),
+            Path::new(DEFAULT_OUT_ROOT),
             &record.scenario_name,
             record.started_at_us,
         ),
     };
     let (verdicts, comparison) = app_gates::evaluate(gates, &report);
-    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir)?;
+    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir);
+    // The summary comes first, whatever happened to the files: the run is never lost.
     println!("{}", report::console::render(&report));
     let passed = app_gates::print(gates, &report, &verdicts, comparison.as_ref());
-    for p in &written {
-        println!("wrote {}", p.display());
-    }
-    Ok(match record.outcome.status {
+    let misplaced = match written {
+        Ok(w) => {
+            for p in &w {
+                println!("wrote {}", p.display());
+            }
+            false
+        }
+        Err(e) => {
+            // The folder was writable before the run (checked); it no longer is (disk full,
+            // removed, replaced). Write the report where it can go and say where.
+            let fallback = report::default_dir(
+                &std::env::temp_dir(),
+                &format!("fleetstorm-{}", record.scenario_name),
+                record.started_at_us,
+            );
+            eprintln!("error: cannot write the report to {}: {e}", dir.display());
+            match report::write_with_gates(&report, &verdicts, comparison.as_ref(), &fallback) {
+                Ok(w) => {
+                    for p in &w {
+                        println!("wrote {}", p.display());
+                    }
+                    eprintln!(
+                        "the report was written to {} instead (exit 3: it is not where it was asked for)",
+                        fallback.display()
+                    );
+                }
+                Err(e2) => eprintln!(
+                    "error: the fallback folder {} failed too: {e2}\n  the summary above is all that is left of this run",
+                    fallback.display()
+                ),
+            }
+            true
+        }
+    };
+    let exit = match record.outcome.status {
         RunStatus::Completed if passed => Exit::Success,
         RunStatus::Completed => {
             eprintln!("gates failed: see the thresholds / baseline table above");
@@ -487,5 +567,7 @@ fn finish(
             }
             Exit::Runtime
         }
-    })
+    };
+    // A report that is not where it was asked for is a runtime failure, whatever the verdict.
+    Ok(if misplaced { Exit::Runtime } else { exit })
 }

@@ -44,9 +44,15 @@ fn parse_regression(text: Option<&str>, default: f64) -> Result<f64, CommandErro
 }
 
 fn load_baseline(path: &Path, flag: &str) -> Result<Report, CommandError> {
+    load_report(path, flag, "a baseline")
+}
+
+/// Read a report given on the command line. Any problem with it is a usage error (exit 2) that names
+/// the argument and the file, whichever argument it came in.
+pub fn load_report(path: &Path, flag: &str, role: &str) -> Result<Report, CommandError> {
     report::load(path).map_err(|e| {
         CommandError::Usage(format!(
-            "{flag}: cannot use `{}` as a baseline: {e}\n  hint: point it at the report.json of an earlier run (or its directory)",
+            "{flag}: cannot use `{}` as {role}: {e}\n  hint: point it at the report.json of a run (or the directory holding it)",
             path.display()
         ))
     })
@@ -117,7 +123,7 @@ pub fn print(
 
 /// `fleetstorm report render`.
 pub fn render(args: &RenderArgs) -> Result<Exit, CommandError> {
-    let r = report::load(&args.report)?;
+    let r = load_report(&args.report, "REPORT", "a report")?;
     let thresholds = parse_thresholds(&args.thresholds)?;
     let verdicts = gate::evaluate(&r, &thresholds);
     let dir = match &args.out {
@@ -153,7 +159,7 @@ pub fn render(args: &RenderArgs) -> Result<Exit, CommandError> {
 /// `fleetstorm report compare`.
 pub fn compare(args: &CompareArgs) -> Result<Exit, CommandError> {
     let base = load_baseline(&args.base, "BASE")?;
-    let current = report::load(&args.current)?;
+    let current = load_report(&args.current, "CURRENT", "the current report")?;
     let tolerance = parse_regression(args.max_regression.as_deref(), gate::DEFAULT_MAX_REGRESSION)?;
     let c = gate::compare(&base, &current, tolerance);
     println!("{}", report::compare::render(&base, &current, &c));

@@ -33,6 +33,23 @@ impl Counters {
         }
     }
 
+    /// Add another set of counters, refusing (and changing nothing) if any sum would pass `u64::MAX`:
+    /// a merged count is exact or an error, never wrapped.
+    pub fn checked_merge(&mut self, other: &Counters) -> Result<(), SnapshotError> {
+        let mut sum = self.0;
+        for ((s, b), c) in sum.iter_mut().zip(other.0.iter()).zip(Counter::ALL) {
+            *s = s.checked_add(*b).ok_or_else(|| {
+                SnapshotError::Overflow(format!(
+                    "counter `{}` ({s} + {b}) exceeds {}",
+                    c.name(),
+                    u64::MAX
+                ))
+            })?;
+        }
+        self.0 = sum;
+        Ok(())
+    }
+
     /// Connect failures of every reason.
     pub fn connect_failures(&self) -> u64 {
         [
@@ -99,9 +116,24 @@ pub struct GroupSnapshot {
 }
 
 impl GroupSnapshot {
-    /// Add another group's measurements (exact: counters add, histograms add bucket by bucket).
-    pub fn merge(&mut self, other: &GroupSnapshot) -> Result<(), HistogramError> {
-        self.counters.merge(&other.counters);
+    /// Add another group's measurements (exact: counters add, histograms add bucket by bucket). A
+    /// count that would pass `u64::MAX` is an error, not a wrapped number.
+    pub fn merge(&mut self, other: &GroupSnapshot) -> Result<(), SnapshotError> {
+        for (key, h) in &other.histograms {
+            if let Some(mine) = self.histograms.get(key) {
+                if mine.len().checked_add(h.len()).is_none() {
+                    return Err(SnapshotError::Overflow(format!(
+                        "histogram `{}.{}` ({} + {} values) exceeds {}",
+                        key.0.name(),
+                        key.1.name(),
+                        mine.len(),
+                        h.len(),
+                        u64::MAX
+                    )));
+                }
+            }
+        }
+        self.counters.checked_merge(&other.counters)?;
         for (key, h) in &other.histograms {
             match self.histograms.get_mut(key) {
                 Some(mine) => mine.add(h).map_err(HistogramError::Add)?,
@@ -129,7 +161,7 @@ pub struct PhaseSnapshot {
 
 impl PhaseSnapshot {
     /// All groups of this phase added together.
-    pub fn total(&self) -> Result<GroupSnapshot, HistogramError> {
+    pub fn total(&self) -> Result<GroupSnapshot, SnapshotError> {
         let mut t = GroupSnapshot::default();
         for g in &self.groups {
             t.merge(g)?;
@@ -151,6 +183,8 @@ pub enum SnapshotError {
     Shape(String),
     #[error(transparent)]
     Histogram(#[from] HistogramError),
+    #[error("a merged count would overflow: {0}")]
+    Overflow(String),
 }
 
 impl RunSnapshot {
@@ -197,7 +231,7 @@ impl RunSnapshot {
     }
 
     /// Everything of every phase and group added together.
-    pub fn total(&self) -> Result<GroupSnapshot, HistogramError> {
+    pub fn total(&self) -> Result<GroupSnapshot, SnapshotError> {
         let mut t = GroupSnapshot::default();
         for p in &self.phases {
             for g in &p.groups {
@@ -208,7 +242,7 @@ impl RunSnapshot {
     }
 
     /// One group over all phases.
-    pub fn group_total(&self, group: usize) -> Result<GroupSnapshot, HistogramError> {
+    pub fn group_total(&self, group: usize) -> Result<GroupSnapshot, SnapshotError> {
         let mut t = GroupSnapshot::default();
         for p in &self.phases {
             if let Some(g) = p.groups.get(group) {
@@ -376,6 +410,29 @@ mod tests {
                 .unwrap()
                 .len(),
             800
+        );
+    }
+
+    #[test]
+    fn merge_refuses_overflowing_counters_and_changes_nothing() {
+        let mut a = sample(1);
+        let mut b = sample(1);
+        b.phases[1].groups[0].counters.0[Counter::Published as usize] = u64::MAX;
+        let before = a.clone();
+        let e = a.merge(&b).unwrap_err().to_string();
+        assert!(e.contains("published"), "{e}");
+        assert!(e.contains("overflow"), "{e}");
+        // the phase that overflowed is untouched (earlier phases may have merged)
+        assert_eq!(a.phases[1].groups[0], before.phases[1].groups[0]);
+        // a sum that fits exactly is fine
+        let mut c = sample(0);
+        let mut d = sample(0);
+        let have = c.phases[1].groups[0].counters.get(Counter::Published);
+        d.phases[1].groups[0].counters.0[Counter::Published as usize] = u64::MAX - have;
+        c.merge(&d).unwrap();
+        assert_eq!(
+            c.phases[1].groups[0].counters.get(Counter::Published),
+            u64::MAX
         );
     }
 

@@ -23,7 +23,7 @@ pub use model::{
     Deliveries, GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report,
     Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
 };
-pub use record::{Environment, Outcome, RunRecord, RunStatus};
+pub use record::{Environment, Outcome, RunRecord, RunStatus, Shards};
 pub(crate) use units::pad_right;
 
 use crate::metrics::histogram::HistogramError;
@@ -38,6 +38,8 @@ pub const SUMMARY_MD: &str = "summary.md";
 pub enum ReportError {
     #[error("cannot merge histograms: {0}")]
     Histogram(#[from] HistogramError),
+    #[error("{0}")]
+    Snapshot(#[from] crate::metrics::SnapshotError),
     #[error("snapshot has an inconsistent shape: {0}")]
     Shape(String),
     #[error("group name `{0}` appears twice")]
@@ -66,6 +68,10 @@ pub enum ReportError {
         path: PathBuf,
         source: serde_path_to_error::Error<serde_json::Error>,
     },
+    #[error("{} is not a regular file ({kind}); a report is a report.json file or the directory holding one", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{} is larger than {limit} bytes, more than any report fleetstorm writes; refusing to read it", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("{} has report schema version {found}; this build reads up to {supported}", path.display())]
     SchemaVersion {
         path: PathBuf,
@@ -122,17 +128,74 @@ pub fn default_dir(root: &Path, scenario_name: &str, started_at_us: u64) -> Path
     root.join(format!("{name}-{stamp}"))
 }
 
-/// Read a `report.json`; `path` is the file or the report directory holding it.
+/// The most a report file may hold: far above any report a run can write (the scenario limits bound
+/// phases and groups), far below what would exhaust memory.
+pub const MAX_REPORT_BYTES: u64 = 256 << 20;
+
+/// What kind of non-regular file `meta` describes.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
+/// Read a `report.json`; `path` is the file or the report directory holding it. Only regular files
+/// are read (a FIFO or `/dev/zero` is refused before it is opened), and at most
+/// [`MAX_REPORT_BYTES`] of them.
 pub fn load(path: &Path) -> Result<Report, ReportError> {
+    use std::io::Read as _;
     let file = if path.is_dir() {
         path.join(REPORT_JSON)
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file).map_err(|source| ReportError::Read {
+    let read_err = |source| ReportError::Read {
         path: file.clone(),
         source,
-    })?;
+    };
+    let meta = std::fs::metadata(&file).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(ReportError::NotRegular {
+            path: file.clone(),
+            kind: file_kind(&meta),
+        });
+    }
+    let too_large = || ReportError::TooLarge {
+        path: file.clone(),
+        limit: MAX_REPORT_BYTES,
+    };
+    if meta.len() > MAX_REPORT_BYTES {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    // Bounded even if the file grows (or is swapped) after the check.
+    std::fs::File::open(&file)
+        .map_err(read_err)?
+        .take(MAX_REPORT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() as u64 > MAX_REPORT_BYTES {
+        return Err(too_large());
+    }
     json::parse(&text).map_err(|e| e.at(&file))
 }
 

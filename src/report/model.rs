@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{Environment, Outcome, RunRecord};
+use super::record::{Environment, Outcome, RunRecord, Shards};
 use super::ReportError;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::{
@@ -49,6 +49,9 @@ pub struct Report {
     pub series: Vec<SeriesPoint>,
     /// The raw, mergeable measurements (histograms as base64 HdrHistogram V2+DEFLATE).
     pub histograms: RunSnapshot,
+    /// Which shards of which run this report holds (absent in reports of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Shards>,
 }
 
 /// The headline figures: the phase shown first, plus whole-run connection figures.
@@ -242,6 +245,7 @@ impl Report {
             totals,
             series: record.series.clone(),
             histograms: snapshot.clone(),
+            shards: record.shards.clone(),
         })
     }
 
@@ -263,6 +267,7 @@ impl Report {
             ended_at_us: self.ended_at_us,
             snapshot: self.histograms.clone(),
             series: self.series.clone(),
+            shards: self.shards.clone(),
         }
     }
 

@@ -43,6 +43,38 @@ pub struct Environment {
     pub worker_threads: usize,
 }
 
+/// Which shards of which run a report holds, so `report merge` can refuse to count a shard twice or
+/// to mix runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shards {
+    /// The same for every shard of one run: a hash of the resolved scenario (seed, overrides and
+    /// shard count included) and the shared start time.
+    pub run_id: String,
+    /// How many shards the run was split into (1: not sharded).
+    pub count: u32,
+    /// The shards this report holds, ascending (a merge of all of them holds `0..count`).
+    pub indices: Vec<u32>,
+}
+
+impl Shards {
+    /// The identity of shard `index` of `count` of the run of `scenario` (resolved, as JSON) that
+    /// started at `started_at_us`.
+    pub fn new(scenario: &serde_json::Value, started_at_us: u64, index: u32, count: u32) -> Shards {
+        // FNV-1a, 64 bit: stable across builds and platforms (std's hasher is not).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let text = format!("{scenario}\n{started_at_us}\n{count}");
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Shards {
+            run_id: format!("{h:016x}"),
+            count,
+            indices: vec![index],
+        }
+    }
+}
+
 /// Everything the writers need.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -57,6 +89,8 @@ pub struct RunRecord {
     pub ended_at_us: u64,
     pub snapshot: RunSnapshot,
     pub series: Vec<SeriesPoint>,
+    /// Which shards of which run this is; `None` for reports written before it was recorded.
+    pub shards: Option<Shards>,
 }
 
 impl RunStatus {

@@ -131,6 +131,7 @@ pub fn record_with_phases(names: &[&str]) -> RunRecord {
         ended_at_us: end,
         snapshot,
         series,
+        shards: None,
     }
 }
 
@@ -157,6 +158,7 @@ pub fn unreachable() -> RunRecord {
             vec!["sensors".into()],
         ),
         series: Vec::new(),
+        shards: None,
     }
 }
 
