@@ -594,7 +594,10 @@ mod tests {
             session_expiry_s: None,
         };
         let shown = format!("{o:?}");
-        assert!(!shown.contains("hunter2") && shown.contains("****"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("****"),
+            "{shown}"
+        );
     }
 
     #[test]
