@@ -530,3 +530,42 @@ fn a_plan_that_does_not_fit_points_doctor_at_the_file_the_user_named() {
     );
     assert!(run.stderr.contains(&expected), "{}", run.describe());
 }
+
+#[test]
+fn a_completed_run_with_a_password_writes_it_nowhere() {
+    // The fault broker accepts any login: every writer runs (a threshold makes junit.xml too).
+    let broker = FaultBroker::start(Script::new());
+    let secret = unique("Secret");
+    for protocol in ["\"3.1.1\"", "5"] {
+        let ws = Workspace::new();
+        let path = scenario(&ws, &broker.url(), protocol, Some(("fleet", &secret)));
+        let run = run(&ws, &path);
+        assert_eq!(run.code(), Some(0), "{}", run.describe());
+        let names: Vec<String> = files_text(&ws.out())
+            .iter()
+            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        for expected in ["report.json", "summary.md", "report.html", "junit.xml"] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing: {names:?}"
+            );
+        }
+        assert_secret_absent(&secret, &run, &ws.out());
+        // Re-rendering the report (every format) does not bring it back either.
+        for format in ["console", "md", "html", "junit", "json"] {
+            let out = ws.path().join(format!("render-{format}"));
+            let render = fleetstorm(&[
+                "report",
+                "render",
+                ws.out().to_str().unwrap(),
+                "--format",
+                format,
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(render.code(), Some(0), "{}", render.describe());
+            assert_secret_absent(&secret, &render, &out);
+        }
+    }
+}

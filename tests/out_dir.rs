@@ -1,5 +1,6 @@
 //! The report folder is checked before anything connects, and a report that cannot be written at the
 //! end still leaves the summary on stdout and the report in a fallback folder the message names.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! simply wrong: a histogram header claiming gigabytes, `/dev/zero`, a FIFO, a huge file, the same
 //! shard twice, shards of different runs, counts that overflow. Each is refused with exit 2 and a
 //! message naming the file, quickly and without allocating what the file claims.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 mod report_fixture;

@@ -11,8 +11,8 @@ use crate::scenario::{MqttVersion, Qos};
 /// Largest packet we accept from a broker.
 pub const MAX_INCOMING_PACKET: usize = 1 << 20;
 
-/// What a CONNECT carries.
-#[derive(Debug, Clone)]
+/// What a CONNECT carries. Its `Debug` shows the password as `****`.
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub version: MqttVersion,
     pub client_id: String,
@@ -24,6 +24,21 @@ pub struct ConnectOptions {
     pub will: Option<Will>,
     /// MQTT 5 Session Expiry Interval, seconds (ignored by 3.1.1).
     pub session_expiry_s: Option<u32>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("version", &self.version)
+            .field("client_id", &self.client_id)
+            .field("keep_alive_s", &self.keep_alive_s)
+            .field("clean_session", &self.clean_session)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "****"))
+            .field("will", &self.will)
+            .field("session_expiry_s", &self.session_expiry_s)
+            .finish()
+    }
 }
 
 /// An MQTT last will.
@@ -564,6 +579,25 @@ mod tests {
             let _ = parse(&bytes, MqttVersion::V311);
             let _ = parse(&bytes, MqttVersion::V5);
         }
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let o = ConnectOptions {
+            version: MqttVersion::V311,
+            client_id: "c".into(),
+            keep_alive_s: 30,
+            clean_session: true,
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            will: None,
+            session_expiry_s: None,
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("****"),
+            "{shown}"
+        );
     }
 
     #[test]
