@@ -3,6 +3,7 @@
 //! cannot hold the run past its drain, devices that cannot hold a connection or cannot start fail the
 //! run, the last partial second is in the series, and the connect counters agree with the failure
 //! message. Each test runs the real binary against the scripted fault broker (tests/fault/).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 mod fault;

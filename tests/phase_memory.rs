@@ -1,6 +1,7 @@
 //! Memory grows with phases x groups (each phase keeps its own latency histograms per group and worker
 //! thread). Validation refuses scenarios past the limits with a located error, and a run at the phase
 //! limit stays within the memory `doctor` (and the check before every run) plans for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 mod common;
 
