@@ -19,7 +19,7 @@ use crate::metrics::audit::{Seen, StreamAudit};
 use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
 use crate::mqtt::{tcp_connect, KeepAlive, KeepAliveAction, Session};
-use crate::plan::{Plan, Timeline};
+use crate::plan::{pacer, Plan, Timeline};
 use crate::scenario::topic::{group_filter, matches};
 use crate::scenario::{MqttVersion, Qos};
 use crate::telemetry::read_stamp;
@@ -36,6 +36,9 @@ type Streams = RefCell<StreamSet>;
 struct StreamSet {
     json: HashMap<Box<str>, StreamAudit>,
     sparkplug: Validator,
+    /// Reconnects of the set's sessions so far: a stream's first new message in a later epoch shows
+    /// what was due while a session was down.
+    epoch: u32,
 }
 
 /// What the sessions of the observer thread (observers and commanders) share.
@@ -212,7 +215,10 @@ struct SessionId {
     index: u32,
 }
 
-/// One subscriber session.
+/// One subscriber session: subscribes (the run waits for it), then receives until the run ends. A
+/// connection lost during the run is counted and re-established with the devices' backoff; the
+/// stream set's epoch moves on so the audit tells the deliveries missed meanwhile from broker loss.
+/// Only a failure of the very first start is final (the run then never starts).
 async fn session(
     ctx: Rc<ObsCtx>,
     id: SessionId,
@@ -232,15 +238,10 @@ async fn session(
     };
     let version = ctx.plan.scenario.broker.protocol;
     let timeout = ctx.plan.scenario.broker.connect_timeout;
-    let mut host = o
-        .sparkplug_host
-        .as_ref()
-        .map(|h| HostSession::new(h, ctx.clock.now_us()));
     let client_id = format!(
         "fleetstorm-observer-{}-{}-{broker_index}-{index}",
         ctx.plan.scenario.name, o.name
     );
-    let will = host.as_ref().map(HostSession::will);
     let filters: Vec<(String, Qos)> = o
         .topics
         .iter()
@@ -253,38 +254,133 @@ async fn session(
             (f, o.qos)
         })
         .collect();
-    let started = tokio::select! {
-        _ = ctx.cancel.cancelled() => return,
-        r = subscribed(&ctx, target, (client_id, will), &filters) => r,
-    };
-    let mut s = match started {
-        Ok((s, sent, done)) => {
-            if let Some(h) = host.as_mut() {
-                h.subscribed(done);
+    let jitter_id = session_jitter_id(observer, broker_index, index);
+    let mut first = Some((ready, suback));
+    let mut attempt: u32 = 0;
+    let mut reconnecting = Reconnecting::default();
+    loop {
+        // A primary host starts each MQTT session with a new STATE timestamp (Sparkplug 3.0): its
+        // will and its online STATE of this session supersede the last session's.
+        let mut host = o
+            .sparkplug_host
+            .as_ref()
+            .map(|h| HostSession::new(h, ctx.clock.now_us()));
+        let will = host.as_ref().map(HostSession::will);
+        let started = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = subscribed(&ctx, target, (client_id.clone(), will), &filters) => r,
+        };
+        let mut s = match started {
+            Ok((s, sent, done)) => {
+                if let Some(h) = host.as_mut() {
+                    h.subscribed(done);
+                }
+                match first.take() {
+                    Some((ready, suback)) => {
+                        let _ = suback.send((group, sent, done));
+                        let _ = ready.send(Ok((sent, done)));
+                    }
+                    None => {
+                        streams.borrow_mut().epoch += 1;
+                        reconnecting.up(&ctx, group);
+                    }
+                }
+                attempt = 0;
+                s
             }
-            let _ = suback.send((group, sent, done));
-            let _ = ready.send(Ok((sent, done)));
-            s
-        }
-        Err(e) => {
-            let _ = ready.send(Err(format!("observer `{}` session {index}: {e}", o.name)));
+            Err(e) => {
+                if let Some((ready, _)) = first.take() {
+                    let _ = ready.send(Err(format!("observer `{}` session {index}: {e}", o.name)));
+                    return;
+                }
+                if !backoff(&ctx, attempt, jitter_id).await {
+                    return;
+                }
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        if receive(&ctx, version, &mut s, &streams, host.as_mut()).await == Ended::Cancelled {
+            if let Some(h) = host.as_mut() {
+                // A clean end: the host says it is going offline (the DISCONNECT suppresses its will).
+                let mut out = Vec::new();
+                h.go_offline(version, &mut out);
+                if s.try_send(&out).is_ok() {
+                    let _ = tokio::time::timeout(timeout, s.flush()).await;
+                }
+            }
+            s.close();
             return;
         }
-    };
-    drop(ready);
-    drop(suback);
-    receive(&ctx, version, &mut s, &streams, host.as_mut()).await;
-    if let Some(h) = host.as_mut() {
-        if ctx.cancel.is_cancelled() {
-            // A clean end: the host says it is going offline (the DISCONNECT suppresses its will).
-            let mut out = Vec::new();
-            h.go_offline(version, &mut out);
-            if s.try_send(&out).is_ok() {
-                let _ = tokio::time::timeout(timeout, s.flush()).await;
-            }
+        s.close();
+        reconnecting.down(&ctx, group);
+        if !backoff(&ctx, attempt, jitter_id).await {
+            return;
+        }
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Why a session's receive loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The run is over.
+    Cancelled,
+    /// The connection was lost (closed, reset, keep-alive timeout, protocol error).
+    Lost,
+}
+
+/// Disconnects and reconnects of one observer-thread session, counted once the run has started: a
+/// reconnect is counted only after a counted disconnect, so `observer_disconnects -
+/// observer_reconnects` is the number of sessions still down when the run ended.
+#[derive(Default)]
+pub(super) struct Reconnecting {
+    counted_down: bool,
+}
+
+impl Reconnecting {
+    /// The session lost its connection.
+    pub(super) fn down(&mut self, ctx: &ObsCtx, group: usize) {
+        if let Some(rec) = ctx.recorder.get() {
+            rec.count(Counter::ObserverDisconnects, group, rec.now_us());
+            self.counted_down = true;
         }
     }
-    s.close();
+
+    /// The session is connected and subscribed again.
+    pub(super) fn up(&mut self, ctx: &ObsCtx, group: usize) {
+        if let (true, Some(rec)) = (self.counted_down, ctx.recorder.get()) {
+            rec.count(Counter::ObserverReconnects, group, rec.now_us());
+        }
+        self.counted_down = false;
+    }
+}
+
+/// A distinct jitter stream for each observer session (devices use their global index).
+fn session_jitter_id(observer: usize, broker: usize, index: u32) -> u64 {
+    let (o, b) = (observer as u64, broker as u64);
+    0xFEED_0000_0000_0000 ^ (o << 40) ^ (b << 24) ^ u64::from(index)
+}
+
+/// Wait out reconnect attempt `attempt` with the devices' backoff (exponential, full jitter, seeded by
+/// the scenario); `false` when the run ended meanwhile.
+pub(super) async fn backoff(ctx: &ObsCtx, attempt: u32, jitter_id: u64) -> bool {
+    let wait = pacer::backoff_us(
+        super::device::BACKOFF_BASE_US,
+        super::device::BACKOFF_CAP_US,
+        attempt,
+        ctx.plan.scenario.seed,
+        jitter_id,
+    );
+    let at = Instant::from_std(
+        ctx.clock
+            .instant_at(ctx.clock.now_us().saturating_add(wait)),
+    );
+    tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => false,
+        _ = tokio::time::sleep_until(at) => true,
+    }
 }
 
 /// Connect a clean session `(client id, will)` to `target` and subscribe to `filters`: the session,
@@ -356,23 +452,23 @@ impl ObsCtx {
     }
 }
 
-/// Receive until cancelled; a primary host goes online when due.
+/// Receive until cancelled or the connection is lost; a primary host goes online when due.
 async fn receive(
     ctx: &ObsCtx,
     version: MqttVersion,
     s: &mut Session,
     streams: &Streams,
     mut host: Option<&mut HostSession>,
-) {
+) -> Ended {
     let keep_alive_us = u64::try_from(ctx.plan.scenario.broker.keep_alive.as_micros()).unwrap_or(0);
     let mut keepalive = KeepAlive::new(keep_alive_us, ctx.clock.now_us());
     loop {
         let now = ctx.clock.now_us();
         match keepalive.poll(now) {
-            KeepAliveAction::TimedOut => return,
+            KeepAliveAction::TimedOut => return Ended::Lost,
             KeepAliveAction::SendPing => {
                 if s.try_send(&codec::PINGREQ).is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 keepalive.ping_sent(now);
             }
@@ -386,7 +482,7 @@ async fn receive(
                     h.go_online(version, &mut out);
                     let sent = s.try_send(&out).is_ok();
                     if !sent || (s.has_pending_out() && s.flush().await.is_err()) {
-                        return;
+                        return Ended::Lost;
                     }
                 }
                 Some(at) => wake_us = wake_us.min(at),
@@ -401,10 +497,10 @@ async fn receive(
         let wake = Instant::from_std(ctx.clock.instant_at(wake_us));
         tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
             r = s.readable() => {
                 if r.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 let mut pong = false;
                 let result = {
@@ -437,10 +533,10 @@ async fn receive(
                     keepalive.pong();
                 }
                 if result.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 if s.has_pending_out() && s.flush().await.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
             }
             _ = tokio::time::sleep_until(wake) => {}
@@ -472,21 +568,34 @@ fn audit(
     let Some(group) = ctx.group_of(topic) else {
         return;
     };
-    let seen = {
+    let (seen, unobserved) = {
         let mut set = streams.borrow_mut();
-        let map = &mut set.json;
-        match map.get_mut(stamp.device_id) {
-            Some(a) => a.observe(stamp.seq),
+        let epoch = set.epoch;
+        // The low 16 bits tell epochs apart; only equality matters.
+        let tag = epoch as u16;
+        match set.json.get_mut(stamp.device_id) {
+            Some(a) => {
+                let o = a.observe(stamp.seq, tag);
+                (o.seen, o.unobserved)
+            }
             None => {
-                map.insert(
-                    stamp.device_id.into(),
-                    StreamAudit::new(stamp.seq, u32::try_from(group).unwrap_or(0)),
+                let shard = 0;
+                let (a, unobserved) = StreamAudit::new(
+                    stamp.seq,
+                    u32::try_from(group).unwrap_or(0),
+                    shard,
+                    tag,
+                    epoch > 0,
                 );
-                Seen::New
+                set.json.insert(stamp.device_id.into(), a);
+                (Seen::New, unobserved)
             }
         }
     };
     let at = stamp.intended_at_us;
+    if unobserved > 0 {
+        rec.count_n(Counter::Unobserved, group, at, unobserved);
+    }
     if seen == Seen::Duplicate {
         rec.count(Counter::Duplicates, group, at);
         return;

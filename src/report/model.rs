@@ -116,12 +116,18 @@ pub struct GroupReport {
     pub deliveries: Deliveries,
 }
 
-/// Observer accounting: `expected = received + lost`; duplicates and reordered come on top.
+/// Observer accounting: `expected = received + lost + unobserved`; duplicates and reordered come on
+/// top.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Deliveries {
     pub expected: u64,
     pub received: u64,
+    /// Expected, not received, and not unobserved: what the broker (or the network) lost.
     pub lost: u64,
+    /// Expected deliveries nobody could observe: due while an observer session was down (or, with
+    /// worker processes, audited by a shard that died). Not counted as loss.
+    #[serde(default)]
+    pub unobserved: u64,
     pub duplicates: u64,
     pub reordered: u64,
     /// lost / expected (0 when nothing was expected).
@@ -130,15 +136,20 @@ pub struct Deliveries {
 
 impl Deliveries {
     /// From a section's counters. Received beyond expected (possible only for a phase boundary edge
-    /// case or a broker delivering unsolicited copies) never makes `lost` negative.
+    /// case or a broker delivering unsolicited copies) never makes `lost` negative; `unobserved` is at
+    /// most what was expected and not received (an outage gap that straddles a phase boundary is
+    /// counted in the phase of the message that revealed it), so the identity holds in every section.
     pub fn from_counters(c: &Counters) -> Deliveries {
         let expected = c.get(Counter::ExpectedDeliveries);
         let received = c.get(Counter::Received);
-        let lost = expected.saturating_sub(received);
+        let missing = expected.saturating_sub(received);
+        let unobserved = c.get(Counter::Unobserved).min(missing);
+        let lost = missing - unobserved;
         Deliveries {
             expected,
             received,
             lost,
+            unobserved,
             duplicates: c.get(Counter::Duplicates),
             reordered: c.get(Counter::Reordered),
             loss_ratio: if expected == 0 {

@@ -8,6 +8,9 @@
 //! PUBLISH is forwarded at QoS 0 to the subscribers whose filters match. It does not retain, queue for
 //! offline sessions or speak MQTT 5. Malformed input closes that connection; nothing here panics on it.
 //!
+//! A scripted restart (`restart`) closes every connection and, for a window, closes each new connection as soon
+//! as it is accepted (a broker that is down or still starting), then serves again: every client must reconnect.
+//!
 //! Script times are measured from the first CONNECT the broker accepts, so a test can place faults
 //! relative to the run it drives without sharing a clock with it.
 //!
@@ -42,6 +45,8 @@ pub struct Stall {
 pub struct Script {
     stalls: Vec<Stall>,
     drops: Vec<Duration>,
+    /// `(from, duration)`: new connections are closed at once.
+    down: Vec<(Duration, Duration)>,
     duplicate: HashSet<u64>,
     reorder: HashSet<u64>,
 }
@@ -61,6 +66,15 @@ impl Script {
     /// At `at`, close every connection that was open then (withheld acknowledgements are discarded).
     pub fn drop_connections_at(mut self, at: Duration) -> Script {
         self.drops.push(at);
+        self
+    }
+
+    /// A broker restart: at `at`, close every open connection, then close every new connection as soon as it
+    /// is accepted until `at + down_for` (its TCP handshake completes, the CONNECT is never answered);
+    /// after that, serve normally again. Subscriptions do not survive (nothing is persisted).
+    pub fn restart(mut self, at: Duration, down_for: Duration) -> Script {
+        self.drops.push(at);
+        self.down.push((at, down_for));
         self
     }
 
@@ -91,6 +105,10 @@ pub struct Stats {
     pub dropped: u64,
     /// PUBLISH packets written to subscribers (duplicates included).
     pub deliveries: u64,
+    /// PUBLISH packets received that no subscriber's filter matched (nothing forwarded).
+    pub unforwarded: u64,
+    /// Connections closed on accept because a scripted restart had the broker down.
+    pub refused_while_down: u64,
 }
 
 impl Stats {
@@ -154,6 +172,11 @@ impl FaultBroker {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                if s.is_down() {
+                    lock(&s.stats).refused_while_down += 1;
+                    let _ = stream.shutdown(Shutdown::Both);
+                    continue;
+                }
                 next_conn += 1;
                 lock(&s.stats).connections_opened += 1;
                 let s = s.clone();
@@ -319,6 +342,17 @@ impl Shared {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Whether a scripted restart has the broker down now.
+    fn is_down(&self) -> bool {
+        let now = self.elapsed();
+        self.first_connect.get().is_some()
+            && self
+                .script
+                .down
+                .iter()
+                .any(|&(from, d)| now >= from && now < from + d)
+    }
+
     /// When a withheld ack received now is released, if now is inside a stall.
     fn stalled_until(&self) -> Option<Instant> {
         let t0 = *self.first_connect.get()?;
@@ -338,6 +372,8 @@ impl Shared {
             .iter()
             .any(|s| s.filters.iter().any(|f| matches(f, topic)))
         {
+            drop(fw);
+            lock(&self.stats).unforwarded += 1;
             return;
         }
         let k = fw.next;
