@@ -137,3 +137,76 @@ observers:
         c.get(Counter::Published)
     );
 }
+
+#[test]
+fn the_commander_comes_back_after_a_broker_restart_and_skips_the_slots_it_was_down_for() {
+    let broker = FaultBroker::start(
+        Script::new().restart(Duration::from_millis(2500), Duration::from_millis(1500)),
+    );
+    let yaml = format!(
+        r#"
+name: fault-restart-commands
+seed: 12
+broker: {{ url: "{}", protocol: "3.1.1", client_id: "restart-{{group}}-{{index}}" }}
+groups:
+  - name: plcs
+    count: 3
+    profile: cnc-machine
+    interval: 500ms
+    topic: "t/{{client_id}}"
+    commands: {{ rate: 20/s, qos: 1, topic: "c/{{client_id}}", reply_topic: "c/{{client_id}}/reply" }}
+phases:
+  - ramp: {{ connect_rate: 20/s }}
+  - steady: {{ duration: 8s }}
+"#,
+        broker.url()
+    );
+    let s = fleetstorm::scenario::parse(&yaml, "fault-restart.yaml").expect("valid scenario");
+    let plan = Plan::new(s, Shard::default());
+    let out = run(&yaml);
+    let c = out.snapshot.total().expect("merge").counters;
+    let timeline = plan.timeline(out.started_at_us);
+    let slots = fleetstorm::plan::commands::CommandSchedule::of_group(&plan, &timeline, 0)
+        .expect("the group has commands")
+        .len();
+    eprintln!(
+        "restart commands: outcome {:?} | slots {slots} sent {} replies {} unanswered {} skipped {} | \
+         commander disconnects {} reconnects {}",
+        out.outcome.status,
+        c.get(Counter::CommandsSent),
+        c.get(Counter::CommandReplies),
+        c.get(Counter::CommandsUnanswered),
+        c.get(Counter::CommandsSkipped),
+        c.get(Counter::ObserverDisconnects),
+        c.get(Counter::ObserverReconnects),
+    );
+    assert_eq!(
+        out.outcome.status,
+        RunStatus::Completed,
+        "{:?}",
+        out.outcome
+    );
+    assert_eq!(
+        c.get(Counter::ObserverDisconnects),
+        1,
+        "the commander lost its connection"
+    );
+    assert_eq!(c.get(Counter::ObserverReconnects), 1, "and came back");
+    assert!(
+        c.get(Counter::CommandsSkipped) > 0,
+        "slots fell while it was down"
+    );
+    assert_eq!(
+        c.get(Counter::CommandsSent) + c.get(Counter::CommandsSkipped),
+        slots,
+        "every command slot was either sent or skipped"
+    );
+    assert_eq!(
+        c.get(Counter::CommandsSent),
+        c.get(Counter::CommandReplies) + c.get(Counter::CommandsUnanswered)
+    );
+    assert!(
+        c.get(Counter::CommandReplies) > c.get(Counter::CommandsUnanswered),
+        "commands went on and were answered after the restart"
+    );
+}
