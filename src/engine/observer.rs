@@ -16,10 +16,11 @@ use tokio_util::task::TaskTracker;
 use super::primary_host::HostSession;
 use super::EngineError;
 use crate::metrics::audit::{Seen, StreamAudit};
-use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot};
+use crate::metrics::{Clock, Counter, LiveCounters, Metric, Observed, Recorder, RunSnapshot};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
 use crate::mqtt::{tcp_connect, KeepAlive, KeepAliveAction, Session};
-use crate::plan::{pacer, Plan, Timeline};
+use crate::plan::{pacer, Plan, Shard, Timeline};
+use crate::scenario::template::TemplateVars;
 use crate::scenario::topic::{group_filter, matches};
 use crate::scenario::{MqttVersion, Qos};
 use crate::telemetry::read_stamp;
@@ -60,6 +61,99 @@ pub(super) struct ObsCtx {
     sparkplug_groups: Vec<(String, usize)>,
     pub(super) read_buf: RefCell<Vec<u8>>,
     pub(super) write_buf: RefCell<Vec<u8>>,
+    /// Runs with more than one worker shard: the observer counters split by device shard.
+    shards: Option<ShardAudit>,
+}
+
+/// Which worker shard each device stream belongs to, and the observer counters per phase, group and
+/// shard, so the parent can leave out a dead shard's part (see `RunSnapshot::leave_out_missing`).
+/// Built once, only when the plan has more than one shard; looked up once per new stream.
+struct ShardAudit {
+    of_client: HashMap<Box<str>, u16>,
+    shards: usize,
+    groups: usize,
+    /// `[phase][group][shard]`.
+    tally: RefCell<Vec<Observed>>,
+}
+
+impl ShardAudit {
+    fn new(plan: &Plan) -> Option<ShardAudit> {
+        let count = plan.shard.count;
+        if count <= 1 {
+            return None;
+        }
+        let total = plan.total_devices();
+        let scenario = &plan.scenario;
+        let mut of_client = HashMap::new();
+        let mut shard: u32 = 0;
+        let mut shard_end = Shard { index: 0, count }.range(total).1;
+        for global in 0..total {
+            while global >= shard_end && shard + 1 < count {
+                shard += 1;
+                shard_end = Shard {
+                    index: shard,
+                    count,
+                }
+                .range(total)
+                .1;
+            }
+            let d = plan.device(global);
+            let Some(g) = plan.groups().get(d.group) else {
+                continue;
+            };
+            if g.sparkplug_group().is_some() {
+                continue;
+            }
+            let id = scenario.broker.client_id.render(&TemplateVars {
+                group: &g.name,
+                index: d.index,
+                global_index: d.global,
+                client_id: "",
+            });
+            of_client.insert(
+                id.into_boxed_str(),
+                u16::try_from(shard).unwrap_or(u16::MAX),
+            );
+        }
+        let shards = count as usize;
+        let groups = plan.groups().len();
+        let phases = plan.timeline(0).phases.len().max(1);
+        Some(ShardAudit {
+            of_client,
+            shards,
+            groups,
+            tally: RefCell::new(vec![Observed::default(); phases * groups * shards]),
+        })
+    }
+
+    fn shard_of(&self, device_id: &str) -> u16 {
+        self.of_client.get(device_id).copied().unwrap_or(0)
+    }
+
+    fn add(&self, phase: usize, group: usize, shard: u16, c: Counter, n: u64) {
+        let cell = (phase * self.groups + group) * self.shards + usize::from(shard);
+        if let Some(o) = self.tally.borrow_mut().get_mut(cell) {
+            o.add(c, n);
+        }
+    }
+
+    /// Move the tallies into the snapshot's groups.
+    fn into_snapshot(self, snap: &mut RunSnapshot) {
+        let tally = self.tally.into_inner();
+        for (pi, p) in snap.phases.iter_mut().enumerate() {
+            for (gi, g) in p.groups.iter_mut().enumerate() {
+                for shard in 0..self.shards {
+                    let cell = (pi * self.groups + gi) * self.shards + shard;
+                    match (tally.get(cell), u32::try_from(shard)) {
+                        (Some(o), Ok(shard)) if *o != Observed::default() => {
+                            g.observed_by_shard.insert(shard, *o);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the observer thread needs.
@@ -123,6 +217,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
             .collect(),
         read_buf: RefCell::new(Vec::new()),
         write_buf: RefCell::new(Vec::with_capacity(4096)),
+        shards: ShardAudit::new(&spec.plan),
     });
     let group_names: Vec<String> = spec.plan.groups().iter().map(|g| g.name.clone()).collect();
     let task_ctx = ctx.clone();
@@ -197,14 +292,20 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
     });
     let ctx = Rc::try_unwrap(ctx)
         .map_err(|_| EngineError::Internal("observer sessions outlived their thread"))?;
-    match ctx.recorder.into_inner() {
+    let mut snap = match ctx.recorder.into_inner() {
         Some(rec) => rec
             .into_snapshot(group_names)
-            .map_err(EngineError::Histogram),
-        None => Err(EngineError::Internal(
-            "observers stopped before the run started",
-        )),
+            .map_err(EngineError::Histogram)?,
+        None => {
+            return Err(EngineError::Internal(
+                "observers stopped before the run started",
+            ))
+        }
+    };
+    if let Some(shards) = ctx.shards {
+        shards.into_snapshot(&mut snap);
     }
+    Ok(snap)
 }
 
 /// Which session of which observer, on which broker.
@@ -568,7 +669,7 @@ fn audit(
     let Some(group) = ctx.group_of(topic) else {
         return;
     };
-    let (seen, unobserved) = {
+    let (seen, unobserved, shard) = {
         let mut set = streams.borrow_mut();
         let epoch = set.epoch;
         // The low 16 bits tell epochs apart; only equality matters.
@@ -576,10 +677,13 @@ fn audit(
         match set.json.get_mut(stamp.device_id) {
             Some(a) => {
                 let o = a.observe(stamp.seq, tag);
-                (o.seen, o.unobserved)
+                (o.seen, o.unobserved, a.shard)
             }
             None => {
-                let shard = 0;
+                let shard = ctx
+                    .shards
+                    .as_ref()
+                    .map_or(0, |s| s.shard_of(stamp.device_id));
                 let (a, unobserved) = StreamAudit::new(
                     stamp.seq,
                     u32::try_from(group).unwrap_or(0),
@@ -588,21 +692,31 @@ fn audit(
                     epoch > 0,
                 );
                 set.json.insert(stamp.device_id.into(), a);
-                (Seen::New, unobserved)
+                (Seen::New, unobserved, shard)
             }
         }
     };
     let at = stamp.intended_at_us;
+    // Multi-shard runs split each observer counter by the stream's shard, next to its one count.
+    let by_shard = |c: Counter, n: u64| {
+        if let Some(s) = &ctx.shards {
+            s.add(rec.timeline().phase_at(at), group, shard, c, n);
+        }
+    };
     if unobserved > 0 {
         rec.count_n(Counter::Unobserved, group, at, unobserved);
+        by_shard(Counter::Unobserved, unobserved);
     }
     if seen == Seen::Duplicate {
         rec.count(Counter::Duplicates, group, at);
+        by_shard(Counter::Duplicates, 1);
         return;
     }
     rec.count(Counter::Received, group, at);
+    by_shard(Counter::Received, 1);
     if seen == Seen::Reordered {
         rec.count(Counter::Reordered, group, at);
+        by_shard(Counter::Reordered, 1);
     }
     rec.latency(
         Metric::E2e,

@@ -13,4 +13,7 @@ pub use clock::Clock;
 pub use kinds::{Basis, Counter, Metric};
 pub use recorder::{LiveCounters, Recorder};
 pub use series::{IntervalHistograms, SeriesPoint};
-pub use snapshot::{Counters, GroupSnapshot, HistKey, PhaseSnapshot, RunSnapshot, SnapshotError};
+pub use snapshot::{
+    Counters, GroupSnapshot, HistKey, MissingShard, Observed, PhaseSnapshot, RunSnapshot,
+    SnapshotError,
+};

@@ -9,7 +9,8 @@ use super::record::{Environment, Outcome, RunRecord};
 use super::ReportError;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::{
-    Basis, Counter, Counters, GroupSnapshot, Metric, PhaseSnapshot, RunSnapshot, SeriesPoint,
+    Basis, Counter, Counters, GroupSnapshot, Metric, MissingShard, PhaseSnapshot, RunSnapshot,
+    SeriesPoint,
 };
 
 /// The version of the report.json layout this build writes (and the newest it reads).
@@ -38,6 +39,9 @@ pub struct Report {
     pub ended_at_us: u64,
     pub duration_s: f64,
     pub outcome: Outcome,
+    /// Worker shards whose data is missing (their process died before reporting); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<MissingShard>,
     pub environment: Environment,
     /// The resolved scenario, as the run used it.
     pub scenario: serde_json::Value,
@@ -246,6 +250,7 @@ impl Report {
             ended_at_us: record.ended_at_us,
             duration_s: seconds_between(record.started_at_us, record.ended_at_us),
             outcome: record.outcome.clone(),
+            missing_shards: snapshot.missing_shards.clone(),
             environment: record.environment.clone(),
             scenario: record.scenario.clone(),
             summary,
