@@ -2,7 +2,7 @@
 //! kills it mid-run and starts it again on the same port. Devices, the delivery observer and the
 //! Sparkplug primary host (an observer with `sparkplug_host`) must all come back; the host announces
 //! itself online again so its edge nodes are born again; what the observer could not see while it was
-//! down is `unobserved`, not lost. Skipped (with a message) where no mosquitto binary is installed.
+//! down is `unobserved`, not lost, for a plain and for a shared (`$share`) observer alike. Skipped (with a message) where no mosquitto binary is installed.
 
 mod common;
 
@@ -149,6 +149,7 @@ name: {tag}
 seed: 4
 broker:
   url: "mqtt://127.0.0.1:{port}"
+  protocol: 5
   client_id: "{tag}-{{group}}-{{index}}"
 groups:
   - name: meters
@@ -166,6 +167,10 @@ groups:
 observers:
   - name: audit
     count: 1
+    topics: ["m/{tag}/#"]
+  - name: pool
+    count: 2
+    shared: true
     topics: ["m/{tag}/#"]
   - name: scada
     topics: ["spBv1.0/{tag}/#"]
@@ -217,6 +222,11 @@ phases:
     let c = out.snapshot.total().unwrap().counters;
     let meters = out.snapshot.group_total(0).unwrap().counters;
     let d = Deliveries::from_counters(&meters);
+    assert_eq!(
+        d.expected,
+        2 * meters.get(Counter::Published),
+        "two observer streams per meter message: the plain observer and the shared pool"
+    );
     eprintln!(
         "mosquitto restart: outcome {:?} | device disconnects {} host-offline {} connects {} refused {} | \
          observer disconnects {} reconnects {} | expected {} received {} lost {} unobserved {} | \
@@ -256,9 +266,9 @@ phases:
         c.get(Counter::ConnectFailRefused) > 0,
         "the broker was down for a while"
     );
-    // Both observer sessions (delivery audit and Sparkplug host) came back.
-    assert_eq!(c.get(Counter::ObserverDisconnects), 2);
-    assert_eq!(c.get(Counter::ObserverReconnects), 2);
+    // Every observer session (delivery audit, the two of a shared observer, Sparkplug host) came back.
+    assert_eq!(c.get(Counter::ObserverDisconnects), 4);
+    assert_eq!(c.get(Counter::ObserverReconnects), 4);
     // The host went online again: every edge node was born again after the restart (NBIRTH and a
     // DBIRTH per device, once per session), and no Sparkplug rule was broken.
     assert!(
