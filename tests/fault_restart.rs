@@ -11,7 +11,9 @@ use fault::{FaultBroker, Script};
 use fleetstorm::engine::{self, EngineOutput, RunOptions};
 use fleetstorm::metrics::Counter;
 use fleetstorm::plan::{Plan, Shard};
-use fleetstorm::report::{Deliveries, RunStatus};
+use fleetstorm::report::{
+    console, markdown, Deliveries, Environment, Report, RunRecord, RunStatus,
+};
 
 fn run(yaml: &str) -> EngineOutput {
     let s = fleetstorm::scenario::parse(yaml, "fault-restart.yaml").expect("valid scenario");
@@ -135,6 +137,58 @@ observers:
     assert_eq!(
         c.get(Counter::ExpectedDeliveries),
         c.get(Counter::Published)
+    );
+    // The console and summary.md say so.
+    let report = Report::build(&RunRecord {
+        scenario: serde_json::json!({"name": "fault-restart"}),
+        scenario_name: "fault-restart".into(),
+        broker: broker.url(),
+        environment: Environment {
+            host: "test".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            cores: 1,
+            fleetstorm_version: "test".into(),
+            open_files_limit: 1024,
+            clock_source: "test".into(),
+            worker_threads: 1,
+        },
+        outcome: out.outcome.clone(),
+        started_at_us: out.started_at_us,
+        ended_at_us: out.ended_at_us,
+        snapshot: out.snapshot.clone(),
+        series: out.series.clone(),
+    })
+    .expect("report");
+    let text = console::render(&report);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .collect();
+    let unobserved = d.unobserved.to_string();
+    for row in [
+        ["observer sessions lost", "1"],
+        ["observer sessions back", "1"],
+        ["lost", "0"],
+        ["unobserved (observer down)", unobserved.as_str()],
+    ] {
+        assert!(
+            rows.iter().any(|r| r.as_slice() == row),
+            "console lacks {row:?}:\n{text}"
+        );
+    }
+    let md = markdown::render(&report);
+    assert!(
+        md.contains(&format!(
+            "| **all** | {} | {} | 0 | {} |",
+            d.expected, d.received, d.unobserved
+        )),
+        "{md}"
     );
 }
 
