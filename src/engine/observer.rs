@@ -1,6 +1,7 @@
 //! Observers: subscriber sessions on their own worker thread. Each decodes the stamp of every message
 //! (device id, seq, intended and actual send time), records end-to-end latency and audits every device
-//! stream for loss, duplicates and reordering.
+//! stream for loss, duplicates and reordering. A session whose connection drops during the run
+//! reconnects with the devices' backoff and subscribes again; what was due meanwhile is `unobserved`.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
