@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::command::CommandStamp;
 use super::context::broker_index;
-use super::observer::{subscribed, ObsCtx, Ready};
+use super::observer::{backoff, subscribed, Ended, ObsCtx, Ready, Reconnecting};
 use crate::metrics::{Counter, Metric, Recorder};
 use crate::mqtt::codec::{self, Incoming};
 use crate::mqtt::{KeepAlive, KeepAliveAction, Session};
@@ -165,7 +165,9 @@ pub(super) fn finish(plan: &Plan, rec: &Recorder, books: &[Rc<RefCell<Book>>]) {
     }
 }
 
-/// One commander connection: group `book.group`, broker target `broker`.
+/// One commander: group `book.group`, broker target `broker`. A connection lost during the run is
+/// counted and re-established with the devices' backoff; commands whose slot falls while it is down
+/// are not sent (`commands_skipped`). Only a failure of the very first start is final.
 async fn commander(
     ctx: Rc<ObsCtx>,
     book: Rc<RefCell<Book>>,
@@ -184,36 +186,82 @@ async fn commander(
         ctx.plan.scenario.name, g.name
     );
     let filters = [(group_filter(&spec.reply_topic, &g.name), spec.qos)];
-    let started = tokio::select! {
-        _ = ctx.cancel.cancelled() => None,
-        r = subscribed(&ctx, target, (client_id, None), &filters) => Some(r),
+    let jitter_id = 0xC0DE_0000_0000_0000 ^ ((group as u64) << 24) ^ broker as u64;
+    let mut first = Some(ready);
+    let mut attempt: u32 = 0;
+    let mut reconnecting = Reconnecting::default();
+    let mut sender = Sender {
+        n: 0,
+        // pkid 1 is the SUBSCRIBE
+        next_pkid: 2,
+        sending: true,
+        resumed: false,
     };
-    let mut session = match started {
-        None => {
-            sender_done(&ctx, &book);
-            return;
+    loop {
+        let started = tokio::select! {
+            _ = ctx.cancel.cancelled() => None,
+            r = subscribed(&ctx, target, (client_id.clone(), None), &filters) => Some(r),
+        };
+        let mut session = match started {
+            None => break,
+            Some(Ok((s, sent, done))) => {
+                match first.take() {
+                    Some(ready) => {
+                        let _ = ready.send(Ok((sent, done)));
+                    }
+                    None => {
+                        reconnecting.up(&ctx, group);
+                        sender.resumed = true;
+                    }
+                }
+                attempt = 0;
+                s
+            }
+            Some(Err(e)) => {
+                if let Some(ready) = first.take() {
+                    let _ = ready.send(Err(format!("commander of group `{}`: {e}", g.name)));
+                    break;
+                }
+                if !backoff(&ctx, attempt, jitter_id).await {
+                    break;
+                }
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        let rec = tokio::select! {
+            _ = ctx.cancel.cancelled() => None,
+            _ = ctx.started.cancelled() => ctx.recorder.get(),
+        };
+        let Some(rec) = rec else {
+            session.close();
+            break;
+        };
+        let ended = run(&ctx, rec, &book, broker, &mut session, &mut sender).await;
+        session.close();
+        if ended == Ended::Cancelled {
+            break;
         }
-        Some(Ok((s, sent, done))) => {
-            let _ = ready.send(Ok((sent, done)));
-            s
+        reconnecting.down(&ctx, group);
+        if !backoff(&ctx, attempt, jitter_id).await {
+            break;
         }
-        Some(Err(e)) => {
-            let _ = ready.send(Err(format!("commander of group `{}`: {e}", g.name)));
-            sender_done(&ctx, &book);
-            return;
-        }
-    };
-    drop(ready);
-    let rec = tokio::select! {
-        _ = ctx.cancel.cancelled() => None,
-        _ = ctx.started.cancelled() => ctx.recorder.get(),
-    };
-    if let Some(rec) = rec {
-        run(&ctx, rec, &book, broker, &mut session).await;
-    } else {
+        attempt = attempt.saturating_add(1);
+    }
+    if sender.sending {
         sender_done(&ctx, &book);
     }
-    session.close();
+}
+
+/// Where a commander is in its group's schedule; survives reconnects.
+struct Sender {
+    /// Next command of the schedule.
+    n: u64,
+    next_pkid: u16,
+    /// Still has commands to send ([`sender_done`] not yet called).
+    sending: bool,
+    /// The connection was re-established: commands due before now fell in the outage.
+    resumed: bool,
 }
 
 /// A commander connection stopped sending (its schedule ran out, or it failed).
@@ -228,26 +276,25 @@ fn sender_done(ctx: &ObsCtx, book: &RefCell<Book>) {
     }
 }
 
-/// Send on schedule and receive replies until cancelled.
+/// Send on schedule and receive replies until cancelled or the connection is lost.
 async fn run(
     ctx: &ObsCtx,
     rec: &Recorder,
     book: &RefCell<Book>,
     broker: usize,
     session: &mut Session,
-) {
+    sender: &mut Sender,
+) -> Ended {
     let plan = &ctx.plan;
     let group = book.borrow().group;
     let (Some(g), Some(schedule)) = (
         plan.groups().get(group),
         CommandSchedule::of_group(plan, rec.timeline(), group),
     ) else {
-        sender_done(ctx, book);
-        return;
+        return Ended::Cancelled;
     };
     let Some(spec) = g.commands.as_ref() else {
-        sender_done(ctx, book);
-        return;
+        return Ended::Cancelled;
     };
     let s = &plan.scenario;
     let version = s.broker.protocol;
@@ -263,30 +310,40 @@ async fn run(
     let mut keepalive = KeepAlive::new(keep_alive_us, rec.now_us());
     let (mut client_id, mut topic) = (String::new(), String::new());
     let mut topic_bytes: Vec<u8> = Vec::new();
-    // pkid 1 was the SUBSCRIBE
-    let mut next_pkid: u16 = 2;
-    let mut n: u64 = 0;
-    let mut sending = true;
+    let device = |n: u64| {
+        let index = schedule.target(n);
+        DeviceRef {
+            group,
+            index,
+            global: first_global + index,
+        }
+    };
+    if std::mem::take(&mut sender.resumed) {
+        // Back after an outage: the slots that fell while the connection was down are not sent.
+        let now = rec.now_us();
+        while sender.n < len && schedule.due(sender.n) < now {
+            if broker_index(s.broker.assign, ctx.brokers.len(), device(sender.n)) == broker {
+                rec.count(Counter::CommandsSkipped, group, schedule.due(sender.n));
+            }
+            sender.n += 1;
+        }
+    }
     loop {
         let now = rec.now_us();
-        if sending {
+        if sender.sending {
             let mut out = ctx.write_buf.borrow_mut();
             out.clear();
             let mut batch = 0;
             // Never ahead of the slot: a command's phase is that of its intended time, for its
             // counters and its latency alike (a timer fires up to a millisecond late, which the
             // corrected latency shows).
-            while n < len && schedule.due(n) <= now && batch < MAX_BATCH {
-                let index = schedule.target(n);
-                let d = DeviceRef {
-                    group,
-                    index,
-                    global: first_global + index,
-                };
+            while sender.n < len && schedule.due(sender.n) <= now && batch < MAX_BATCH {
+                let n = sender.n;
+                let d = device(n);
                 if broker_index(s.broker.assign, ctx.brokers.len(), d) == broker {
                     let vars = TemplateVars {
                         group: &g.name,
-                        index,
+                        index: d.index,
                         global_index: d.global,
                         client_id: "",
                     };
@@ -308,7 +365,7 @@ async fn run(
                         let pkid = if spec.qos == Qos::AtMostOnce {
                             0
                         } else {
-                            super::command::take_pkid(&mut next_pkid)
+                            super::command::take_pkid(&mut sender.next_pkid)
                         };
                         codec::encode_publish(
                             &mut out,
@@ -325,36 +382,36 @@ async fn run(
                         batch += 1;
                     }
                 }
-                n += 1;
+                sender.n += 1;
             }
             let failed = !out.is_empty() && session.try_send(&out).is_err();
             if !out.is_empty() {
                 keepalive.sent(now);
             }
             drop(out);
-            if failed || n >= len {
-                sending = false;
+            if failed {
+                return Ended::Lost;
+            }
+            if sender.n >= len {
+                sender.sending = false;
                 sender_done(ctx, book);
-                if failed {
-                    return;
-                }
             }
         }
         if session.has_pending_out() {
             let flushed = tokio::select! {
                 biased;
-                _ = ctx.cancel.cancelled() => return,
+                _ = ctx.cancel.cancelled() => return Ended::Cancelled,
                 r = session.flush() => r,
             };
             if flushed.is_err() {
-                return;
+                return Ended::Lost;
             }
         }
         match keepalive.poll(now) {
-            KeepAliveAction::TimedOut => return,
+            KeepAliveAction::TimedOut => return Ended::Lost,
             KeepAliveAction::SendPing => {
                 if session.try_send(&codec::PINGREQ).is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 keepalive.ping_sent(now);
             }
@@ -363,16 +420,16 @@ async fn run(
         let mut wake = keepalive
             .next_deadline()
             .min(now.saturating_add(60_000_000));
-        if sending {
-            wake = wake.min(schedule.due(n));
+        if sender.sending {
+            wake = wake.min(schedule.due(sender.n));
         }
         let at = Instant::from_std(ctx.clock.instant_at(wake));
         tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
             r = session.readable() => {
                 if r.is_err() || !receive(ctx, rec, book, run_id, session, &mut keepalive) {
-                    return;
+                    return Ended::Lost;
                 }
             }
             _ = tokio::time::sleep_until(at) => {}

@@ -22,8 +22,9 @@ use super::primary_host::{HostEvent, HostGate};
 use super::sparkplug::{self, SparkplugNode};
 
 /// First reconnect waits about this long; each further attempt doubles it, up to the cap.
-const BACKOFF_BASE_US: u64 = 1_000_000;
-const BACKOFF_CAP_US: u64 = 30_000_000;
+/// Observers, commanders and Sparkplug hosts reconnect on the same schedule.
+pub(super) const BACKOFF_BASE_US: u64 = 1_000_000;
+pub(super) const BACKOFF_CAP_US: u64 = 30_000_000;
 /// Most publishes written in one `write` when a device is behind.
 const MAX_BATCH: usize = 64;
 /// Timers fire on millisecond ticks, so a device wakes up to this much before a slot and sends then,

@@ -567,7 +567,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             };
             let (c, _) = read_live(&lives);
             let until = *observers_until.get_or_insert(clock.now_us() + drain_us);
-            let complete = c.get(Counter::Received) >= c.get(Counter::ExpectedDeliveries)
+            let complete = c.get(Counter::Received) + c.get(Counter::Unobserved)
+                >= c.get(Counter::ExpectedDeliveries)
                 && c.get(Counter::CommandReplies) >= c.get(Counter::CommandsSent);
             if complete || clock.now_us() >= until || cancel.is_cancelled() {
                 observer_cancel.cancel();

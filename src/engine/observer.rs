@@ -1,6 +1,7 @@
 //! Observers: subscriber sessions on their own worker thread. Each decodes the stamp of every message
 //! (device id, seq, intended and actual send time), records end-to-end latency and audits every device
-//! stream for loss, duplicates and reordering.
+//! stream for loss, duplicates and reordering. A session whose connection drops during the run
+//! reconnects with the devices' backoff and subscribes again; what was due meanwhile is `unobserved`.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -16,10 +17,11 @@ use tokio_util::task::TaskTracker;
 use super::primary_host::HostSession;
 use super::EngineError;
 use crate::metrics::audit::{Seen, StreamAudit};
-use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot};
+use crate::metrics::{Clock, Counter, LiveCounters, Metric, Observed, Recorder, RunSnapshot};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
 use crate::mqtt::{tcp_connect, KeepAlive, KeepAliveAction, Session};
-use crate::plan::{Plan, Timeline};
+use crate::plan::{pacer, Plan, Shard, Timeline};
+use crate::scenario::template::TemplateVars;
 use crate::scenario::topic::{group_filter, matches};
 use crate::scenario::{MqttVersion, Qos};
 use crate::telemetry::read_stamp;
@@ -36,6 +38,9 @@ type Streams = RefCell<StreamSet>;
 struct StreamSet {
     json: HashMap<Box<str>, StreamAudit>,
     sparkplug: Validator,
+    /// Reconnects of the set's sessions so far: a stream's first new message in a later epoch shows
+    /// what was due while a session was down.
+    epoch: u32,
 }
 
 /// What the sessions of the observer thread (observers and commanders) share.
@@ -57,6 +62,99 @@ pub(super) struct ObsCtx {
     sparkplug_groups: Vec<(String, usize)>,
     pub(super) read_buf: RefCell<Vec<u8>>,
     pub(super) write_buf: RefCell<Vec<u8>>,
+    /// Runs with more than one worker shard: the observer counters split by device shard.
+    shards: Option<ShardAudit>,
+}
+
+/// Which worker shard each device stream belongs to, and the observer counters per phase, group and
+/// shard, so the parent can leave out a dead shard's part (see `RunSnapshot::leave_out_missing`).
+/// Built once, only when the plan has more than one shard; looked up once per new stream.
+struct ShardAudit {
+    of_client: HashMap<Box<str>, u16>,
+    shards: usize,
+    groups: usize,
+    /// `[phase][group][shard]`.
+    tally: RefCell<Vec<Observed>>,
+}
+
+impl ShardAudit {
+    fn new(plan: &Plan) -> Option<ShardAudit> {
+        let count = plan.shard.count;
+        if count <= 1 {
+            return None;
+        }
+        let total = plan.total_devices();
+        let scenario = &plan.scenario;
+        let mut of_client = HashMap::new();
+        let mut shard: u32 = 0;
+        let mut shard_end = Shard { index: 0, count }.range(total).1;
+        for global in 0..total {
+            while global >= shard_end && shard + 1 < count {
+                shard += 1;
+                shard_end = Shard {
+                    index: shard,
+                    count,
+                }
+                .range(total)
+                .1;
+            }
+            let d = plan.device(global);
+            let Some(g) = plan.groups().get(d.group) else {
+                continue;
+            };
+            if g.sparkplug_group().is_some() {
+                continue;
+            }
+            let id = scenario.broker.client_id.render(&TemplateVars {
+                group: &g.name,
+                index: d.index,
+                global_index: d.global,
+                client_id: "",
+            });
+            of_client.insert(
+                id.into_boxed_str(),
+                u16::try_from(shard).unwrap_or(u16::MAX),
+            );
+        }
+        let shards = count as usize;
+        let groups = plan.groups().len();
+        let phases = plan.timeline(0).phases.len().max(1);
+        Some(ShardAudit {
+            of_client,
+            shards,
+            groups,
+            tally: RefCell::new(vec![Observed::default(); phases * groups * shards]),
+        })
+    }
+
+    fn shard_of(&self, device_id: &str) -> u16 {
+        self.of_client.get(device_id).copied().unwrap_or(0)
+    }
+
+    fn add(&self, phase: usize, group: usize, shard: u16, c: Counter, n: u64) {
+        let cell = (phase * self.groups + group) * self.shards + usize::from(shard);
+        if let Some(o) = self.tally.borrow_mut().get_mut(cell) {
+            o.add(c, n);
+        }
+    }
+
+    /// Move the tallies into the snapshot's groups.
+    fn into_snapshot(self, snap: &mut RunSnapshot) {
+        let tally = self.tally.into_inner();
+        for (pi, p) in snap.phases.iter_mut().enumerate() {
+            for (gi, g) in p.groups.iter_mut().enumerate() {
+                for shard in 0..self.shards {
+                    let cell = (pi * self.groups + gi) * self.shards + shard;
+                    match (tally.get(cell), u32::try_from(shard)) {
+                        (Some(o), Ok(shard)) if *o != Observed::default() => {
+                            g.observed_by_shard.insert(shard, *o);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the observer thread needs.
@@ -120,6 +218,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
             .collect(),
         read_buf: RefCell::new(Vec::new()),
         write_buf: RefCell::new(Vec::with_capacity(4096)),
+        shards: ShardAudit::new(&spec.plan),
     });
     let group_names: Vec<String> = spec.plan.groups().iter().map(|g| g.name.clone()).collect();
     let task_ctx = ctx.clone();
@@ -194,14 +293,20 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
     });
     let ctx = Rc::try_unwrap(ctx)
         .map_err(|_| EngineError::Internal("observer sessions outlived their thread"))?;
-    match ctx.recorder.into_inner() {
+    let mut snap = match ctx.recorder.into_inner() {
         Some(rec) => rec
             .into_snapshot(group_names)
-            .map_err(EngineError::Histogram),
-        None => Err(EngineError::Internal(
-            "observers stopped before the run started",
-        )),
+            .map_err(EngineError::Histogram)?,
+        None => {
+            return Err(EngineError::Internal(
+                "observers stopped before the run started",
+            ))
+        }
+    };
+    if let Some(shards) = ctx.shards {
+        shards.into_snapshot(&mut snap);
     }
+    Ok(snap)
 }
 
 /// Which session of which observer, on which broker.
@@ -212,7 +317,10 @@ struct SessionId {
     index: u32,
 }
 
-/// One subscriber session.
+/// One subscriber session: subscribes (the run waits for it), then receives until the run ends. A
+/// connection lost during the run is counted and re-established with the devices' backoff; the
+/// stream set's epoch moves on so the audit tells the deliveries missed meanwhile from broker loss.
+/// Only a failure of the very first start is final (the run then never starts).
 async fn session(
     ctx: Rc<ObsCtx>,
     id: SessionId,
@@ -232,15 +340,10 @@ async fn session(
     };
     let version = ctx.plan.scenario.broker.protocol;
     let timeout = ctx.plan.scenario.broker.connect_timeout;
-    let mut host = o
-        .sparkplug_host
-        .as_ref()
-        .map(|h| HostSession::new(h, ctx.clock.now_us()));
     let client_id = format!(
         "fleetstorm-observer-{}-{}-{broker_index}-{index}",
         ctx.plan.scenario.name, o.name
     );
-    let will = host.as_ref().map(HostSession::will);
     let filters: Vec<(String, Qos)> = o
         .topics
         .iter()
@@ -253,38 +356,133 @@ async fn session(
             (f, o.qos)
         })
         .collect();
-    let started = tokio::select! {
-        _ = ctx.cancel.cancelled() => return,
-        r = subscribed(&ctx, target, (client_id, will), &filters) => r,
-    };
-    let mut s = match started {
-        Ok((s, sent, done)) => {
-            if let Some(h) = host.as_mut() {
-                h.subscribed(done);
+    let jitter_id = session_jitter_id(observer, broker_index, index);
+    let mut first = Some((ready, suback));
+    let mut attempt: u32 = 0;
+    let mut reconnecting = Reconnecting::default();
+    loop {
+        // A primary host starts each MQTT session with a new STATE timestamp (Sparkplug 3.0): its
+        // will and its online STATE of this session supersede the last session's.
+        let mut host = o
+            .sparkplug_host
+            .as_ref()
+            .map(|h| HostSession::new(h, ctx.clock.now_us()));
+        let will = host.as_ref().map(HostSession::will);
+        let started = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = subscribed(&ctx, target, (client_id.clone(), will), &filters) => r,
+        };
+        let mut s = match started {
+            Ok((s, sent, done)) => {
+                if let Some(h) = host.as_mut() {
+                    h.subscribed(done);
+                }
+                match first.take() {
+                    Some((ready, suback)) => {
+                        let _ = suback.send((group, sent, done));
+                        let _ = ready.send(Ok((sent, done)));
+                    }
+                    None => {
+                        streams.borrow_mut().epoch += 1;
+                        reconnecting.up(&ctx, group);
+                    }
+                }
+                attempt = 0;
+                s
             }
-            let _ = suback.send((group, sent, done));
-            let _ = ready.send(Ok((sent, done)));
-            s
-        }
-        Err(e) => {
-            let _ = ready.send(Err(format!("observer `{}` session {index}: {e}", o.name)));
+            Err(e) => {
+                if let Some((ready, _)) = first.take() {
+                    let _ = ready.send(Err(format!("observer `{}` session {index}: {e}", o.name)));
+                    return;
+                }
+                if !backoff(&ctx, attempt, jitter_id).await {
+                    return;
+                }
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        if receive(&ctx, version, &mut s, &streams, host.as_mut()).await == Ended::Cancelled {
+            if let Some(h) = host.as_mut() {
+                // A clean end: the host says it is going offline (the DISCONNECT suppresses its will).
+                let mut out = Vec::new();
+                h.go_offline(version, &mut out);
+                if s.try_send(&out).is_ok() {
+                    let _ = tokio::time::timeout(timeout, s.flush()).await;
+                }
+            }
+            s.close();
             return;
         }
-    };
-    drop(ready);
-    drop(suback);
-    receive(&ctx, version, &mut s, &streams, host.as_mut()).await;
-    if let Some(h) = host.as_mut() {
-        if ctx.cancel.is_cancelled() {
-            // A clean end: the host says it is going offline (the DISCONNECT suppresses its will).
-            let mut out = Vec::new();
-            h.go_offline(version, &mut out);
-            if s.try_send(&out).is_ok() {
-                let _ = tokio::time::timeout(timeout, s.flush()).await;
-            }
+        s.close();
+        reconnecting.down(&ctx, group);
+        if !backoff(&ctx, attempt, jitter_id).await {
+            return;
+        }
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Why a session's receive loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The run is over.
+    Cancelled,
+    /// The connection was lost (closed, reset, keep-alive timeout, protocol error).
+    Lost,
+}
+
+/// Disconnects and reconnects of one observer-thread session, counted once the run has started: a
+/// reconnect is counted only after a counted disconnect, so `observer_disconnects -
+/// observer_reconnects` is the number of sessions still down when the run ended.
+#[derive(Default)]
+pub(super) struct Reconnecting {
+    counted_down: bool,
+}
+
+impl Reconnecting {
+    /// The session lost its connection.
+    pub(super) fn down(&mut self, ctx: &ObsCtx, group: usize) {
+        if let Some(rec) = ctx.recorder.get() {
+            rec.count(Counter::ObserverDisconnects, group, rec.now_us());
+            self.counted_down = true;
         }
     }
-    s.close();
+
+    /// The session is connected and subscribed again.
+    pub(super) fn up(&mut self, ctx: &ObsCtx, group: usize) {
+        if let (true, Some(rec)) = (self.counted_down, ctx.recorder.get()) {
+            rec.count(Counter::ObserverReconnects, group, rec.now_us());
+        }
+        self.counted_down = false;
+    }
+}
+
+/// A distinct jitter stream for each observer session (devices use their global index).
+fn session_jitter_id(observer: usize, broker: usize, index: u32) -> u64 {
+    let (o, b) = (observer as u64, broker as u64);
+    0xFEED_0000_0000_0000 ^ (o << 40) ^ (b << 24) ^ u64::from(index)
+}
+
+/// Wait out reconnect attempt `attempt` with the devices' backoff (exponential, full jitter, seeded by
+/// the scenario); `false` when the run ended meanwhile.
+pub(super) async fn backoff(ctx: &ObsCtx, attempt: u32, jitter_id: u64) -> bool {
+    let wait = pacer::backoff_us(
+        super::device::BACKOFF_BASE_US,
+        super::device::BACKOFF_CAP_US,
+        attempt,
+        ctx.plan.scenario.seed,
+        jitter_id,
+    );
+    let at = Instant::from_std(
+        ctx.clock
+            .instant_at(ctx.clock.now_us().saturating_add(wait)),
+    );
+    tokio::select! {
+        biased;
+        _ = ctx.cancel.cancelled() => false,
+        _ = tokio::time::sleep_until(at) => true,
+    }
 }
 
 /// Connect a clean session `(client id, will)` to `target` and subscribe to `filters`: the session,
@@ -356,23 +554,23 @@ impl ObsCtx {
     }
 }
 
-/// Receive until cancelled; a primary host goes online when due.
+/// Receive until cancelled or the connection is lost; a primary host goes online when due.
 async fn receive(
     ctx: &ObsCtx,
     version: MqttVersion,
     s: &mut Session,
     streams: &Streams,
     mut host: Option<&mut HostSession>,
-) {
+) -> Ended {
     let keep_alive_us = u64::try_from(ctx.plan.scenario.broker.keep_alive.as_micros()).unwrap_or(0);
     let mut keepalive = KeepAlive::new(keep_alive_us, ctx.clock.now_us());
     loop {
         let now = ctx.clock.now_us();
         match keepalive.poll(now) {
-            KeepAliveAction::TimedOut => return,
+            KeepAliveAction::TimedOut => return Ended::Lost,
             KeepAliveAction::SendPing => {
                 if s.try_send(&codec::PINGREQ).is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 keepalive.ping_sent(now);
             }
@@ -386,7 +584,7 @@ async fn receive(
                     h.go_online(version, &mut out);
                     let sent = s.try_send(&out).is_ok();
                     if !sent || (s.has_pending_out() && s.flush().await.is_err()) {
-                        return;
+                        return Ended::Lost;
                     }
                 }
                 Some(at) => wake_us = wake_us.min(at),
@@ -401,10 +599,10 @@ async fn receive(
         let wake = Instant::from_std(ctx.clock.instant_at(wake_us));
         tokio::select! {
             biased;
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.cancel.cancelled() => return Ended::Cancelled,
             r = s.readable() => {
                 if r.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 let mut pong = false;
                 let result = {
@@ -437,10 +635,10 @@ async fn receive(
                     keepalive.pong();
                 }
                 if result.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 if s.has_pending_out() && s.flush().await.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
             }
             _ = tokio::time::sleep_until(wake) => {}
@@ -472,28 +670,54 @@ fn audit(
     let Some(group) = ctx.group_of(topic) else {
         return;
     };
-    let seen = {
+    let (seen, unobserved, shard) = {
         let mut set = streams.borrow_mut();
-        let map = &mut set.json;
-        match map.get_mut(stamp.device_id) {
-            Some(a) => a.observe(stamp.seq),
+        let epoch = set.epoch;
+        // The low 16 bits tell epochs apart; only equality matters.
+        let tag = epoch as u16;
+        match set.json.get_mut(stamp.device_id) {
+            Some(a) => {
+                let o = a.observe(stamp.seq, tag);
+                (o.seen, o.unobserved, a.shard)
+            }
             None => {
-                map.insert(
-                    stamp.device_id.into(),
-                    StreamAudit::new(stamp.seq, u32::try_from(group).unwrap_or(0)),
+                let shard = ctx
+                    .shards
+                    .as_ref()
+                    .map_or(0, |s| s.shard_of(stamp.device_id));
+                let (a, unobserved) = StreamAudit::new(
+                    stamp.seq,
+                    u32::try_from(group).unwrap_or(0),
+                    shard,
+                    tag,
+                    epoch > 0,
                 );
-                Seen::New
+                set.json.insert(stamp.device_id.into(), a);
+                (Seen::New, unobserved, shard)
             }
         }
     };
     let at = stamp.intended_at_us;
+    // Multi-shard runs split each observer counter by the stream's shard, next to its one count.
+    let by_shard = |c: Counter, n: u64| {
+        if let Some(s) = &ctx.shards {
+            s.add(rec.timeline().phase_at(at), group, shard, c, n);
+        }
+    };
+    if unobserved > 0 {
+        rec.count_n(Counter::Unobserved, group, at, unobserved);
+        by_shard(Counter::Unobserved, unobserved);
+    }
     if seen == Seen::Duplicate {
         rec.count(Counter::Duplicates, group, at);
+        by_shard(Counter::Duplicates, 1);
         return;
     }
     rec.count(Counter::Received, group, at);
+    by_shard(Counter::Received, 1);
     if seen == Seen::Reordered {
         rec.count(Counter::Reordered, group, at);
+        by_shard(Counter::Reordered, 1);
     }
     rec.latency(
         Metric::E2e,

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
-use super::{broker_target, shutdown_signal, EngineError, EngineOutput, RunOptions, TickSample};
-use crate::metrics::{Clock, Counters, IntervalHistograms, RunSnapshot};
-use crate::plan::Plan;
+use super::{
+    broker_target, observer, shutdown_signal, EngineError, EngineOutput, RunOptions, TickSample,
+};
+use crate::metrics::{Clock, Counters, IntervalHistograms, MissingShard, RunSnapshot};
+use crate::plan::{Plan, Shard};
 use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
 
@@ -216,6 +218,7 @@ async fn coordinate(
         message: String::new(),
     };
     let mut failed = Vec::new();
+    let mut missing = Vec::new();
     let mut ended_at_us = start_us;
     let mut threads = 0;
     for (i, c) in children.iter().enumerate() {
@@ -231,12 +234,34 @@ async fn coordinate(
                     };
                 }
             }
-            None => failed.push(format!(
-                "shard {i}/{workers} exited with {} before reporting",
-                c.exit.as_deref().unwrap_or("unknown status")
-            )),
+            None => {
+                let exit = c.exit.as_deref().unwrap_or("unknown status").to_owned();
+                let shard = u32::try_from(i).unwrap_or(u32::MAX);
+                let (lo, hi) = Shard {
+                    index: shard,
+                    count: workers,
+                }
+                .range(plan.total_devices());
+                let left_out = if shard == 0 && observer::session_count(plan, addrs.len()) > 0 {
+                    "its devices are left out, and the observers ran in it: the other shards' \
+                     expected deliveries are counted as unobserved"
+                } else {
+                    "its devices are left out of the report and its deliveries of the accounting"
+                };
+                failed.push(format!(
+                    "shard {i}/{workers} exited with {exit} before reporting ({} devices); {left_out}",
+                    hi - lo
+                ));
+                missing.push(MissingShard {
+                    shard,
+                    of: workers,
+                    devices: hi - lo,
+                    exit,
+                });
+            }
         }
     }
+    snapshot.leave_out_missing(missing);
     if !failed.is_empty() {
         outcome = Outcome {
             status: RunStatus::WorkerFailed,

@@ -95,7 +95,7 @@ pub enum Quantity {
     ConnectFailures,
     /// Disconnects of every reason.
     Disconnects,
-    /// Observer deliveries lost (`expected - received`).
+    /// Observer deliveries lost (`expected - received - unobserved`).
     Lost,
     /// Any counter by its report name (`publish_failed`, `overrun`, `duplicates`, ...).
     Counter(Counter),

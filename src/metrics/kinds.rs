@@ -130,6 +130,9 @@ counters! {
     Received => "received": "distinct messages observers received (each device sequence number once per observer stream)",
     Duplicates => "duplicates": "messages observers received again (a sequence number already seen on that stream)",
     Reordered => "reordered": "messages observers received after a later message of the same device stream",
+    Unobserved => "unobserved": "deliveries observers could not see because their session was down: the sequence gap a device stream shows across an observer reconnect (or the seqs before a stream's first message after one), and with worker processes the deliveries of surviving shards when the observing shard 0 died",
+    ObserverDisconnects => "observer_disconnects": "observer, commander and Sparkplug host sessions that lost their connection during the run (each reconnects with the devices' backoff)",
+    ObserverReconnects => "observer_reconnects": "observer, commander and Sparkplug host sessions connected and subscribed again after a disconnect",
     SparkplugBirths => "sparkplug_births": "NBIRTH and DBIRTH messages observers received",
     SparkplugDeaths => "sparkplug_deaths": "NDEATH and DDEATH messages observers received (an NDEATH is usually the broker delivering a will)",
     SparkplugData => "sparkplug_data": "NDATA and DDATA messages observers received",
@@ -143,6 +146,7 @@ counters! {
     SparkplugBirthBeforeOnline => "sparkplug_birth_before_online": "NBIRTH and DBIRTH a simulated primary host (observer with sparkplug_host) received from its edge nodes before it published STATE online",
     CommandsSent => "commands_sent": "commands the commander published to devices",
     CommandReplies => "command_replies": "distinct device replies to commands the commander received",
+    CommandsSkipped => "commands_skipped": "commands not sent because their slot fell while the commander's connection was down",
     CommandsUnanswered => "commands_unanswered": "commands sent that had no reply when the run ended (commands_sent = command_replies + commands_unanswered)",
     CommandsOfflineDelivered => "commands_offline_delivered": "commands a device received that were sent before its current connection's CONNACK (queued by the broker while it was offline)",
 }

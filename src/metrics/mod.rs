@@ -14,6 +14,6 @@ pub use kinds::{Basis, Counter, Metric};
 pub use recorder::{LiveCounters, Recorder};
 pub use series::{IntervalHistograms, SeriesPoint};
 pub use snapshot::{
-    Counters, GroupSnapshot, HistKey, PhaseSnapshot, RunSnapshot, SnapshotError, MAX_PHASES,
-    MAX_PHASE_GROUPS,
+    Counters, GroupSnapshot, HistKey, MissingShard, Observed, PhaseSnapshot, RunSnapshot,
+    SnapshotError, MAX_PHASES, MAX_PHASE_GROUPS,
 };

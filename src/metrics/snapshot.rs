@@ -112,6 +112,81 @@ pub const MAX_PHASES: usize = 100;
 /// The most phase x group cells a scenario may have (and a report may hold), for the same reason.
 pub const MAX_PHASE_GROUPS: usize = 500;
 
+impl Counters {
+    /// Take `n` off `c` (never below zero): only to leave out what a missing shard's devices did.
+    pub fn remove(&mut self, c: Counter, n: u64) {
+        self.0[c as usize] = self.0[c as usize].saturating_sub(n);
+    }
+}
+
+/// What the observers (which run in shard 0) saw of the devices of one worker shard, in one phase and
+/// group: the observer counters split by the shard of the device stream. Kept only in runs with more
+/// than one shard, so the parent can leave out what it observed of a shard whose snapshot is missing.
+/// A breakdown of counters counted elsewhere, never a counter of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub received: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub unobserved: u64,
+}
+
+impl Observed {
+    /// The observer counters this breakdown splits.
+    pub const COUNTERS: [Counter; 4] = [
+        Counter::Received,
+        Counter::Duplicates,
+        Counter::Reordered,
+        Counter::Unobserved,
+    ];
+
+    fn slot(&mut self, c: Counter) -> Option<&mut u64> {
+        match c {
+            Counter::Received => Some(&mut self.received),
+            Counter::Duplicates => Some(&mut self.duplicates),
+            Counter::Reordered => Some(&mut self.reordered),
+            Counter::Unobserved => Some(&mut self.unobserved),
+            _ => None,
+        }
+    }
+
+    /// Add `n` to the part of `c` (other counters are not split).
+    pub fn add(&mut self, c: Counter, n: u64) {
+        if let Some(v) = self.slot(c) {
+            *v = v.wrapping_add(n);
+        }
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        match c {
+            Counter::Received => self.received,
+            Counter::Duplicates => self.duplicates,
+            Counter::Reordered => self.reordered,
+            Counter::Unobserved => self.unobserved,
+            _ => 0,
+        }
+    }
+
+    fn merge(&mut self, o: &Observed) {
+        for c in Observed::COUNTERS {
+            self.add(c, o.get(c));
+        }
+    }
+}
+
+/// A worker shard whose snapshot is missing from a merged run (the process died before reporting).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingShard {
+    /// Its index, from 0.
+    pub shard: u32,
+    /// Out of how many shards.
+    pub of: u32,
+    /// Devices it ran.
+    pub devices: u64,
+    /// How the process ended.
+    pub exit: String,
+}
+
 /// Histogram key: which metric, from which start.
 pub type HistKey = (Metric, Basis);
 
@@ -120,6 +195,8 @@ pub type HistKey = (Metric, Basis);
 pub struct GroupSnapshot {
     pub counters: Counters,
     pub histograms: BTreeMap<HistKey, LatencyHistogram>,
+    /// Multi-shard runs: the observer counters split by device shard.
+    pub observed_by_shard: BTreeMap<u32, Observed>,
 }
 
 impl GroupSnapshot {
@@ -141,6 +218,9 @@ impl GroupSnapshot {
             }
         }
         self.counters.checked_merge(&other.counters)?;
+        for (shard, o) in &other.observed_by_shard {
+            self.observed_by_shard.entry(*shard).or_default().merge(o);
+        }
         for (key, h) in &other.histograms {
             match self.histograms.get_mut(key) {
                 Some(mine) => mine.add(h).map_err(HistogramError::Add)?,
@@ -182,6 +262,8 @@ impl PhaseSnapshot {
 pub struct RunSnapshot {
     pub group_names: Vec<String>,
     pub phases: Vec<PhaseSnapshot>,
+    /// Worker shards whose snapshots this merge lacks (see [`RunSnapshot::leave_out_missing`]).
+    pub missing_shards: Vec<MissingShard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +291,7 @@ impl RunSnapshot {
         RunSnapshot {
             group_names,
             phases,
+            missing_shards: Vec::new(),
         }
     }
 
@@ -220,6 +303,33 @@ impl RunSnapshot {
             p.start_us = p.start_us.min(end_us);
             p.end_us = p.end_us.min(end_us);
         }
+    }
+
+    /// Keep the accounting true when the snapshots of `missing` shards are not in this merge: their
+    /// devices' expected deliveries are missing, so what the observers saw of those devices is left
+    /// out too; and when shard 0 (where the observers run) is missing, nobody audited the deliveries of
+    /// the surviving shards, so their expected deliveries not otherwise accounted for become
+    /// `unobserved`. Then `expected = received + lost + unobserved` holds in every phase and group.
+    pub fn leave_out_missing(&mut self, missing: Vec<MissingShard>) {
+        let observers_missing = missing.iter().any(|m| m.shard == 0);
+        for p in &mut self.phases {
+            for g in &mut p.groups {
+                for m in &missing {
+                    if let Some(o) = g.observed_by_shard.remove(&m.shard) {
+                        for c in Observed::COUNTERS {
+                            g.counters.remove(c, o.get(c));
+                        }
+                    }
+                }
+                if observers_missing {
+                    let c = &mut g.counters;
+                    let accounted = c.get(Counter::Received) + c.get(Counter::Unobserved);
+                    let unaudited = c.get(Counter::ExpectedDeliveries).saturating_sub(accounted);
+                    c.add(Counter::Unobserved, unaudited);
+                }
+            }
+        }
+        self.missing_shards.extend(missing);
     }
 
     /// Add another snapshot of the same scenario (another worker, process or pod). Exact.
@@ -237,6 +347,8 @@ impl RunSnapshot {
                 "phases {mine:?} vs {theirs:?}"
             )));
         }
+        self.missing_shards
+            .extend(other.missing_shards.iter().cloned());
         for (p, o) in self.phases.iter_mut().zip(&other.phases) {
             p.start_us = p.start_us.min(o.start_us);
             p.end_us = p.end_us.max(o.end_us);
@@ -288,6 +400,8 @@ struct GroupWire {
     counters: Counters,
     #[serde(default)]
     histograms: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    observed_by_shard: BTreeMap<u32, Observed>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -302,6 +416,8 @@ struct PhaseWire {
 struct RunWire {
     group_names: Vec<String>,
     phases: Vec<PhaseWire>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    missing_shards: Vec<MissingShard>,
 }
 
 fn hist_key_name((m, b): HistKey) -> String {
@@ -329,6 +445,7 @@ impl Serialize for RunSnapshot {
                 groups.push(GroupWire {
                     counters: g.counters.clone(),
                     histograms,
+                    observed_by_shard: g.observed_by_shard.clone(),
                 });
             }
             phases.push(PhaseWire {
@@ -341,6 +458,7 @@ impl Serialize for RunSnapshot {
         RunWire {
             group_names: self.group_names.clone(),
             phases,
+            missing_shards: self.missing_shards.clone(),
         }
         .serialize(s)
     }
@@ -382,6 +500,7 @@ impl<'de> Deserialize<'de> for RunSnapshot {
                 groups.push(GroupSnapshot {
                     counters: g.counters,
                     histograms,
+                    observed_by_shard: g.observed_by_shard,
                 });
             }
             phases.push(PhaseSnapshot {
@@ -394,6 +513,7 @@ impl<'de> Deserialize<'de> for RunSnapshot {
         Ok(RunSnapshot {
             group_names: wire.group_names,
             phases,
+            missing_shards: wire.missing_shards,
         })
     }
 }
@@ -503,5 +623,60 @@ mod tests {
         let mut b = sample(1);
         b.group_names.push("c".into());
         assert!(a.merge(&b).is_err());
+    }
+
+    /// Shard `k`'s devices published `expected[k]`; the observer (shard 0) received `received[k]` of them.
+    fn sharded(present: &[usize], expected: [u64; 3], received: [u64; 3]) -> RunSnapshot {
+        let mut merged = RunSnapshot::empty(&[("steady".into(), 0, 10)], vec!["a".into()]);
+        for &k in present {
+            let mut s = RunSnapshot::empty(&[("steady".into(), 0, 10)], vec!["a".into()]);
+            let g = &mut s.phases[0].groups[0];
+            g.counters.add(Counter::ExpectedDeliveries, expected[k]);
+            if k == 0 {
+                for (shard, &r) in received.iter().enumerate() {
+                    g.counters.add(Counter::Received, r);
+                    g.counters.add(Counter::Unobserved, 1);
+                    let o = g.observed_by_shard.entry(shard as u32).or_default();
+                    o.add(Counter::Received, r);
+                    o.add(Counter::Unobserved, 1);
+                }
+            }
+            merged.merge(&s).unwrap();
+        }
+        merged
+    }
+
+    fn missing(shard: u32) -> MissingShard {
+        MissingShard {
+            shard,
+            of: 3,
+            devices: 5,
+            exit: "signal: 9 (SIGKILL)".into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_shard_leaves_its_observed_part_out() {
+        let mut s = sharded(&[0, 2], [100, 100, 100], [98, 97, 96]);
+        s.leave_out_missing(vec![missing(1)]);
+        let c = &s.phases[0].groups[0].counters;
+        assert_eq!(c.get(Counter::ExpectedDeliveries), 200);
+        assert_eq!(c.get(Counter::Received), 98 + 96);
+        assert_eq!(c.get(Counter::Unobserved), 2);
+        assert!(!s.phases[0].groups[0].observed_by_shard.contains_key(&1));
+        assert_eq!(s.missing_shards, vec![missing(1)]);
+        // survives the wire
+        let back: RunSnapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn without_the_observer_shard_the_rest_is_unobserved() {
+        let mut s = sharded(&[1, 2], [100, 90, 80], [98, 97, 96]);
+        s.leave_out_missing(vec![missing(0)]);
+        let c = &s.phases[0].groups[0].counters;
+        assert_eq!(c.get(Counter::ExpectedDeliveries), 170);
+        assert_eq!(c.get(Counter::Received), 0);
+        assert_eq!(c.get(Counter::Unobserved), 170);
     }
 }

@@ -73,6 +73,8 @@ fn counters(out: &mut String, r: &Report) {
         ("dropped by storm", Counter::StormDrops),
         ("sparkplug gated (host not online)", Counter::SparkplugGated),
         ("sparkplug host went offline", Counter::SparkplugHostOffline),
+        ("observer sessions lost", Counter::ObserverDisconnects),
+        ("observer sessions back", Counter::ObserverReconnects),
     ] {
         if c.get(counter) > 0 {
             row(label, c.get(counter));
@@ -103,6 +105,12 @@ fn counters(out: &mut String, r: &Report) {
         row("commands sent", c.get(Counter::CommandsSent));
         row("  replies", c.get(Counter::CommandReplies));
         row("  unanswered", c.get(Counter::CommandsUnanswered));
+        if c.get(Counter::CommandsSkipped) > 0 {
+            row(
+                "  skipped (commander down)",
+                c.get(Counter::CommandsSkipped),
+            );
+        }
         row(
             "  delivered after offline",
             c.get(Counter::CommandsOfflineDelivered),
@@ -113,6 +121,7 @@ fn counters(out: &mut String, r: &Report) {
         row("observer deliveries expected", d.expected);
         row("  received", d.received);
         row("  lost", d.lost);
+        row("  unobserved (observer down)", d.unobserved);
         row("  duplicates", d.duplicates);
         row("  reordered", d.reordered);
     }

@@ -155,7 +155,14 @@ fn cards(out: &mut String, r: &Report, verdicts: &[Verdict]) {
             cards.push((
                 "loss ratio".into(),
                 format!("{:.4}%", d.loss_ratio * 100.0),
-                format!("{} lost of {}", d.lost, d.expected),
+                if d.unobserved > 0 {
+                    format!(
+                        "{} lost of {} · {} unobserved",
+                        d.lost, d.expected, d.unobserved
+                    )
+                } else {
+                    format!("{} lost of {}", d.lost, d.expected)
+                },
                 if d.lost > 0 { "warn" } else { "" },
             ));
         }
@@ -422,7 +429,9 @@ fn phase_table(out: &mut String, r: &Report, p: &PhaseReport) {
         let _ = write!(out, "<th>{} p50 / p99 / max</th>", m.name());
     }
     if observed {
-        out.push_str("<th>received / expected</th><th>loss</th><th>dup / reord</th>");
+        out.push_str(
+            "<th>received / expected</th><th>loss</th><th>unobserved</th><th>dup / reord</th>",
+        );
     }
     out.push_str("</tr></thead><tbody>");
     let rows = r
@@ -482,11 +491,12 @@ fn group_row(
         let d = &g.deliveries;
         let _ = write!(
             out,
-            "<td>{} / {}</td><td{}>{:.4}%</td><td>{} / {}</td>",
+            "<td>{} / {}</td><td{}>{:.4}%</td><td>{}</td><td>{} / {}</td>",
             d.received,
             d.expected,
             bad(d.lost),
             d.loss_ratio * 100.0,
+            d.unobserved,
             d.duplicates,
             d.reordered
         );

@@ -9,7 +9,8 @@ use super::record::{Environment, Outcome, RunRecord, Shards};
 use super::ReportError;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::{
-    Basis, Counter, Counters, GroupSnapshot, Metric, PhaseSnapshot, RunSnapshot, SeriesPoint,
+    Basis, Counter, Counters, GroupSnapshot, Metric, MissingShard, PhaseSnapshot, RunSnapshot,
+    SeriesPoint,
 };
 
 /// The version of the report.json layout this build writes (and the newest it reads).
@@ -38,6 +39,9 @@ pub struct Report {
     pub ended_at_us: u64,
     pub duration_s: f64,
     pub outcome: Outcome,
+    /// Worker shards whose data is missing (their process died before reporting); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<MissingShard>,
     pub environment: Environment,
     /// The resolved scenario, as the run used it.
     pub scenario: serde_json::Value,
@@ -119,12 +123,18 @@ pub struct GroupReport {
     pub deliveries: Deliveries,
 }
 
-/// Observer accounting: `expected = received + lost`; duplicates and reordered come on top.
+/// Observer accounting: `expected = received + lost + unobserved`; duplicates and reordered come on
+/// top.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Deliveries {
     pub expected: u64,
     pub received: u64,
+    /// Expected, not received, and not unobserved: what the broker (or the network) lost.
     pub lost: u64,
+    /// Expected deliveries nobody could observe: due while an observer session was down (or, with
+    /// worker processes, audited by a shard that died). Not counted as loss.
+    #[serde(default)]
+    pub unobserved: u64,
     pub duplicates: u64,
     pub reordered: u64,
     /// lost / expected (0 when nothing was expected).
@@ -133,15 +143,20 @@ pub struct Deliveries {
 
 impl Deliveries {
     /// From a section's counters. Received beyond expected (possible only for a phase boundary edge
-    /// case or a broker delivering unsolicited copies) never makes `lost` negative.
+    /// case or a broker delivering unsolicited copies) never makes `lost` negative; `unobserved` is at
+    /// most what was expected and not received (an outage gap that straddles a phase boundary is
+    /// counted in the phase of the message that revealed it), so the identity holds in every section.
     pub fn from_counters(c: &Counters) -> Deliveries {
         let expected = c.get(Counter::ExpectedDeliveries);
         let received = c.get(Counter::Received);
-        let lost = expected.saturating_sub(received);
+        let missing = expected.saturating_sub(received);
+        let unobserved = c.get(Counter::Unobserved).min(missing);
+        let lost = missing - unobserved;
         Deliveries {
             expected,
             received,
             lost,
+            unobserved,
             duplicates: c.get(Counter::Duplicates),
             reordered: c.get(Counter::Reordered),
             loss_ratio: if expected == 0 {
@@ -242,6 +257,7 @@ impl Report {
             ended_at_us: record.ended_at_us,
             duration_s: seconds_between(record.started_at_us, record.ended_at_us),
             outcome: record.outcome.clone(),
+            missing_shards: snapshot.missing_shards.clone(),
             environment: record.environment.clone(),
             scenario: record.scenario.clone(),
             summary,

@@ -15,6 +15,8 @@
 //! CONNECT ([`Script::no_connack`]), close each connection right after its CONNACK
 //! ([`Script::drop_after_connack`]), or write arbitrary bytes right after the CONNACK
 //! ([`Script::after_connack`], e.g. garbage or an oversized packet header).
+//! A scripted restart (`restart`) closes every connection and, for a window, closes each new connection as soon
+//! as it is accepted (a broker that is down or still starting), then serves again: every client must reconnect.
 //!
 //! Script times are measured from the first CONNECT the broker accepts, so a test can place faults
 //! relative to the run it drives without sharing a clock with it.
@@ -66,6 +68,8 @@ pub enum ConnectReply {
 pub struct Script {
     stalls: Vec<Stall>,
     drops: Vec<Duration>,
+    /// `(from, duration)`: new connections are closed at once.
+    down: Vec<(Duration, Duration)>,
     duplicate: HashSet<u64>,
     reorder: HashSet<u64>,
     connect_reply: ConnectReply,
@@ -98,6 +102,15 @@ impl Script {
     /// Answer every CONNECT this way (see [`ConnectReply`]).
     pub fn connect_reply(mut self, reply: ConnectReply) -> Script {
         self.connect_reply = reply;
+        self
+    }
+
+    /// A broker restart: at `at`, close every open connection, then close every new connection as soon as it
+    /// is accepted until `at + down_for` (its TCP handshake completes, the CONNECT is never answered);
+    /// after that, serve normally again. Subscriptions do not survive (nothing is persisted).
+    pub fn restart(mut self, at: Duration, down_for: Duration) -> Script {
+        self.drops.push(at);
+        self.down.push((at, down_for));
         self
     }
 
@@ -173,6 +186,10 @@ pub struct Stats {
     pub dropped_after_connack: u64,
     /// Connections that stopped reading because of `stop_reading_at`.
     pub stopped_reading: u64,
+    /// PUBLISH packets received that no subscriber's filter matched (nothing forwarded).
+    pub unforwarded: u64,
+    /// Connections closed on accept because a scripted restart had the broker down.
+    pub refused_while_down: u64,
 }
 
 impl Stats {
@@ -239,6 +256,11 @@ impl FaultBroker {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                if s.is_down() {
+                    lock(&s.stats).refused_while_down += 1;
+                    let _ = stream.shutdown(Shutdown::Both);
+                    continue;
+                }
                 next_conn += 1;
                 lock(&s.stats).connections_opened += 1;
                 let s = s.clone();
@@ -421,6 +443,17 @@ impl Shared {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Whether a scripted restart has the broker down now.
+    fn is_down(&self) -> bool {
+        let now = self.elapsed();
+        self.first_connect.get().is_some()
+            && self
+                .script
+                .down
+                .iter()
+                .any(|&(from, d)| now >= from && now < from + d)
+    }
+
     /// When a withheld ack received now is released, if now is inside a stall.
     fn stalled_until(&self) -> Option<Instant> {
         let t0 = *self.first_connect.get()?;
@@ -440,6 +473,8 @@ impl Shared {
             .iter()
             .any(|s| s.filters.iter().any(|f| matches(f, topic)))
         {
+            drop(fw);
+            lock(&self.stats).unforwarded += 1;
             return;
         }
         let k = fw.next;
