@@ -235,6 +235,25 @@ fn check_fit(
     )))
 }
 
+/// The latest `--start-at-us` accepted, ahead of now: shards are started together within minutes.
+const START_AT_HORIZON_US: u64 = 24 * 3600 * 1_000_000;
+
+/// Refuse a shared start time more than a day ahead (the run would wait that long, and times near the
+/// end of the `u64` range overflow the schedule).
+fn check_start_at(start_at_us: Option<u64>) -> Result<(), CommandError> {
+    let Some(at) = start_at_us else {
+        return Ok(());
+    };
+    let now = Clock::new().now_us();
+    if at <= now.saturating_add(START_AT_HORIZON_US) {
+        return Ok(());
+    }
+    Err(CommandError::Usage(format!(
+        "--start-at-us: {at} is {} hours from now\n  hint: pass a start within 24 hours, in µs since the Unix epoch, e.g. `--start-at-us $(( ($(date +%s) + 30) * 1000000 ))` for 30 s from now",
+        (at - now) / 3_600_000_000
+    )))
+}
+
 /// A path as a shell word the user can paste: quoted when it holds anything but plain characters.
 fn shell_word(path: &Path) -> String {
     let text = path.display().to_string();
@@ -405,6 +424,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         Some(s) => parse_shard(s)?,
         None => Shard::default(),
     };
+    check_start_at(args.start_at_us)?;
     let plan = Plan::new(scenario, shard);
     let facts = limits::Facts::gather();
     let soft = facts.open_files_soft;

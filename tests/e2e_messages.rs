@@ -569,3 +569,37 @@ fn a_completed_run_with_a_password_writes_it_nowhere() {
         }
     }
 }
+
+#[test]
+fn hostile_command_line_values_are_refused_not_panicked_on() {
+    let ws = Workspace::new();
+    let path = ws.file(
+        "s.yaml",
+        &format!(
+            "name: {}\ngroups:\n  - {{ name: a, count: 1, profile: environment-sensor }}\n",
+            unique("cli")
+        ),
+    );
+    let path = path.to_str().unwrap();
+    let out = ws.out();
+    let out = out.to_str().unwrap();
+    for extra in [
+        // A shared start at the end of time overflowed the schedule (exit 101).
+        &["--start-at-us", "18446744073709551615"][..],
+        &["--duration", "18446744073709551615s"],
+        &["--devices", "18446744073709551615"],
+        &["--shard", "18446744073709551615/18446744073709551615"],
+        &["--workers", "0"],
+    ] {
+        let mut args = vec!["run", path, "--out", out, "--no-progress"];
+        args.extend_from_slice(extra);
+        let run = fleetstorm(&args);
+        assert_no_panic(&run);
+        assert_eq!(run.code(), Some(2), "{extra:?}\n{}", run.describe());
+        assert!(
+            run.stderr.contains(extra[0]),
+            "{extra:?}\n{}",
+            run.describe()
+        );
+    }
+}
