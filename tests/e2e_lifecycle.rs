@@ -77,20 +77,24 @@ fn reap(ws: &Workspace, child: &mut Child, started: Instant, limit: Duration) ->
 
 /// Start `fleetstorm run` on `yaml` against `url`, report into the workspace.
 fn start(ws: &Workspace, yaml: &str, url: &str) -> Child {
+    start_with(ws, yaml, url, &[])
+}
+
+/// [`start`] with more arguments.
+fn start_with(ws: &Workspace, yaml: &str, url: &str, extra: &[&str]) -> Child {
     let file = ws.file("s.yaml", yaml);
     let out = ws.out();
-    spawn(
-        ws,
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--broker",
-            url,
-            "--no-progress",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    )
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--broker",
+        url,
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    spawn(ws, &args)
 }
 
 /// The drain the CLI gives devices after the last phase (RunOptions' default, used by `run`).
@@ -292,10 +296,10 @@ fn steady(r: &Report) -> &fleetstorm::report::PhaseReport {
         .expect("a steady phase")
 }
 
-#[test]
-fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
+/// Interrupt a run (started with `extra` arguments) two seconds into a 36 s steady phase.
+fn interrupted_run(tag: &str, extra: &[&str]) {
     let broker = FaultBroker::start(Script::new());
-    let mut fleet = Fleet::new("interrupted-rate", 1);
+    let mut fleet = Fleet::new(tag, 1);
     fleet.devices = 10;
     fleet.steady_s = 36;
     let yaml = fleet.yaml().replace(
@@ -304,7 +308,7 @@ fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
     );
     let ws = Workspace::new();
     let started = Instant::now();
-    let mut child = start(&ws, &yaml, &broker.url());
+    let mut child = start_with(&ws, &yaml, &broker.url(), extra);
     // Two seconds of the schedule (10 devices every 100 ms) have arrived: well inside the steady phase.
     wait_for_publishes(&broker, 200, &ws);
     let pid = libc::pid_t::try_from(child.id()).unwrap();
@@ -328,6 +332,17 @@ fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
     );
     // The signal came once the broker had its 200 publishes: the phase ran at least ~2 s.
     assert!(p.duration_s >= 1.0, "{ctx}");
+}
+
+#[test]
+fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
+    interrupted_run("interrupted-rate", &[]);
+}
+
+/// The same through worker processes: the parent merges its shards' phases, clipped too.
+#[test]
+fn an_interrupted_run_of_worker_processes_reports_the_phase_it_cut_short() {
+    interrupted_run("interrupted-workers", &["--workers", "2"]);
 }
 
 #[test]

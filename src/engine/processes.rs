@@ -210,7 +210,9 @@ async fn coordinate(
         .map(|p| (p.name.clone(), p.start_us, p.end_us))
         .collect();
     let names = plan.groups().iter().map(|g| g.name.clone()).collect();
-    let mut snapshot = RunSnapshot::empty(&windows, names);
+    // Phase windows come from the shards (a stopped shard ended its phases early); the plan's windows
+    // only when no shard reported.
+    let mut snapshot: Option<RunSnapshot> = None;
     let mut outcome = Outcome {
         status: RunStatus::Completed,
         message: String::new(),
@@ -221,7 +223,10 @@ async fn coordinate(
     for (i, c) in children.iter().enumerate() {
         match &c.result {
             Some((o, s, _, end, t)) => {
-                snapshot.merge(s)?;
+                match snapshot.as_mut() {
+                    Some(m) => m.merge(s)?,
+                    None => snapshot = Some(s.clone()),
+                }
                 ended_at_us = ended_at_us.max(*end);
                 threads += t;
                 if o.status != RunStatus::Completed && outcome.status == RunStatus::Completed {
@@ -248,6 +253,7 @@ async fn coordinate(
             message: "interrupted by signal; the report holds what was measured until then".into(),
         };
     }
+    let snapshot = snapshot.unwrap_or_else(|| RunSnapshot::empty(&windows, names));
     Ok(EngineOutput {
         snapshot,
         series: seconds.series,
