@@ -451,10 +451,10 @@ fn a_broker_that_sends_an_oversized_packet_after_connack_fails_the_run() {
 
 // ---- also (a): the last partial second is in the series -----------------------------------------
 
-#[test]
-fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
+/// A 2.5 s steady phase run with `extra` arguments: its series ends with the partial last second.
+fn series_with_partial_second(tag: &str, extra: &[&str]) {
     let broker = FaultBroker::start(Script::new());
-    let mut fleet = Fleet::new("partial-second", 0);
+    let mut fleet = Fleet::new(tag, 0);
     fleet.devices = 10;
     fleet.steady_s = 2;
     // 2.5 s of steady: the run ends half-way through a second.
@@ -463,7 +463,7 @@ fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
         .replace("steady: { duration: 2s }", "steady: { duration: 2500ms }");
     let ws = Workspace::new();
     let started = Instant::now();
-    let mut child = start(&ws, &yaml, &broker.url());
+    let mut child = start_with(&ws, &yaml, &broker.url(), extra);
     let run = reap(&ws, &mut child, started, Duration::from_secs(30));
     let ctx = run.describe();
     assert_eq!(run.code, Some(0), "{ctx}");
@@ -496,6 +496,16 @@ fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
         "last point {}/s vs {nominal}/s ± {tolerance:.0}\n{ctx}",
         last.publishes_per_s
     );
+}
+
+#[test]
+fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
+    series_with_partial_second("partial-second", &[]);
+}
+
+#[test]
+fn the_series_of_worker_processes_ends_with_the_last_partial_second() {
+    series_with_partial_second("partial-second-workers", &["--workers", "2"]);
 }
 
 // ---- also (b): connect counters agree with the failure message -----------------------------------

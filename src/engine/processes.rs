@@ -155,6 +155,7 @@ async fn coordinate(
     };
     let mut seconds = super::ticker::Seconds::default();
     let mut tick: u32 = 1;
+    let mut last_close_us = start_us;
     let mut interrupted = false;
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -196,7 +197,8 @@ async fn coordinate(
             }
             _ = tokio::time::sleep_until(tick_at) => {
                 let (now, connected) = sum(&children);
-                seconds.close(tick, connected, now, clock.now_us(), live_view.as_ref(), &progress);
+                last_close_us = clock.now_us();
+                seconds.close(tick, connected, now, last_close_us, live_view.as_ref(), &progress);
                 tick = tick.saturating_add(1);
             }
         }
@@ -254,6 +256,10 @@ async fn coordinate(
         };
     }
     let snapshot = snapshot.unwrap_or_else(|| RunSnapshot::empty(&windows, names));
+    // The last, partial window: what the shards counted after the last second the parent read.
+    let now_us = clock.now_us();
+    let window_s = now_us.saturating_sub(last_close_us) as f64 / 1e6;
+    seconds.finish(tick, 0, snapshot.counter_totals(), window_s);
     Ok(EngineOutput {
         snapshot,
         series: seconds.series,
