@@ -346,7 +346,7 @@ impl Watchdog {
             Abort::NotHeld => Outcome {
                 status: RunStatus::BrokerLost,
                 message: format!(
-                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check; {} publishes went out",
+                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check (published: {})",
                     c.disconnects(),
                     disconnect_breakdown(c),
                     c.get(Counter::Published),
