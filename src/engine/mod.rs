@@ -730,7 +730,8 @@ mod tests {
         use Counter::*;
         let end = 60_000_000;
         // (counters, connected, now) -> verdict, each from a fresh watchdog
-        let cases: Vec<(Vec<(Counter, u64)>, i64, u64, Option<Abort>)> = vec![
+        type Case = (Vec<(Counter, u64)>, i64, u64, Option<Abort>);
+        let cases: Vec<Case> = vec![
             (
                 vec![(ConnectAttempts, 10), (ConnectFailRefused, 10)],
                 0,
