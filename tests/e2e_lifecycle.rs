@@ -78,20 +78,24 @@ fn reap(ws: &Workspace, child: &mut Child, started: Instant, limit: Duration) ->
 
 /// Start `fleetstorm run` on `yaml` against `url`, report into the workspace.
 fn start(ws: &Workspace, yaml: &str, url: &str) -> Child {
+    start_with(ws, yaml, url, &[])
+}
+
+/// [`start`] with more arguments.
+fn start_with(ws: &Workspace, yaml: &str, url: &str, extra: &[&str]) -> Child {
     let file = ws.file("s.yaml", yaml);
     let out = ws.out();
-    spawn(
-        ws,
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--broker",
-            url,
-            "--no-progress",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    )
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--broker",
+        url,
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    spawn(ws, &args)
 }
 
 /// The drain the CLI gives devices after the last phase (RunOptions' default, used by `run`).
@@ -293,10 +297,10 @@ fn steady(r: &Report) -> &fleetstorm::report::PhaseReport {
         .expect("a steady phase")
 }
 
-#[test]
-fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
+/// Interrupt a run (started with `extra` arguments) two seconds into a 36 s steady phase.
+fn interrupted_run(tag: &str, extra: &[&str]) {
     let broker = FaultBroker::start(Script::new());
-    let mut fleet = Fleet::new("interrupted-rate", 1);
+    let mut fleet = Fleet::new(tag, 1);
     fleet.devices = 10;
     fleet.steady_s = 36;
     let yaml = fleet.yaml().replace(
@@ -305,7 +309,7 @@ fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
     );
     let ws = Workspace::new();
     let started = Instant::now();
-    let mut child = start(&ws, &yaml, &broker.url());
+    let mut child = start_with(&ws, &yaml, &broker.url(), extra);
     // Two seconds of the schedule (10 devices every 100 ms) have arrived: well inside the steady phase.
     wait_for_publishes(&broker, 200, &ws);
     let pid = libc::pid_t::try_from(child.id()).unwrap();
@@ -329,6 +333,17 @@ fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
     );
     // The signal came once the broker had its 200 publishes: the phase ran at least ~2 s.
     assert!(p.duration_s >= 1.0, "{ctx}");
+}
+
+#[test]
+fn an_interrupted_run_reports_the_phase_it_cut_short_at_its_real_rate() {
+    interrupted_run("interrupted-rate", &[]);
+}
+
+/// The same through worker processes: the parent merges its shards' phases, clipped too.
+#[test]
+fn an_interrupted_run_of_worker_processes_reports_the_phase_it_cut_short() {
+    interrupted_run("interrupted-workers", &["--workers", "2"]);
 }
 
 #[test]
@@ -437,10 +452,10 @@ fn a_broker_that_sends_an_oversized_packet_after_connack_fails_the_run() {
 
 // ---- also (a): the last partial second is in the series -----------------------------------------
 
-#[test]
-fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
+/// A 2.5 s steady phase run with `extra` arguments: its series ends with the partial last second.
+fn series_with_partial_second(tag: &str, extra: &[&str]) {
     let broker = FaultBroker::start(Script::new());
-    let mut fleet = Fleet::new("partial-second", 0);
+    let mut fleet = Fleet::new(tag, 0);
     fleet.devices = 10;
     fleet.steady_s = 2;
     // 2.5 s of steady: the run ends half-way through a second.
@@ -449,7 +464,7 @@ fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
         .replace("steady: { duration: 2s }", "steady: { duration: 2500ms }");
     let ws = Workspace::new();
     let started = Instant::now();
-    let mut child = start(&ws, &yaml, &broker.url());
+    let mut child = start_with(&ws, &yaml, &broker.url(), extra);
     let run = reap(&ws, &mut child, started, Duration::from_secs(30));
     let ctx = run.describe();
     assert_eq!(run.code, Some(0), "{ctx}");
@@ -482,6 +497,16 @@ fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
         "last point {}/s vs {nominal}/s ± {tolerance:.0}\n{ctx}",
         last.publishes_per_s
     );
+}
+
+#[test]
+fn the_series_ends_with_the_last_partial_second_at_its_real_rate() {
+    series_with_partial_second("partial-second", &[]);
+}
+
+#[test]
+fn the_series_of_worker_processes_ends_with_the_last_partial_second() {
+    series_with_partial_second("partial-second-workers", &["--workers", "2"]);
 }
 
 // ---- also (b): connect counters agree with the failure message -----------------------------------

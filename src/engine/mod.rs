@@ -316,7 +316,7 @@ impl Watchdog {
             Abort::NotHeld => Outcome {
                 status: RunStatus::BrokerLost,
                 message: format!(
-                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check; {} publishes went out",
+                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check (published: {})",
                     c.disconnects(),
                     failure::disconnect_breakdown(c),
                     c.get(Counter::Published),
@@ -674,4 +674,144 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         broker_label,
         worker_threads: threads,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watchdog() -> Watchdog {
+        Watchdog {
+            unreachable_after_us: 5_000_000,
+            loss_budget_us: 10_000_000,
+            fail_fast_failures: 10,
+            had_connection: false,
+            zero_since_us: None,
+            version: MqttVersion::V311,
+            refusal: None,
+            seen_connected: false,
+        }
+    }
+
+    fn counters(pairs: &[(Counter, u64)]) -> Counters {
+        let mut c = Counters::default();
+        for (k, n) in pairs {
+            c.add(*k, *n);
+        }
+        c
+    }
+
+    #[test]
+    fn abort_rules_once_a_second() {
+        use Counter::*;
+        let end = 60_000_000;
+        // (counters, connected, now) -> verdict, each from a fresh watchdog
+        type Case = (Vec<(Counter, u64)>, i64, u64, Option<Abort>);
+        let cases: Vec<Case> = vec![
+            (
+                vec![(ConnectAttempts, 10), (ConnectFailRefused, 10)],
+                0,
+                1_000_000,
+                Some(Abort::Unreachable),
+            ),
+            (
+                vec![(ConnectAttempts, 9), (ConnectFailTimeout, 3)],
+                0,
+                1_000_000,
+                None,
+            ),
+            (
+                vec![(ConnectAttempts, 9), (ConnectFailTimeout, 3)],
+                0,
+                5_000_000,
+                Some(Abort::Unreachable),
+            ),
+            (
+                vec![(ConnectAttempts, 10), (ConnectSuccesses, 10)],
+                10,
+                2_000_000,
+                None,
+            ),
+            (
+                vec![(DevicesFailedToStart, 1), (ConnectSuccesses, 10)],
+                10,
+                2_000_000,
+                Some(Abort::DevicesFailed),
+            ),
+        ];
+        for (pairs, connected, now, want) in cases {
+            let got = watchdog().check(now, end, &counters(&pairs), connected);
+            assert_eq!(got, want, "{pairs:?} connected {connected} at {now}");
+        }
+        // Lost: every connection down for the loss budget, counted from the first check that saw none.
+        let mut w = watchdog();
+        let up = counters(&[(Counter::ConnectSuccesses, 10)]);
+        assert_eq!(w.check(1_000_000, end, &up, 10), None);
+        assert_eq!(w.check(2_000_000, end, &up, 0), None);
+        assert_eq!(w.check(11_000_000, end, &up, 0), None);
+        assert_eq!(w.check(12_000_000, end, &up, 0), Some(Abort::Lost));
+        // ... but not once the phases are over (devices leave on purpose then).
+        let mut w = watchdog();
+        assert_eq!(w.check(end, end, &up, 0), None);
+        assert_eq!(w.check(end + 20_000_000, end, &up, 0), None);
+    }
+
+    #[test]
+    fn connections_never_held_fail_the_run_at_its_end() {
+        use Counter::*;
+        let dropped = counters(&[
+            (ConnectSuccesses, 49),
+            (DisconnectClosed, 40),
+            (DisconnectProtocol, 9),
+        ]);
+        assert_eq!(watchdog().final_check(&dropped), Some(Abort::NotHeld));
+        // Seen connected at a check: a broker that dropped everyone late is the lost rule's business.
+        let mut w = watchdog();
+        let _ = w.check(1_000_000, 60_000_000, &dropped, 3);
+        assert_eq!(w.final_check(&dropped), None);
+        // Some connection was never lost (still up at the end).
+        let held = counters(&[(ConnectSuccesses, 49), (DisconnectClosed, 48)]);
+        assert_eq!(watchdog().final_check(&held), None);
+        assert_eq!(watchdog().final_check(&Counters::default()), None);
+        assert_eq!(
+            watchdog().final_check(&counters(&[(DevicesFailedToStart, 2)])),
+            Some(Abort::DevicesFailed)
+        );
+        let o = watchdog().outcome(Abort::NotHeld, &dropped);
+        assert_eq!(o.status, RunStatus::BrokerLost);
+        assert!(
+            o.message
+                .contains("49 connections came up and 49 were lost"),
+            "{}",
+            o.message
+        );
+        assert!(
+            o.message
+                .contains("40 closed by the broker, 9 protocol errors"),
+            "{}",
+            o.message
+        );
+    }
+
+    #[test]
+    fn the_unreachable_message_adds_up_like_the_counters() {
+        use Counter::*;
+        let c = counters(&[
+            (ConnectAttempts, 16),
+            (ConnectFailTimeout, 8),
+            (ConnectFailRefused, 2),
+            (ConnectAbandoned, 6),
+        ]);
+        let o = watchdog().outcome(Abort::Unreachable, &c);
+        assert_eq!(o.status, RunStatus::BrokerUnreachable);
+        for part in [
+            "16 attempts in all",
+            "10 attempts failed",
+            "2 refused (TCP)",
+            "8 timed out",
+            "6 still waiting",
+        ] {
+            assert!(o.message.contains(part), "`{part}` in {}", o.message);
+        }
+    }
 }

@@ -157,6 +157,7 @@ async fn coordinate(
     };
     let mut seconds = super::ticker::Seconds::default();
     let mut tick: u32 = 1;
+    let mut last_close_us = start_us;
     let mut interrupted = false;
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -198,7 +199,8 @@ async fn coordinate(
             }
             _ = tokio::time::sleep_until(tick_at) => {
                 let (now, connected) = sum(&children);
-                seconds.close(tick, connected, now, clock.now_us(), live_view.as_ref(), &progress);
+                last_close_us = clock.now_us();
+                seconds.close(tick, connected, now, last_close_us, live_view.as_ref(), &progress);
                 tick = tick.saturating_add(1);
             }
         }
@@ -212,7 +214,9 @@ async fn coordinate(
         .map(|p| (p.name.clone(), p.start_us, p.end_us))
         .collect();
     let names = plan.groups().iter().map(|g| g.name.clone()).collect();
-    let mut snapshot = RunSnapshot::empty(&windows, names);
+    // Phase windows come from the shards (a stopped shard ended its phases early); the plan's windows
+    // only when no shard reported.
+    let mut snapshot: Option<RunSnapshot> = None;
     let mut outcome = Outcome {
         status: RunStatus::Completed,
         message: String::new(),
@@ -224,7 +228,10 @@ async fn coordinate(
     for (i, c) in children.iter().enumerate() {
         match &c.result {
             Some((o, s, _, end, t)) => {
-                snapshot.merge(s)?;
+                match snapshot.as_mut() {
+                    Some(m) => m.merge(s)?,
+                    None => snapshot = Some(s.clone()),
+                }
                 ended_at_us = ended_at_us.max(*end);
                 threads += t;
                 if o.status != RunStatus::Completed && outcome.status == RunStatus::Completed {
@@ -261,6 +268,7 @@ async fn coordinate(
             }
         }
     }
+    let mut snapshot = snapshot.unwrap_or_else(|| RunSnapshot::empty(&windows, names));
     snapshot.leave_out_missing(missing);
     if !failed.is_empty() {
         outcome = Outcome {
@@ -273,6 +281,10 @@ async fn coordinate(
             message: "interrupted by signal; the report holds what was measured until then".into(),
         };
     }
+    // The last, partial window: what the shards counted after the last second the parent read.
+    let now_us = clock.now_us();
+    let window_s = now_us.saturating_sub(last_close_us) as f64 / 1e6;
+    seconds.finish(tick, 0, snapshot.counter_totals(), window_s);
     Ok(EngineOutput {
         snapshot,
         series: seconds.series,

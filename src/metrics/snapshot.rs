@@ -350,8 +350,18 @@ impl RunSnapshot {
         self.missing_shards
             .extend(other.missing_shards.iter().cloned());
         for (p, o) in self.phases.iter_mut().zip(&other.phases) {
-            p.start_us = p.start_us.min(o.start_us);
-            p.end_us = p.end_us.max(o.end_us);
+            // A window spans the time its phase ran anywhere; an empty one (a phase that never
+            // started in that shard) adds no time.
+            let (mine_empty, theirs_empty) = (p.end_us <= p.start_us, o.end_us <= o.start_us);
+            if mine_empty && theirs_empty {
+                p.start_us = p.start_us.min(o.start_us);
+                p.end_us = p.start_us;
+            } else if mine_empty {
+                (p.start_us, p.end_us) = (o.start_us, o.end_us);
+            } else if !theirs_empty {
+                p.start_us = p.start_us.min(o.start_us);
+                p.end_us = p.end_us.max(o.end_us);
+            }
             for (g, og) in p.groups.iter_mut().zip(&o.groups) {
                 g.merge(og)?;
             }
@@ -615,6 +625,31 @@ mod tests {
         let ok = RunSnapshot::empty(&phases[..MAX_PHASES], vec!["a".into()]);
         let back: RunSnapshot = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
         assert_eq!(back, ok);
+    }
+
+    #[test]
+    fn clipped_windows_merge_to_the_time_phases_ran() {
+        // Two shards stopped at 15 and 17: the second phase ran until 17; a third phase never
+        // started in either, so it stays empty.
+        let windows = [
+            ("ramp".to_owned(), 0, 10),
+            ("steady".to_owned(), 10, 20),
+            ("tail".to_owned(), 20, 30),
+        ];
+        let mut a = RunSnapshot::empty(&windows, vec!["g".into()]);
+        let mut b = a.clone();
+        a.clip_to(15);
+        b.clip_to(17);
+        a.merge(&b).unwrap();
+        let w: Vec<(u64, u64)> = a.phases.iter().map(|p| (p.start_us, p.end_us)).collect();
+        assert_eq!(w, vec![(0, 10), (10, 17), (15, 15)]);
+        // An empty window does not shorten or stretch a phase that ran.
+        let mut c = RunSnapshot::empty(&windows, vec!["g".into()]);
+        c.clip_to(5);
+        let mut full = RunSnapshot::empty(&windows, vec!["g".into()]);
+        full.merge(&c).unwrap();
+        let w: Vec<(u64, u64)> = full.phases.iter().map(|p| (p.start_us, p.end_us)).collect();
+        assert_eq!(w, vec![(0, 10), (10, 20), (20, 30)]);
     }
 
     #[test]

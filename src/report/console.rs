@@ -60,6 +60,14 @@ fn counters(out: &mut String, r: &Report) {
     for (reason, n) in by_reason(c, "connect_fail_") {
         row(&format!("  {reason}"), n);
     }
+    for (label, counter) in [
+        ("connect abandoned at stop", Counter::ConnectAbandoned),
+        ("devices failed to start", Counter::DevicesFailedToStart),
+    ] {
+        if c.get(counter) > 0 {
+            row(label, c.get(counter));
+        }
+    }
     row("published", c.get(Counter::Published));
     row("acked", c.get(Counter::Acked));
     row("publish failed", c.get(Counter::PublishFailed));
