@@ -392,9 +392,11 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
     }
     let record = report::merge::merge(&reports)
         .map_err(|e| CommandError::Usage(format!("report merge: {e}")))?;
-    // Only once the inputs are known to merge: a refused merge leaves no folder behind.
-    check_out(args.out.as_deref())?;
     let report = Report::build(&record)?;
+    // Only once the inputs are known to merge and the gates to load: a refused merge leaves no
+    // folder behind.
+    let gates = app_gates::collect_for_merge(args, &report)?;
+    check_out(args.out.as_deref())?;
     let dir = match &args.out {
         Some(d) => d.clone(),
         None => report::default_dir(
@@ -403,13 +405,30 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
             record.started_at_us,
         ),
     };
-    let written = report::write_all(&report, &dir)?;
+    let (verdicts, comparison) = app_gates::judge(&gates, &report);
+    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir)?;
     println!("{}", report::console::render(&report));
     println!("merged {} reports", reports.len());
+    let passed = app_gates::print(&gates, &report, &verdicts, comparison.as_ref());
     for p in &written {
         println!("wrote {}", p.display());
     }
-    Ok(Exit::Success)
+    let exit = app_gates::exit_for(report.outcome.status, passed);
+    match exit {
+        Exit::GateFailed => {
+            for line in app_gates::failures(&verdicts, comparison.as_ref()) {
+                eprintln!("{line}");
+            }
+            eprintln!("gates failed: see the thresholds / baseline table above");
+        }
+        Exit::Runtime => eprintln!(
+            "the merged run did not complete ({}): {}",
+            report.outcome.status.name(),
+            report.outcome.message
+        ),
+        Exit::Success | Exit::Usage => {}
+    }
+    Ok(exit)
 }
 
 fn run(args: &RunArgs) -> Result<Exit, CommandError> {
@@ -433,7 +452,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     }
     let workers = worker_count(args, plan.shard_devices(), soft)?;
     check_fit(&plan, (args, workers), &facts)?;
-    let gates = app_gates::collect(args, &plan.scenario)?;
+    let gates = app_gates::collect(args, &plan.scenario, plan.shard.count)?;
     check_out(args.out.as_deref())?;
     eprint!("{}", describe(&plan));
     let options = RunOptions {
@@ -535,7 +554,7 @@ fn finish(
             record.started_at_us,
         ),
     };
-    let (verdicts, comparison) = app_gates::evaluate(gates, &report);
+    let (verdicts, comparison) = app_gates::judge(gates, &report);
     let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir);
     // The summary comes first, whatever happened to the files: the run is never lost.
     println!("{}", report::console::render(&report));
@@ -574,23 +593,28 @@ fn finish(
             true
         }
     };
-    let exit = match record.outcome.status {
-        RunStatus::Completed if passed => Exit::Success,
-        RunStatus::Completed => {
+    let exit = app_gates::exit_for(record.outcome.status, passed);
+    match exit {
+        Exit::GateFailed => {
+            for line in app_gates::failures(&verdicts, comparison.as_ref()) {
+                eprintln!("{line}");
+            }
             eprintln!("gates failed: see the thresholds / baseline table above");
-            Exit::GateFailed
         }
-        status => {
+        Exit::Runtime => {
             eprintln!("run did not complete: {}", record.outcome.message);
-            if matches!(status, RunStatus::BrokerUnreachable | RunStatus::BrokerLost) {
+            if matches!(
+                record.outcome.status,
+                RunStatus::BrokerUnreachable | RunStatus::BrokerLost
+            ) {
                 eprintln!(
                     "  hint: the broker settings are under `broker:` in {} (`--broker URL` overrides the address)",
                     shell_word(&args.scenario)
                 );
             }
-            Exit::Runtime
         }
-    };
+        Exit::Success | Exit::Usage => {}
+    }
     // A report that is not where it was asked for is a runtime failure, whatever the verdict.
     Ok(if misplaced { Exit::Runtime } else { exit })
 }

@@ -127,6 +127,15 @@ pub struct MergeArgs {
     /// Where to write the merged report (default: reports/<name>-merged-<UTC stamp>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Add a threshold gate, evaluated on the merged report (repeatable; adds to the scenario's).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Compare the merged report with an earlier report.json (replaces the scenario's baseline).
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
+    /// Largest tolerated regression against the baseline (default: the scenario's, else 10%).
+    #[arg(long, value_name = "PCT")]
+    pub max_regression: Option<String>,
 }
 
 #[derive(Debug, Args)]
