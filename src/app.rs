@@ -24,6 +24,9 @@ pub fn main(cli: Cli) -> Exit {
         Command::Report(ReportCommand::Render(args)) => app_gates::render(&args),
         Command::Report(ReportCommand::Compare(args)) => app_gates::compare(&args),
         Command::Preview(args) => crate::app_preview::preview(&args),
+        Command::Completions(args) => crate::app_docs::completions(&args),
+        Command::Man => crate::app_docs::man(),
+        Command::Schema(args) => crate::app_docs::schema(&args),
     };
     match result {
         Ok(exit) => exit,
@@ -90,6 +93,29 @@ fn describe(plan: &Plan) -> String {
                 x.expiry.as_secs()
             ));
         }
+        if let scenario::PayloadKind::Sparkplug {
+            group_id,
+            devices,
+            primary_host,
+            device_outages,
+        } = &g.payload
+        {
+            out.push_str(&format!(
+                "    Sparkplug B: each connection an edge node of group `{group_id}` with {devices} device(s){}{}\n",
+                primary_host
+                    .as_ref()
+                    .map_or_else(String::new, |h| format!(", births wait for primary host `{h}`")),
+                device_outages.as_ref().map_or_else(String::new, |o| format!(
+                    ", device outages {} for {:?}",
+                    if o.rate_per_s >= 1.0 {
+                        format!("at {}/s", o.rate_per_s)
+                    } else {
+                        format!("one every {:.0} s", 1.0 / o.rate_per_s)
+                    },
+                    o.duration
+                ))
+            ));
+        }
         if let Some(c) = &g.commands {
             out.push_str(&format!(
                 "    commands at {}/s, QoS {}, to `{}`, replies on `{}`
@@ -145,10 +171,66 @@ fn describe(plan: &Plan) -> String {
     out
 }
 
+/// The observers and gates of a scenario, for `validate`.
+fn describe_checks(s: &Scenario) -> String {
+    let mut out = String::new();
+    if s.observers.is_empty() {
+        out.push_str("  observers: none (no end-to-end latency or delivery audit)\n");
+    }
+    for o in &s.observers {
+        let audited: Vec<&str> = o
+            .groups
+            .iter()
+            .filter_map(|&i| s.groups.get(i))
+            .map(|g| g.name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "  observer {}: {} session(s), QoS {}{}, on {}; audits group(s) {}{}\n",
+            o.name,
+            o.count,
+            o.qos as u8,
+            if o.shared {
+                ", one shared subscription"
+            } else {
+                ""
+            },
+            o.topics.join(", "),
+            if audited.is_empty() {
+                "none".to_owned()
+            } else {
+                audited.join(", ")
+            },
+            o.sparkplug_host
+                .as_ref()
+                .map_or_else(String::new, |h| format!(
+                    "; Sparkplug primary host `{}`",
+                    h.host_id
+                ))
+        ));
+    }
+    if s.thresholds.is_empty() {
+        out.push_str("  thresholds: none\n");
+    } else {
+        out.push_str(&format!("  thresholds: {}\n", s.thresholds.len()));
+        for t in &s.thresholds {
+            out.push_str(&format!("    {t}\n"));
+        }
+    }
+    if let Some(b) = &s.baseline {
+        out.push_str(&format!(
+            "  baseline: {} (tolerance {}%)\n",
+            b.report.display(),
+            (b.max_regression * 1000.0).round() / 10.0
+        ));
+    }
+    out
+}
+
 fn validate(args: &ValidateArgs) -> Result<Exit, CommandError> {
     let s = load(&args.scenario, &Overrides::default())?;
     let plan = Plan::new(s, Shard::default());
     print!("{}", describe(&plan));
+    print!("{}", describe_checks(&plan.scenario));
     println!("{}: valid", args.scenario.display());
     Ok(Exit::Success)
 }
