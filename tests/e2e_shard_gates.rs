@@ -102,6 +102,11 @@ fn finish_shard(mut s: Shard, i: u32) -> PathBuf {
         "a shard prints no verdict:\n{stdout}"
     );
     let r = load_report(&s.out);
+    let schema = common::schema_errors(&s.out);
+    assert!(
+        schema.is_empty(),
+        "shard report.json vs reports/schema.json: {schema:?}"
+    );
     let note = r.gates_deferred.as_deref().unwrap_or_default();
     assert!(
         note.contains(&format!("shard {i}/2")),
