@@ -213,7 +213,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N|auto")]
     pub workers: Option<String>,
     /// Run only shard I of N (a contiguous slice of the device ids), e.g. on one of N hosts; combine the
-    /// reports with `fleetstorm report merge`.
+    /// reports with `fleetstorm report merge`, which evaluates the gates (a shard evaluates none).
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
     /// Shared start time of all shards, µs since the Unix epoch (set by the parent for its workers;
