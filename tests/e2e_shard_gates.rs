@@ -121,6 +121,11 @@ fn finish_shard(mut s: Shard, i: u32) -> PathBuf {
         md.contains("## Gates") && md.contains("evaluated at merge"),
         "{md}"
     );
+    let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
+    assert!(
+        html.contains("evaluated at merge"),
+        "report.html says so too"
+    );
     s.out
 }
 
