@@ -227,6 +227,7 @@ fn connect_failure(e: &ConnectError) -> Counter {
         ConnectError::Reset => Counter::ConnectFailReset,
         ConnectError::Rejected(_) => Counter::ConnectFailRejected,
         ConnectError::Protocol(_) => Counter::ConnectFailProtocol,
+        ConnectError::NoPort(_) => Counter::ConnectFailNoPort,
         ConnectError::Io(_) => Counter::ConnectFailOther,
     }
 }

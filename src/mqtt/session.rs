@@ -25,6 +25,11 @@ pub enum ConnectError {
     Rejected(u8),
     #[error("protocol error during the handshake: {0}")]
     Protocol(String),
+    /// No local address and port to connect from: `EADDRNOTAVAIL` / `EADDRINUSE` from `bind` or
+    /// `connect`. Either the ephemeral ports for this (source address, broker address) pair ran out,
+    /// or a configured source address is not an address of this host.
+    #[error("no local port or address to connect from: {0}")]
+    NoPort(io::Error),
     #[error("socket error: {0}")]
     Io(io::Error),
 }
@@ -32,6 +37,7 @@ pub enum ConnectError {
 impl ConnectError {
     fn from_io(e: io::Error) -> ConnectError {
         match e.kind() {
+            io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => ConnectError::NoPort(e),
             io::ErrorKind::ConnectionRefused => ConnectError::Refused,
             io::ErrorKind::TimedOut => ConnectError::Timeout,
             io::ErrorKind::ConnectionReset
