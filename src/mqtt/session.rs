@@ -84,6 +84,30 @@ fn bind_address_no_port(socket: &TcpSocket) {
     let _ = socket;
 }
 
+/// Cap the kernel's send buffer of a socket at about `bytes` (Linux doubles the value for its own
+/// bookkeeping and turns off auto-tuning, which would grow it to megabytes). Bytes queued in this host
+/// have not reached the broker; a small queue makes a slow broker push back on the schedule at once
+/// (late and skipped slots) instead of hiding a backlog that "published" would count.
+pub fn bound_send_buffer(stream: &TcpStream, bytes: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                std::ptr::addr_of!(size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (stream, bytes);
+}
+
 /// Open the TCP connection (the first part of a connect), optionally from a given local address.
 pub async fn tcp_connect(
     addr: SocketAddr,
@@ -305,14 +329,80 @@ impl Session {
         !self.pending_out.is_empty()
     }
 
-    /// Write what [`Session::try_send`] kept.
+    /// Write what [`Session::try_send`] kept. Cancel-safe: bytes leave the buffer only once the socket
+    /// took them, so a caller may stop waiting (a deadline) and call again later.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if self.pending_out.is_empty() {
-            return Ok(());
+        while !self.pending_out.is_empty() {
+            self.stream.writable().await?;
+            match self.stream.try_write(&self.pending_out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n >= self.pending_out.len() => self.pending_out = Vec::new(),
+                Ok(n) => {
+                    self.pending_out.drain(..n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
         }
-        self.stream.write_all(&self.pending_out).await?;
-        self.pending_out = Vec::new();
         Ok(())
+    }
+
+    /// Bytes written by this program that the broker's TCP has not yet taken: what [`Session::try_send`]
+    /// kept, plus the kernel's send queue (`SIOCOUTQ`: unsent and unacknowledged bytes). One `ioctl`;
+    /// for end-of-run accounting, not for the per-message path.
+    pub fn unsent_bytes(&self) -> u64 {
+        let kernel: u64 = {
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::fd::AsRawFd;
+                let mut queued: libc::c_int = 0;
+                // SAFETY: TIOCOUTQ (= SIOCOUTQ) on a socket we own writes one c_int we pass.
+                let rc = unsafe {
+                    libc::ioctl(
+                        self.stream.as_raw_fd(),
+                        libc::TIOCOUTQ,
+                        std::ptr::addr_of_mut!(queued),
+                    )
+                };
+                if rc == 0 {
+                    u64::try_from(queued).unwrap_or(0)
+                } else {
+                    0
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                0
+            }
+        };
+        kernel + self.pending_out.len() as u64
+    }
+
+    /// Close at once with a reset (`SO_LINGER` 0): whatever is still queued is discarded instead of
+    /// being delivered after the run, so what was counted as never sent really never arrives.
+    pub fn abort(self) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on a socket we own, with a pointer to a live struct and its size.
+            unsafe {
+                libc::setsockopt(
+                    self.stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    std::ptr::addr_of!(linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
     }
 
     /// Send DISCONNECT if the socket takes it at once, and close.
