@@ -200,8 +200,8 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     }
 }
 
-/// End a session cleanly. A clean DISCONNECT suppresses the will, so a Sparkplug node announces its
-/// death (NDEATH) itself first (counted as published once the socket took it). With `unsent` QoS 0
+/// End a session cleanly. A clean DISCONNECT suppresses the will, so a Sparkplug node that was born
+/// announces its death (NDEATH) itself first (counted as published once the socket took it). With `unsent` QoS 0
 /// publishes still queued in this host, they are counted as `unsent_at_end` and the connection is reset
 /// so they never arrive (the broker then publishes a Sparkplug node's will).
 fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session, unsent: Unsent) {
@@ -212,7 +212,7 @@ fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session, unsent: Unsen
         session.abort();
         return;
     }
-    if let Some(spb) = &device.spb {
+    if let Some(spb) = device.spb.as_deref().filter(|s| s.born()) {
         let death = spb.will();
         let mut out = Vec::with_capacity(death.payload.len() + death.topic.len() + 8);
         if let Ok(t) = codec::encode_topic(&death.topic) {
