@@ -215,6 +215,14 @@ fn a_connect_that_cannot_get_a_local_address_is_counted() {
     assert_eq!(c.get(Counter::ConnectFailNoPort), attempts);
     assert_eq!(c.connect_failures(), attempts);
     assert_eq!(broker.stats().connections_opened, 0);
+    // and so does the exit-3 message
+    assert!(
+        r.outcome
+            .message
+            .contains("found no local port or source address (connect_fail_no_port)"),
+        "{}",
+        r.outcome.message
+    );
     // the console's failure breakdown names the reason
     assert!(done.stdout.contains("  no_port"), "{}", done.describe());
 }

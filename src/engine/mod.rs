@@ -235,6 +235,16 @@ struct Watchdog {
     zero_since_us: Option<u64>,
 }
 
+/// What to say about connects that found no local port or source address (nothing when none did).
+fn no_port_hint(c: &Counters) -> String {
+    match c.get(Counter::ConnectFailNoPort) {
+        0 => String::new(),
+        n => format!(
+            " {n} of them found no local port or source address (connect_fail_no_port): check that every `broker.source_addresses` entry is an address of this host, and see `fleetstorm doctor` for local ports"
+        ),
+    }
+}
+
 impl Watchdog {
     fn check(&mut self, now_us: u64, end_us: u64, c: &Counters, connected: i64) -> Option<Outcome> {
         let ok = c.get(Counter::ConnectSuccesses);
@@ -251,7 +261,7 @@ impl Watchdog {
                     c.get(Counter::ConnectFailTimeout),
                     c.get(Counter::ConnectFailReset),
                     c.get(Counter::ConnectFailRejected),
-                ),
+                ) + &no_port_hint(c),
             });
         }
         // A connection that came and went between two ticks still counts as having had one.
