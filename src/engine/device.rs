@@ -201,9 +201,9 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
 }
 
 /// End a session cleanly. A clean DISCONNECT suppresses the will, so a Sparkplug node that was born
-/// announces its death (NDEATH) itself first (counted as published once the socket took it). With `unsent` QoS 0
-/// publishes still queued in this host, they are counted as `unsent_at_end` and the connection is reset
-/// so they never arrive (the broker then publishes a Sparkplug node's will).
+/// announces its death (NDEATH) itself first (counted as published once the socket took it). With
+/// `unsent` QoS 0 publishes still queued in this host, they are counted as `unsent_at_end` and the
+/// connection is reset so they never arrive (the broker then publishes a Sparkplug node's will).
 fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session, unsent: Unsent) {
     let rec = &ctx.recorder;
     let g = device.dev.group;
