@@ -410,3 +410,28 @@ impl Session {
         let _ = self.try_send(&codec::DISCONNECT);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_address_of_another_host_is_no_port_not_other() {
+        // 192.0.2.1 (TEST-NET-1) is not local: bind() fails with EADDRNOTAVAIL before anything is sent.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let local = Some(std::net::IpAddr::from([192, 0, 2, 1]));
+        let r = tcp_connect(addr, local, Duration::from_secs(2)).await;
+        assert!(matches!(r, Err(ConnectError::NoPort(_))), "{r:?}");
+    }
+
+    #[test]
+    fn address_errors_map_to_no_port() {
+        for kind in [io::ErrorKind::AddrNotAvailable, io::ErrorKind::AddrInUse] {
+            let e = ConnectError::from_io(io::Error::from(kind));
+            assert!(matches!(e, ConnectError::NoPort(_)), "{kind:?}");
+        }
+        let e = ConnectError::from_io(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(e, ConnectError::Io(_)));
+    }
+}
