@@ -359,10 +359,11 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         f.open_files_soft, f.open_files_hard
     );
     println!(
-        "  ephemeral ports       {}-{} ({} per source address and broker address)",
+        "  ephemeral ports       {}-{} ({} ports; ~{} usable by connect() per source address and broker address)",
         f.ephemeral_ports.0,
         f.ephemeral_ports.1,
-        f.port_count()
+        f.port_count(),
+        f.usable_ports_per_pair()
     );
     println!("  listen backlog        somaxconn {}", f.somaxconn);
     println!(
@@ -382,7 +383,8 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         devices: args.devices,
         ..Overrides::default()
     };
-    let plan = Plan::new(load(path, &overrides)?, Shard::default());
+    let (plan, auto_sources) =
+        limits::with_auto_sources(Plan::new(load(path, &overrides)?, Shard::default()), &f);
     let workers = args
         .workers
         .unwrap_or_else(|| limits::workers_needed(plan.shard_devices(), f.open_files_soft));
@@ -393,6 +395,9 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         plan.scenario.broker.source_addresses.len().max(1),
         plan.scenario.broker.targets().len().max(1)
     );
+    if let Some(auto) = &auto_sources {
+        println!("  {}", auto.describe());
+    }
     println!(
         "  worker processes      {workers}{}",
         if args.workers.is_none() {
@@ -526,11 +531,15 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         None => Shard::default(),
     };
     check_start_at(args.start_at_us)?;
-    let plan = Plan::new(scenario, shard);
     let facts = limits::Facts::gather();
+    // Loopback source addresses when one address has too few ports (every worker chooses the same).
+    let (plan, auto_sources) = limits::with_auto_sources(Plan::new(scenario, shard), &facts);
     let soft = facts.open_files_soft;
     if args.worker_pipe {
         return run_worker_child(&plan, args);
+    }
+    if let Some(auto) = &auto_sources {
+        eprintln!("{}", auto.describe());
     }
     let workers = worker_count(args, plan.shard_devices(), soft)?;
     check_fit(&plan, (args, workers), &facts)?;

@@ -33,6 +33,10 @@ use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
 use crate::scenario::{BrokerUrl, MqttVersion};
 
+/// After the devices are done, how long observers of a run with Sparkplug groups listen with nothing
+/// arriving before they stop (bounded by the drain).
+const SPARKPLUG_QUIET_US: u64 = 300_000;
+
 /// One second of a running shard, as a worker process streams it to its parent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TickSample {
@@ -559,6 +563,14 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let mut signalled = false;
     // Once the devices are done: observers wait for the deliveries still on their way, up to the drain.
     let mut observers_until: Option<u64> = None;
+    // Sparkplug messages carry no audit stamp to count against: observers listen until none has
+    // arrived for a moment (the NDEATHs of the clean end, wills the broker still delivers).
+    let sparkplug = plan
+        .scenario
+        .groups
+        .iter()
+        .any(|g| matches!(g.payload, crate::scenario::PayloadKind::Sparkplug { .. }));
+    let mut sparkplug_seen = (u64::MAX, 0u64);
     loop {
         let devices_done = snapshots.len() + errors.len() >= threads;
         if devices_done {
@@ -567,9 +579,18 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             };
             let (c, _) = read_live(&lives);
             let until = *observers_until.get_or_insert(clock.now_us() + drain_us);
+            let now = clock.now_us();
+            let spb = c.get(Counter::SparkplugBirths)
+                + c.get(Counter::SparkplugDeaths)
+                + c.get(Counter::SparkplugData);
+            if spb != sparkplug_seen.0 {
+                sparkplug_seen = (spb, now);
+            }
+            let quiet = !sparkplug || now >= sparkplug_seen.1 + SPARKPLUG_QUIET_US;
             let complete = c.get(Counter::Received) + c.get(Counter::Unobserved)
                 >= c.get(Counter::ExpectedDeliveries)
-                && c.get(Counter::CommandReplies) >= c.get(Counter::CommandsSent);
+                && c.get(Counter::CommandReplies) >= c.get(Counter::CommandsSent)
+                && quiet;
             if complete || clock.now_us() >= until || cancel.is_cancelled() {
                 observer_cancel.cancel();
                 match done.await {

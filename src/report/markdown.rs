@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::units::{latency, rate, seconds};
+use super::units::{latency, rate, seconds, Achieved};
 use super::{compare, write_file, PhaseReport, Report, ReportError, SUMMARY_MD};
 use crate::gate::{Comparison, Verdict};
 use crate::metrics::{Counter, Metric};
@@ -187,6 +187,20 @@ fn headline(out: &mut String, r: &Report) {
         vec!["overrun".to_owned(), s.overrun.to_string()],
         vec!["publish rate".to_owned(), rate(s.publish_rate_per_s)],
     ];
+    if let Some(p) = r.summary_phase() {
+        // What the schedule asked for next to what left this host and what observers received.
+        let a = Achieved::of(&p.totals.counters, p.duration_s);
+        rows.push(vec![
+            "publish rate intended / sent".to_owned(),
+            format!("{} / {}", rate(a.intended_per_s), rate(a.sent_per_s)),
+        ]);
+        if a.received_per_s > 0.0 {
+            rows.push(vec![
+                "received by observers".to_owned(),
+                rate(a.received_per_s),
+            ]);
+        }
+    }
     for (metric, h) in &s.latency {
         rows.push(vec![
             format!("{} p50 / p99 / max (corrected)", metric.name()),

@@ -61,6 +61,36 @@ pub(crate) fn pad_left(s: &str, width: usize) -> String {
     out
 }
 
+/// What a phase asked for and what it achieved, per second of the phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Achieved {
+    /// Slots the schedule asked for: sent or skipped (`published + skipped`).
+    pub intended_per_s: f64,
+    /// Publishes that left this host during the phase (`published - unsent_at_end`).
+    pub sent_per_s: f64,
+    /// Deliveries observers received (0 without observers): what the broker really passed on.
+    pub received_per_s: f64,
+}
+
+impl Achieved {
+    pub(crate) fn of(c: &crate::metrics::Counters, duration_s: f64) -> Achieved {
+        use crate::metrics::Counter;
+        let per_s = |n: u64| {
+            if duration_s > 0.0 {
+                n as f64 / duration_s
+            } else {
+                0.0
+            }
+        };
+        let published = c.get(Counter::Published);
+        Achieved {
+            intended_per_s: per_s(published.saturating_add(c.get(Counter::Skipped))),
+            sent_per_s: per_s(published.saturating_sub(c.get(Counter::UnsentAtEnd))),
+            received_per_s: per_s(c.get(Counter::Received)),
+        }
+    }
+}
+
 /// Right-align `rows` into columns (the first column left-aligned), two spaces apart, no trailing
 /// spaces. Widths count characters, so `µ` takes one column.
 pub(crate) fn columns(rows: &[Vec<String>], indent: &str) -> String {
