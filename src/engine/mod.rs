@@ -13,6 +13,7 @@ pub mod processes;
 pub mod prometheus;
 mod sparkplug;
 mod ticker;
+pub mod ui;
 mod worker;
 
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub struct RunOptions {
     pub tick_hook: Option<TickHook>,
     /// Serve live OpenMetrics text here during the run.
     pub prometheus: Option<SocketAddr>,
+    /// Feed the `--ui` live view (already serving) once a second.
+    pub ui: Option<ui::Ui>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for RunOptions {
             .field("start_at_us", &self.start_at_us)
             .field("tick_hook", &self.tick_hook.is_some())
             .field("prometheus", &self.prometheus)
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -86,6 +90,7 @@ impl Default for RunOptions {
             start_at_us: None,
             tick_hook: None,
             prometheus: None,
+            ui: None,
         }
     }
 }
@@ -516,7 +521,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     }
     drop(tx);
     drop(interval_tx);
-    let mut seconds = ticker::Seconds::default();
+    let mut seconds = ticker::Seconds::default().with_ui(opts.ui.as_ref(), plan, &timeline);
     let live_view = match opts.prometheus {
         Some(at) => Some(prometheus::serve(at, plan.scenario.name.clone()).await?),
         None => None,
@@ -644,7 +649,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     }
     let (final_counters, connected) = read_live(&lives);
     let window_s = ended_at_us.saturating_sub(last_close_us) as f64 / 1e6;
-    seconds.finish(tick, connected, final_counters, window_s);
+    seconds.finish(tick, connected, final_counters, ended_at_us, window_s);
 
     let mut snapshots = snapshots.into_iter();
     let mut snapshot = snapshots

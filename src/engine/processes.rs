@@ -155,7 +155,7 @@ async fn coordinate(
         Some(at) => Some(super::prometheus::serve(at, plan.scenario.name.clone()).await?),
         None => None,
     };
-    let mut seconds = super::ticker::Seconds::default();
+    let mut seconds = super::ticker::Seconds::default().with_ui(opts.ui.as_ref(), plan, &timeline);
     let mut tick: u32 = 1;
     let mut last_close_us = start_us;
     let mut interrupted = false;
@@ -284,7 +284,7 @@ async fn coordinate(
     // The last, partial window: what the shards counted after the last second the parent read.
     let now_us = clock.now_us();
     let window_s = now_us.saturating_sub(last_close_us) as f64 / 1e6;
-    seconds.finish(tick, 0, snapshot.counter_totals(), window_s);
+    seconds.finish(tick, 0, snapshot.counter_totals(), now_us, window_s);
     Ok(EngineOutput {
         snapshot,
         series: seconds.series,
