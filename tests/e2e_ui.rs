@@ -441,12 +441,51 @@ fn live_view_in_headless_chromium_changes_and_ends_as_the_report() {
         end["status"].as_str().unwrap().starts_with("completed"),
         "{end}"
     );
-    if let Some(shot) = std::env::var_os("FLEETSTORM_SCREENSHOT") {
+    screenshot(&mut browser, "FLEETSTORM_SCREENSHOT");
+
+    // The run's report.html, on a narrow screen: its group tables fit without scrolling sideways.
+    let session = browser.session.clone();
+    browser.call(
+        Some(&session),
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 760, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    let html = std::fs::canonicalize(out.join("report.html")).unwrap();
+    browser.call(
+        Some(&session),
+        "Page.navigate",
+        serde_json::json!({"url": format!("file://{}", html.display())}),
+    );
+    let fit = poll(Duration::from_secs(20), || {
+        let v = browser.eval(
+            "document.readyState === 'complete' && location.protocol === 'file:' ? JSON.stringify({\
+               tables: document.querySelectorAll('table.groups').length,\
+               wide: [...document.querySelectorAll('.tablewrap')].filter(e => e.scrollWidth > e.clientWidth + 1).length,\
+               overtime: [...document.querySelectorAll('figcaption')].filter(f => / latency over time$/.test(f.textContent)).length\
+             }) : null",
+        );
+        v.as_str()
+            .map(|t| serde_json::from_str::<Value>(t).unwrap())
+    })
+    .expect("report.html did not load");
+    assert_eq!(fit["tables"], 3, "ramp, steady, whole run: {fit}");
+    assert_eq!(
+        fit["wide"], 0,
+        "a group table scrolls sideways at 760 px: {fit}"
+    );
+    // e2e, puback and connect latency over the run.
+    assert_eq!(fit["overtime"], 3, "{fit}");
+    screenshot(&mut browser, "FLEETSTORM_REPORT_SCREENSHOT");
+}
+
+/// Save what the page shows as PNG when the environment variable `var` names a file.
+fn screenshot(browser: &mut Browser, var: &str) {
+    if let Some(shot) = std::env::var_os(var) {
         let session = browser.session.clone();
         let img = browser.call(
             Some(&session),
             "Page.captureScreenshot",
-            serde_json::json!({"format": "png"}),
+            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
         );
         let bytes = base64_decode(img["data"].as_str().unwrap());
         std::fs::write(shot, bytes).unwrap();
