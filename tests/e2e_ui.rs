@@ -174,18 +174,20 @@ fn check_over_http(workers: Option<&str>) {
     // The stream ends with the final view, after the last point.
     let data = |line: &str| serde_json::from_str::<Value>(line).unwrap();
     let mut last_point = None;
+    let mut last_groups = None;
     let mut final_view = None;
-    let mut kind = "";
+    let mut kind = String::new();
     for line in events.lines() {
         if let Some(k) = line.strip_prefix("event: ") {
-            kind = if k == "final" { "final" } else { "meta" };
+            k.clone_into(&mut kind);
         } else if let Some(d) = line.strip_prefix("data: ") {
-            match kind {
+            match kind.as_str() {
                 "final" => final_view = Some(data(d)),
+                "groups" => last_groups = Some(data(d)),
                 "" => last_point = Some(data(d)),
                 _ => {}
             }
-            kind = "";
+            kind.clear();
         }
     }
     let last_point = last_point.expect("no point in the stream");
@@ -206,6 +208,48 @@ fn check_over_http(workers: Option<&str>) {
         assert_eq!(final_view[k], t.get(c), "{k}: final view {final_view}");
     }
     assert_eq!(last_point["t_s"], report.series.last().unwrap().t_s);
+    // The per-group tiles' last figures are each group's in the report.
+    let slots: Vec<String> = serde_json::from_value(
+        serde_json::from_str::<Value>(
+            events
+                .split("event: meta\ndata: ")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap()["group_slots"]
+            .clone(),
+    )
+    .unwrap();
+    let at = |name: &str| slots.iter().position(|s| s == name).unwrap();
+    let last_groups = last_groups.expect("no groups event in the stream");
+    let rows = last_groups.as_array().unwrap();
+    assert_eq!(rows.len(), report.histograms.group_names.len());
+    for (row, name) in rows.iter().zip(&report.histograms.group_names) {
+        let g = &report.totals.groups[name];
+        assert_eq!(
+            row[at("published")],
+            g.counters.get(Counter::Published),
+            "{name}: {row}"
+        );
+        assert_eq!(
+            row[at("acked")],
+            g.counters.get(Counter::Acked),
+            "{name}: {row}"
+        );
+        assert_eq!(
+            row[at("received")],
+            g.counters.get(Counter::Received),
+            "{name}: {row}"
+        );
+        assert_eq!(
+            row[at("disconnects")],
+            g.counters.disconnects(),
+            "{name}: {row}"
+        );
+    }
     assert_eq!(final_view["status"], "completed", "{final_view}");
     assert_eq!(final_view["verdicts"].as_array().unwrap().len(), 2);
     assert_eq!(final_view["gates_passed"], true);
@@ -405,6 +449,18 @@ fn live_view_in_headless_chromium_changes_and_ends_as_the_report() {
     })
     .expect("the page never showed a publish");
     assert_eq!(first["tiles"], 2, "{first}");
+    // The group tiles count too while the run goes on.
+    let tile = poll(Duration::from_secs(10), || {
+        let v =
+            browser.eval("document.querySelector('#groups .tile .res').dataset.published || null");
+        v.as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+    });
+    assert!(
+        tile.is_some(),
+        "the first group tile shows no live publishes"
+    );
     assert!(first["charts"].as_u64().unwrap() >= 3, "{first}");
     assert_eq!(num(&first, "connected"), 60, "{first}");
     assert!(

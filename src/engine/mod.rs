@@ -43,6 +43,10 @@ pub struct TickSample {
     /// This second's corrected latency histograms (base64 V2+DEFLATE), for the parent's live view.
     #[serde(default)]
     pub interval: Vec<(crate::metrics::Metric, String)>,
+    /// Cumulative per-group counters (`[group][slot]`, see [`crate::metrics::GROUP_SLOTS`]) for the
+    /// parent's `--ui` group tiles; empty when nobody asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<[u64; crate::metrics::GROUP_SLOTS]>,
 }
 
 /// Called once a second with the shard's cumulative counters.
@@ -203,6 +207,18 @@ pub(crate) async fn send_intervals(
 }
 
 /// Sum of every worker's live counters.
+/// The per-group live counters of all workers, for `groups` groups.
+pub(crate) fn read_live_groups(
+    lives: &[Arc<LiveCounters>],
+    groups: usize,
+) -> Vec<[u64; crate::metrics::GROUP_SLOTS]> {
+    let mut out = vec![[0; crate::metrics::GROUP_SLOTS]; groups];
+    for l in lives {
+        l.read_groups(&mut out);
+    }
+    out
+}
+
 pub(crate) fn read_live(lives: &[Arc<LiveCounters>]) -> (Counters, i64) {
     let mut total = Counters::default();
     let mut connected = 0;
@@ -357,7 +373,7 @@ async fn start_observers(
     if sessions == 0 || plan.shard.index != 0 {
         return Ok(None);
     }
-    let live = Arc::new(LiveCounters::default());
+    let live = Arc::new(LiveCounters::with_groups(plan.groups().len()));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     let (timeline_tx, timeline_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -492,7 +508,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let drain_us = u64::try_from(opts.drain.as_micros()).unwrap_or(u64::MAX);
 
     let mut lives: Vec<Arc<LiveCounters>> = (0..threads)
-        .map(|_| Arc::new(LiveCounters::default()))
+        .map(|_| Arc::new(LiveCounters::with_groups(plan.groups().len())))
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, live) in lives.iter().enumerate() {
@@ -612,12 +628,21 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             _ = tokio::time::sleep_until(tick_at) => {
                 if clock.now_us() >= tick_us {
                     let (now_counters, connected) = read_live(&lives);
+                    let groups = if opts.ui.is_some() || opts.tick_hook.is_some() {
+                        read_live_groups(&lives, plan.groups().len())
+                    } else {
+                        Vec::new()
+                    };
+                    if let Some(ui) = &opts.ui {
+                        ui.set_groups(&groups);
+                    }
                     if let Some(hook) = &opts.tick_hook {
                         hook(&TickSample {
                             tick,
                             connected,
                             counters: now_counters.clone(),
                             interval: seconds.pending_encoded(),
+                            groups,
                         });
                     }
                     last_close_us = clock.now_us();
@@ -648,6 +673,9 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         seconds.add_latency(&h, live_view.as_ref());
     }
     let (final_counters, connected) = read_live(&lives);
+    if let Some(ui) = &opts.ui {
+        ui.set_groups(&read_live_groups(&lives, plan.groups().len()));
+    }
     let window_s = ended_at_us.saturating_sub(last_close_us) as f64 / 1e6;
     seconds.finish(tick, connected, final_counters, ended_at_us, window_s);
 

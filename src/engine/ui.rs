@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::gate::Verdict;
-use crate::metrics::{Counter, Counters, Metric, SeriesPoint};
+use crate::metrics::{Counter, Counters, Metric, SeriesPoint, GROUP_SLOTS, GROUP_SLOT_NAMES};
 use crate::plan::{Plan, Timeline};
 use crate::report::Report;
 
@@ -45,6 +45,8 @@ struct State {
     /// (sequence number, JSON) of the last [`MAX_POINTS`] points.
     points: VecDeque<(u64, Arc<str>)>,
     next_seq: u64,
+    /// The latest per-group counters of the shown groups, with a version number.
+    groups: Option<(u64, Arc<str>)>,
     final_view: Option<Arc<str>>,
 }
 
@@ -123,6 +125,8 @@ struct MetaView {
     phases: Vec<PhaseView>,
     total_s: f64,
     max_points: usize,
+    /// Names of the per-group figures of each `groups` event.
+    group_slots: [&'static str; GROUP_SLOTS],
 }
 
 #[derive(Serialize)]
@@ -276,6 +280,7 @@ impl Ui {
                 .collect(),
             total_s: timeline.end_us().saturating_sub(timeline.start_us) as f64 / 1e6,
             max_points: MAX_POINTS,
+            group_slots: GROUP_SLOT_NAMES,
         };
         if let Ok(text) = serde_json::to_string(&meta) {
             self.update(|s| s.meta = Some(text.into()));
@@ -305,6 +310,21 @@ impl Ui {
             while s.points.len() > MAX_POINTS {
                 s.points.pop_front();
             }
+        });
+    }
+
+    /// The cumulative per-group counters now (`[group][slot]`); only the shown groups are kept.
+    pub fn set_groups(&self, groups: &[[u64; GROUP_SLOTS]]) {
+        if groups.is_empty() {
+            return;
+        }
+        let shown = groups.get(..MAX_GROUP_TILES).unwrap_or(groups);
+        let Ok(text) = serde_json::to_string(shown) else {
+            return;
+        };
+        self.update(|s| {
+            let version = s.groups.as_ref().map_or(0, |g| g.0.wrapping_add(1));
+            s.groups = Some((version, text.into()));
         });
     }
 
@@ -373,9 +393,10 @@ impl Ui {
         };
         let points: Vec<&str> = s.points.iter().map(|(_, p)| &**p).collect();
         format!(
-            "{{\"meta\":{},\"points\":[{}],\"final\":{}}}",
+            "{{\"meta\":{},\"points\":[{}],\"groups\":{},\"final\":{}}}",
             s.meta.as_deref().unwrap_or("null"),
             points.join(","),
+            s.groups.as_ref().map_or("null", |g| &*g.1),
             s.final_view.as_deref().unwrap_or("null")
         )
     }
@@ -420,8 +441,8 @@ impl Ui {
         }
     }
 
-    /// Server-sent events: `meta` once, one unnamed event per second, `final` at the end (then the
-    /// stream closes).
+    /// Server-sent events: `meta` once, one unnamed event per second, `groups` (the shown groups'
+    /// cumulative counters) each second, `final` at the end (then the stream closes).
     async fn stream_events(self, mut stream: TcpStream) {
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\nretry: 1000\n\n";
         if stream.write_all(head.as_bytes()).await.is_err() {
@@ -431,6 +452,7 @@ impl Ui {
         let mut changed = self.inner.changed.subscribe();
         let mut meta_sent = false;
         let mut next_seq = 0u64;
+        let mut groups_sent: Option<u64> = None;
         loop {
             let mut chunk = String::new();
             let mut done = false;
@@ -449,6 +471,14 @@ impl Ui {
                     chunk.push_str(p);
                     chunk.push_str("\n\n");
                     next_seq = seq.wrapping_add(1);
+                }
+                if let Some((version, g)) = &s.groups {
+                    if groups_sent != Some(*version) {
+                        chunk.push_str("event: groups\ndata: ");
+                        chunk.push_str(g);
+                        chunk.push_str("\n\n");
+                        groups_sent = Some(*version);
+                    }
                 }
                 if let Some(f) = &s.final_view {
                     chunk.push_str("event: final\ndata: ");
