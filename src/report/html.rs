@@ -782,29 +782,37 @@ impl Chart {
                     l.color
                 );
             }
-            if let [(x, y)] = l.points.as_slice() {
-                // A lone value (e.g. connect latency measured in one second) shows as a dot.
+            // Each run of points without a gap (x more than 1.5 apart: a second with nothing
+            // measured in a time chart) is its own polyline; a lone value shows as a dot.
+            for run in l.points.chunk_by(|a, b| b.0 - a.0 <= 1.5) {
+                if let [(x, y)] = run {
+                    let _ = write!(
+                        s,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>",
+                        sx(*x),
+                        sy(*y),
+                        l.color,
+                        esc(&l.label)
+                    );
+                    continue;
+                }
+                let path: Vec<String> = run
+                    .iter()
+                    .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                    .collect();
                 let _ = write!(
                     s,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>",
-                    sx(*x),
-                    sy(*y),
+                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{}><title>{}</title></polyline>",
+                    path.join(" "),
                     l.color,
+                    if l.dashed {
+                        " stroke-dasharray=\"6 4\" stroke-opacity=\"0.75\""
+                    } else {
+                        ""
+                    },
                     esc(&l.label)
                 );
-                continue;
             }
-            let _ = write!(
-                s,
-                "<polyline points=\"{path}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{}><title>{}</title></polyline>",
-                l.color,
-                if l.dashed {
-                    " stroke-dasharray=\"6 4\" stroke-opacity=\"0.75\""
-                } else {
-                    ""
-                },
-                esc(&l.label)
-            );
         }
         s.push_str("</svg>");
         s
