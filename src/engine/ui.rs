@@ -522,3 +522,69 @@ pub const CHARTED: [Metric; 5] = [
     Metric::Connect,
     Metric::CommandRtt,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ui() -> Ui {
+        Ui::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap()
+    }
+
+    fn state(ui: &Ui) -> serde_json::Value {
+        serde_json::from_str(&ui.state_json()).unwrap()
+    }
+
+    #[test]
+    fn keeps_at_most_max_points_newest_last() {
+        let ui = ui();
+        assert_ne!(ui.addr().port(), 0, "the real port is known");
+        let c = Counters::default();
+        for t in 1..=(MAX_POINTS as u32 + 25) {
+            ui.push(&SeriesPoint::from_delta(t, 1, &c, &c), 0, &c);
+        }
+        let s = state(&ui);
+        let points = s["points"].as_array().unwrap();
+        assert_eq!(points.len(), MAX_POINTS);
+        assert_eq!(points[0]["t_s"], 26);
+        assert_eq!(points[MAX_POINTS - 1]["t_s"], MAX_POINTS as u64 + 25);
+    }
+
+    #[test]
+    fn a_point_is_small_and_fixed_in_size_whatever_the_counts() {
+        let ui = ui();
+        let mut c = Counters::default();
+        for &k in Counter::ALL {
+            c.add(k, u64::MAX / 64);
+        }
+        let mut p = SeriesPoint::from_delta(u32::MAX, i64::MAX, &Counters::default(), &c);
+        p.e2e_p99_us = Some(u64::MAX);
+        ui.push(&p, usize::MAX, &c);
+        let text = ui.state_json();
+        // Even with every figure at its widest, one point stays around a kilobyte.
+        assert!(text.len() < 1500, "{} bytes: {text}", text.len());
+    }
+
+    #[test]
+    fn groups_are_capped_to_the_shown_tiles() {
+        let ui = ui();
+        ui.set_groups(&vec![[1u64; GROUP_SLOTS]; 1000]);
+        let s = state(&ui);
+        let rows = s["groups"].as_array().unwrap();
+        assert_eq!(rows.len(), MAX_GROUP_TILES);
+        assert_eq!(rows[0].as_array().unwrap().len(), GROUP_SLOTS);
+        // Nothing to show: nothing changes.
+        ui.set_groups(&[]);
+        assert_eq!(
+            state(&ui)["groups"].as_array().unwrap().len(),
+            MAX_GROUP_TILES
+        );
+    }
+
+    #[test]
+    fn a_taken_address_is_an_error_naming_the_flag() {
+        let first = ui();
+        let e = Ui::start(first.addr()).unwrap_err();
+        assert!(e.to_string().contains("--ui"), "{e}");
+    }
+}
