@@ -166,11 +166,44 @@ fn check_over_http(workers: Option<&str>) {
     });
     assert!(later.is_some(), "the published count did not change");
 
+    // A page that connects late gets what it missed as one `history` event, from the first second.
+    let mut late = TcpStream::connect(&addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    late.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let history = poll(Duration::from_secs(10), || {
+        let n = late.read(&mut buf).ok()?;
+        got.push_str(&String::from_utf8_lossy(buf.get(..n)?));
+        let rest = got.split("event: history\ndata: ").nth(1)?;
+        let line = rest
+            .split("\n\n")
+            .next()
+            .filter(|_| rest.contains("\n\n"))?;
+        Some(serde_json::from_str::<Value>(line).unwrap())
+    })
+    .expect("no history event for a late page");
+    let seconds: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["t_s"].as_u64().unwrap())
+        .collect();
+    assert!(seconds.len() >= 2, "{seconds:?}");
+    assert_eq!(seconds[0], 1, "{seconds:?}");
+    assert!(seconds.windows(2).all(|w| w[1] == w[0] + 1), "{seconds:?}");
+    drop(late);
+
     let run = wait_within(&ws, &mut child, started, Duration::from_secs(90));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let events = stream.join().unwrap();
     assert!(events.contains("text/event-stream"), "{events}");
     assert!(events.contains("event: meta\ndata: {"), "{events}");
+    assert!(
+        events.contains("\ndata: {\"t_s\":"),
+        "one event per second: {events}"
+    );
     // The stream ends with the final view, after the last point.
     let data = |line: &str| serde_json::from_str::<Value>(line).unwrap();
     let mut last_point = None;
@@ -184,6 +217,7 @@ fn check_over_http(workers: Option<&str>) {
             match kind.as_str() {
                 "final" => final_view = Some(data(d)),
                 "groups" => last_groups = Some(data(d)),
+                "history" => last_point = data(d).as_array().unwrap().last().cloned(),
                 "" => last_point = Some(data(d)),
                 _ => {}
             }

@@ -441,8 +441,9 @@ impl Ui {
         }
     }
 
-    /// Server-sent events: `meta` once, one unnamed event per second, `groups` (the shown groups'
-    /// cumulative counters) each second, `final` at the end (then the stream closes).
+    /// Server-sent events: `meta` once, `history` (the points a page missed, as one array), one
+    /// unnamed event per second, `groups` (the shown groups' cumulative counters) each second,
+    /// `final` at the end (then the stream closes).
     async fn stream_events(self, mut stream: TcpStream) {
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\nretry: 1000\n\n";
         if stream.write_all(head.as_bytes()).await.is_err() {
@@ -466,11 +467,25 @@ impl Ui {
                     }
                 }
                 let from = next_seq;
-                for (seq, p) in s.points.iter().filter(|(q, _)| *q >= from) {
+                let new: Vec<&(u64, Arc<str>)> =
+                    s.points.iter().filter(|(q, _)| *q >= from).collect();
+                if let Some((last, _)) = new.last() {
+                    next_seq = last.wrapping_add(1);
+                }
+                if new.len() > 1 {
+                    // What a page missed (the history when it connects) as one event: one render.
+                    chunk.push_str("event: history\ndata: [");
+                    for (i, (_, p)) in new.iter().enumerate() {
+                        if i > 0 {
+                            chunk.push(',');
+                        }
+                        chunk.push_str(p);
+                    }
+                    chunk.push_str("]\n\n");
+                } else if let Some((_, p)) = new.first() {
                     chunk.push_str("data: ");
                     chunk.push_str(p);
                     chunk.push_str("\n\n");
-                    next_seq = seq.wrapping_add(1);
                 }
                 if let Some((version, g)) = &s.groups {
                     if groups_sent != Some(*version) {
