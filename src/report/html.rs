@@ -36,7 +36,13 @@ pub fn render(report: &Report, verdicts: &[Verdict]) -> String {
     );
     header(&mut out, report);
     cards(&mut out, report, verdicts);
-    if !verdicts.is_empty() {
+    if let Some(note) = &report.gates_deferred {
+        let _ = writeln!(
+            out,
+            "<section><h2>Gates</h2><p>Not evaluated here: {}.</p></section>",
+            esc(note)
+        );
+    } else if !verdicts.is_empty() {
         gates(&mut out, verdicts);
     }
     latency_section(&mut out, report);
