@@ -546,6 +546,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     let gates = app_gates::collect(args, &plan.scenario, plan.shard.count)?;
     check_out(args.out.as_deref())?;
     eprint!("{}", describe(&plan));
+    let ui = start_ui(args.ui)?;
     let options = RunOptions {
         threads: args.threads,
         progress: !args.no_progress,
@@ -553,6 +554,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         start_at_us: args.start_at_us,
         tick_hook: None,
         prometheus: args.prometheus,
+        ui: ui.clone(),
     };
     let output = if workers > 1 {
         eprintln!("workers: {workers} processes");
@@ -578,7 +580,17 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         engine::run(&plan, &options)?
     };
     eprintln!("broker: {}", output.broker_label);
-    finish(&plan, args, &gates, output, soft)
+    finish(&plan, args, &gates, output, soft, ui.as_ref())
+}
+
+/// Start the `--ui` live view and say where it is.
+fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<engine::ui::Ui>, CommandError> {
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    let ui = engine::ui::Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
+    eprintln!("live view: http://{}/", ui.addr());
+    Ok(Some(ui))
 }
 
 /// As a worker process: run the shard, stream ticks and the final snapshot to the parent on stdout.
@@ -590,6 +602,7 @@ fn run_worker_child(plan: &Plan, args: &RunArgs) -> Result<Exit, CommandError> {
         start_at_us: args.start_at_us,
         tick_hook: Some(processes::stdout_tick_hook()),
         prometheus: None,
+        ui: None,
     };
     let output = engine::run(plan, &options)?;
     let status = output.outcome.status;
@@ -614,6 +627,7 @@ fn finish(
     gates: &app_gates::Gates,
     output: engine::EngineOutput,
     open_files: u64,
+    ui: Option<&engine::ui::Ui>,
 ) -> Result<Exit, CommandError> {
     let scenario = serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null);
     let shards = Shards::new(
@@ -650,6 +664,9 @@ fn finish(
     // The summary comes first, whatever happened to the files: the run is never lost.
     println!("{}", report::console::render(&report));
     let passed = app_gates::print(gates, &report, &verdicts, comparison.as_ref());
+    if let Some(ui) = ui {
+        ui.finish(&report, &verdicts, Duration::from_secs(3));
+    }
     let misplaced = match written {
         Ok(w) => {
             for p in &w {

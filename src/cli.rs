@@ -232,6 +232,10 @@ pub struct RunArgs {
     /// Serve live metrics in the OpenMetrics text format at this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<std::net::SocketAddr>,
+    /// Serve a live view of the run (a self-contained web page) at this address, e.g.
+    /// 127.0.0.1:8080 (port 0 picks a free one; the address is printed at start).
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<std::net::SocketAddr>,
     /// Internal: stream JSON lines to a parent process instead of writing a report.
     #[arg(long, hide = true)]
     pub worker_pipe: bool,

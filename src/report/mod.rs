@@ -15,7 +15,7 @@ pub mod merge;
 mod model;
 pub mod openmetrics;
 mod record;
-mod units;
+pub(crate) mod units;
 
 use std::path::{Path, PathBuf};
 
