@@ -14,6 +14,7 @@ pub mod prometheus;
 mod sparkplug;
 mod ticker;
 pub mod ui;
+mod watchdog;
 mod worker;
 
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
 use crate::scenario::{BrokerUrl, MqttVersion};
+use watchdog::{Abort, Watchdog};
 
 /// After the devices are done, how long observers of a run with Sparkplug groups listen with nothing
 /// arriving before they stop (bounded by the drain).
@@ -248,116 +250,6 @@ pub(crate) async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Why the watchdog failed the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Abort {
-    /// No device could connect.
-    Unreachable,
-    /// Every connection was down for the loss budget.
-    Lost,
-    /// Devices connected, but every connection was dropped before a device was ever seen connected
-    /// at a one-second check (a broker that drops each connection right after CONNACK, or answers
-    /// with garbage).
-    NotHeld,
-    /// Devices could not start at all.
-    DevicesFailed,
-}
-
-/// Abort rules, checked once a second (and [`Watchdog::final_check`] once at the end).
-struct Watchdog {
-    unreachable_after_us: u64,
-    loss_budget_us: u64,
-    fail_fast_failures: u64,
-    had_connection: bool,
-    zero_since_us: Option<u64>,
-    /// The run's MQTT version, and the last CONNACK refusal (set before each check): for the message.
-    version: MqttVersion,
-    refusal: Option<failure::Refusal>,
-    /// Whether any device was connected at any check.
-    seen_connected: bool,
-}
-
-impl Watchdog {
-    fn check(&mut self, now_us: u64, end_us: u64, c: &Counters, connected: i64) -> Option<Abort> {
-        if c.get(Counter::DevicesFailedToStart) > 0 {
-            return Some(Abort::DevicesFailed);
-        }
-        let ok = c.get(Counter::ConnectSuccesses);
-        let failed = c.connect_failures();
-        if ok == 0
-            && failed > 0
-            && (failed >= self.fail_fast_failures || now_us >= self.unreachable_after_us)
-        {
-            return Some(Abort::Unreachable);
-        }
-        // A connection that came and went between two ticks still counts as having had one.
-        if ok > 0 {
-            self.had_connection = true;
-        }
-        if connected > 0 {
-            self.seen_connected = true;
-            self.zero_since_us = None;
-        } else if self.had_connection && now_us < end_us {
-            let since = *self.zero_since_us.get_or_insert(now_us);
-            if now_us.saturating_sub(since) >= self.loss_budget_us {
-                return Some(Abort::Lost);
-            }
-        }
-        None
-    }
-
-    /// Once, after a run that went its course: devices that could not start, or connections that
-    /// were never held (every one dropped, none ever seen up), fail it even when the run was too
-    /// short for the once-a-second rules.
-    fn final_check(&self, c: &Counters) -> Option<Abort> {
-        if c.get(Counter::DevicesFailedToStart) > 0 {
-            return Some(Abort::DevicesFailed);
-        }
-        let ok = c.get(Counter::ConnectSuccesses);
-        if ok > 0 && !self.seen_connected && c.disconnects() >= ok {
-            return Some(Abort::NotHeld);
-        }
-        None
-    }
-
-    /// The outcome of `abort`, explained with counters `c` (the final ones, so the message and the
-    /// report agree).
-    fn outcome(&self, abort: Abort, c: &Counters) -> Outcome {
-        let ok = c.get(Counter::ConnectSuccesses);
-        match abort {
-            Abort::Unreachable => Outcome {
-                status: RunStatus::BrokerUnreachable,
-                message: failure::unreachable(c, self.refusal, self.version),
-            },
-            Abort::Lost => Outcome {
-                status: RunStatus::BrokerLost,
-                message: failure::lost(
-                    c,
-                    self.refusal,
-                    self.version,
-                    self.loss_budget_us / 1_000_000,
-                ),
-            },
-            Abort::NotHeld => Outcome {
-                status: RunStatus::BrokerLost,
-                message: format!(
-                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check (published: {})",
-                    c.disconnects(),
-                    failure::disconnect_breakdown(c),
-                    c.get(Counter::Published),
-                ),
-            },
-            Abort::DevicesFailed => Outcome {
-                status: RunStatus::DevicesFailed,
-                message: format!(
-                    "{} devices could not start: their topic or CONNECT packet cannot be encoded (an MQTT string is at most 65,535 bytes: check the topic and client_id templates, username and password; `fleetstorm validate` names the key)",
-                    c.get(Counter::DevicesFailedToStart),
-                ),
-            },
-        }
-    }
-}
-
 /// Start the observer thread (shard 0 only) and wait until every session has subscribed. Returns the
 /// channel that hands it the timeline and its result receiver, or the outcome when observers failed.
 struct Observers {
@@ -507,7 +399,6 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         None => clock.now_us() + 100_000,
     };
     let timeline = Arc::new(plan.timeline(start_us));
-    let end_us = timeline.end_us();
     let max_connecting = plan.scenario.broker.max_connecting as usize;
     let drain_us = u64::try_from(opts.drain.as_micros()).unwrap_or(u64::MAX);
 
@@ -555,17 +446,12 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
 
     let connect_timeout_us =
         u64::try_from(plan.scenario.broker.connect_timeout.as_micros()).unwrap_or(u64::MAX);
-    let ramp_end_us = timeline.phases.first().map_or(start_us, |p| p.end_us);
-    let mut watchdog = Watchdog {
-        unreachable_after_us: ramp_end_us.max(start_us + connect_timeout_us) + connect_timeout_us,
-        loss_budget_us: (2 * connect_timeout_us).max(10_000_000),
-        fail_fast_failures: devices.clamp(1, 50),
-        had_connection: false,
-        zero_since_us: None,
-        version: plan.scenario.broker.protocol,
-        refusal: None,
-        seen_connected: false,
-    };
+    let mut watchdog = Watchdog::new(
+        &timeline,
+        devices,
+        connect_timeout_us,
+        plan.scenario.broker.protocol,
+    );
     // When the run was stopped early (signal or watchdog): its phases end there.
     let mut stopped_at_us: Option<u64> = None;
     let mut abort: Option<Abort> = None;
@@ -670,8 +556,8 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
                     seconds.close(tick, connected, now_counters, last_close_us, live_view.as_ref(), &progress);
                     tick = tick.saturating_add(1);
                     if !cancel.is_cancelled() {
-                        watchdog.refusal = failure::last_refusal(&lives, watchdog.version);
-                        if let Some(a) = watchdog.check(clock.now_us(), end_us, seconds.last(), connected) {
+                        watchdog.set_refusal(failure::last_refusal(&lives, watchdog.version()));
+                        if let Some(a) = watchdog.check(clock.now_us(), seconds.last(), connected) {
                             let o = watchdog.outcome(a, seconds.last());
                             progress.note(&o.message);
                             outcome = o;
@@ -728,144 +614,4 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         broker_label,
         worker_threads: threads,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn watchdog() -> Watchdog {
-        Watchdog {
-            unreachable_after_us: 5_000_000,
-            loss_budget_us: 10_000_000,
-            fail_fast_failures: 10,
-            had_connection: false,
-            zero_since_us: None,
-            version: MqttVersion::V311,
-            refusal: None,
-            seen_connected: false,
-        }
-    }
-
-    fn counters(pairs: &[(Counter, u64)]) -> Counters {
-        let mut c = Counters::default();
-        for (k, n) in pairs {
-            c.add(*k, *n);
-        }
-        c
-    }
-
-    #[test]
-    fn abort_rules_once_a_second() {
-        use Counter::*;
-        let end = 60_000_000;
-        // (counters, connected, now) -> verdict, each from a fresh watchdog
-        type Case = (Vec<(Counter, u64)>, i64, u64, Option<Abort>);
-        let cases: Vec<Case> = vec![
-            (
-                vec![(ConnectAttempts, 10), (ConnectFailRefused, 10)],
-                0,
-                1_000_000,
-                Some(Abort::Unreachable),
-            ),
-            (
-                vec![(ConnectAttempts, 9), (ConnectFailTimeout, 3)],
-                0,
-                1_000_000,
-                None,
-            ),
-            (
-                vec![(ConnectAttempts, 9), (ConnectFailTimeout, 3)],
-                0,
-                5_000_000,
-                Some(Abort::Unreachable),
-            ),
-            (
-                vec![(ConnectAttempts, 10), (ConnectSuccesses, 10)],
-                10,
-                2_000_000,
-                None,
-            ),
-            (
-                vec![(DevicesFailedToStart, 1), (ConnectSuccesses, 10)],
-                10,
-                2_000_000,
-                Some(Abort::DevicesFailed),
-            ),
-        ];
-        for (pairs, connected, now, want) in cases {
-            let got = watchdog().check(now, end, &counters(&pairs), connected);
-            assert_eq!(got, want, "{pairs:?} connected {connected} at {now}");
-        }
-        // Lost: every connection down for the loss budget, counted from the first check that saw none.
-        let mut w = watchdog();
-        let up = counters(&[(Counter::ConnectSuccesses, 10)]);
-        assert_eq!(w.check(1_000_000, end, &up, 10), None);
-        assert_eq!(w.check(2_000_000, end, &up, 0), None);
-        assert_eq!(w.check(11_000_000, end, &up, 0), None);
-        assert_eq!(w.check(12_000_000, end, &up, 0), Some(Abort::Lost));
-        // ... but not once the phases are over (devices leave on purpose then).
-        let mut w = watchdog();
-        assert_eq!(w.check(end, end, &up, 0), None);
-        assert_eq!(w.check(end + 20_000_000, end, &up, 0), None);
-    }
-
-    #[test]
-    fn connections_never_held_fail_the_run_at_its_end() {
-        use Counter::*;
-        let dropped = counters(&[
-            (ConnectSuccesses, 49),
-            (DisconnectClosed, 40),
-            (DisconnectProtocol, 9),
-        ]);
-        assert_eq!(watchdog().final_check(&dropped), Some(Abort::NotHeld));
-        // Seen connected at a check: a broker that dropped everyone late is the lost rule's business.
-        let mut w = watchdog();
-        let _ = w.check(1_000_000, 60_000_000, &dropped, 3);
-        assert_eq!(w.final_check(&dropped), None);
-        // Some connection was never lost (still up at the end).
-        let held = counters(&[(ConnectSuccesses, 49), (DisconnectClosed, 48)]);
-        assert_eq!(watchdog().final_check(&held), None);
-        assert_eq!(watchdog().final_check(&Counters::default()), None);
-        assert_eq!(
-            watchdog().final_check(&counters(&[(DevicesFailedToStart, 2)])),
-            Some(Abort::DevicesFailed)
-        );
-        let o = watchdog().outcome(Abort::NotHeld, &dropped);
-        assert_eq!(o.status, RunStatus::BrokerLost);
-        assert!(
-            o.message
-                .contains("49 connections came up and 49 were lost"),
-            "{}",
-            o.message
-        );
-        assert!(
-            o.message
-                .contains("40 closed by the broker, 9 protocol errors"),
-            "{}",
-            o.message
-        );
-    }
-
-    #[test]
-    fn the_unreachable_message_adds_up_like_the_counters() {
-        use Counter::*;
-        let c = counters(&[
-            (ConnectAttempts, 16),
-            (ConnectFailTimeout, 8),
-            (ConnectFailRefused, 2),
-            (ConnectAbandoned, 6),
-        ]);
-        let o = watchdog().outcome(Abort::Unreachable, &c);
-        assert_eq!(o.status, RunStatus::BrokerUnreachable);
-        for part in [
-            "16 attempts in all",
-            "10 attempts failed",
-            "2 refused (TCP)",
-            "8 timed out",
-            "6 still waiting",
-        ] {
-            assert!(o.message.contains(part), "`{part}` in {}", o.message);
-        }
-    }
 }
