@@ -229,3 +229,209 @@ async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::metrics::Counter;
+    use crate::plan::Shard;
+
+    /// Units that report fixed live counters and, when finished, a fixed ending.
+    struct Fake {
+        live: Counters,
+        connected: i64,
+        /// When they finish unless stopped before.
+        until: std::time::Instant,
+        stopped: Rc<Cell<bool>>,
+        totals: Counters,
+        outcome: Option<Outcome>,
+        windows: Vec<(String, u64, u64)>,
+    }
+
+    impl Units for Fake {
+        const TICK_LAG_US: u64 = 10_000;
+        const INTERRUPT_NOTE: &'static str = "interrupted";
+
+        async fn next(&mut self) -> Step {
+            if std::time::Instant::now() >= self.until || self.stopped.get() {
+                return Step::Done;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Step::Busy
+        }
+
+        fn live(&self, _groups: bool) -> Live {
+            Live {
+                counters: self.live.clone(),
+                connected: self.connected,
+                groups: Vec::new(),
+            }
+        }
+
+        fn refusal(&self, _version: MqttVersion) -> Option<Refusal> {
+            None
+        }
+
+        fn stop(&mut self) {
+            self.stopped.set(true);
+        }
+
+        fn finish(self, now_us: u64, _stopped: Option<u64>) -> Result<Ending, EngineError> {
+            let mut snapshot = RunSnapshot::empty(&self.windows, vec!["a".into()]);
+            if let Some(g) = snapshot
+                .phases
+                .first_mut()
+                .and_then(|p| p.groups.first_mut())
+            {
+                g.counters.merge(&self.totals);
+            }
+            Ok(Ending {
+                snapshot,
+                outcome: self.outcome,
+                ended_at_us: now_us,
+                worker_threads: 1,
+                last: Live {
+                    counters: self.totals,
+                    connected: 0,
+                    groups: Vec::new(),
+                },
+                late: Vec::new(),
+            })
+        }
+    }
+
+    fn counters(pairs: &[(Counter, u64)]) -> Counters {
+        let mut c = Counters::default();
+        for (k, n) in pairs {
+            c.add(*k, *n);
+        }
+        c
+    }
+
+    /// Drive `units` over a 4-device plan starting now, with or without the abort rules.
+    fn drive_fake(units: Fake, with_watchdog: bool) -> EngineOutput {
+        let text = "name: c\ngroups:\n  - { name: a, count: 4, profile: energy-meter }\nphases:\n  - ramp: { connect_rate: 1000/s }\n  - steady: { duration: 30s }\n";
+        let plan = Plan::new(
+            crate::scenario::parse(text, "c.yaml").unwrap(),
+            Shard::default(),
+        );
+        let clock = Clock::new();
+        let timeline = plan.timeline(clock.now_us());
+        let opts = RunOptions::default();
+        let watchdog = with_watchdog
+            .then(|| Watchdog::new(&timeline, 4, 1_000_000, plan.scenario.broker.protocol));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(drive(
+            units,
+            Run {
+                plan: &plan,
+                opts: &opts,
+                clock,
+                timeline: &timeline,
+                devices: 4,
+                watchdog,
+                broker_label: "fake".into(),
+            },
+        ))
+        .unwrap()
+    }
+
+    /// Units that run for `secs` seconds unless stopped.
+    fn fake(live: Counters, connected: i64, secs: f64, totals: Counters) -> (Fake, Rc<Cell<bool>>) {
+        let stopped = Rc::new(Cell::new(false));
+        let units = Fake {
+            live,
+            connected,
+            until: std::time::Instant::now() + std::time::Duration::from_secs_f64(secs),
+            stopped: stopped.clone(),
+            totals,
+            outcome: None,
+            windows: vec![("steady".into(), 0, 1)],
+        };
+        (units, stopped)
+    }
+
+    #[test]
+    fn the_watchdog_stops_the_units_at_a_tick_and_explains_with_the_final_counters() {
+        let refused = counters(&[
+            (Counter::ConnectAttempts, 4),
+            (Counter::ConnectFailRefused, 4),
+        ]);
+        let (units, stopped) = fake(refused.clone(), 0, 60.0, refused);
+        let out = drive_fake(units, true);
+        assert!(stopped.get(), "the units were told to stop");
+        assert_eq!(out.outcome.status, RunStatus::BrokerUnreachable);
+        assert!(
+            out.outcome.message.contains("4 refused (TCP)"),
+            "{}",
+            out.outcome.message
+        );
+        assert!(
+            !out.series.is_empty(),
+            "the stopped run still has its seconds"
+        );
+    }
+
+    #[test]
+    fn without_the_abort_rules_a_failing_shard_is_not_stopped_by_the_coordinator() {
+        // Worker processes: each child applies the rules itself; the parent only reports.
+        let refused = counters(&[
+            (Counter::ConnectAttempts, 4),
+            (Counter::ConnectFailRefused, 4),
+        ]);
+        // They run past the first tick, which sees nothing but refusals.
+        let (mut units, stopped) = fake(refused.clone(), 0, 1.3, refused);
+        units.outcome = Some(Outcome {
+            status: RunStatus::BrokerUnreachable,
+            message: "shard 0/2: unreachable".into(),
+        });
+        let out = drive_fake(units, false);
+        assert!(!stopped.get());
+        assert!(!out.series.is_empty(), "a second was closed before the end");
+        assert_eq!(out.outcome.status, RunStatus::BrokerUnreachable);
+        assert_eq!(out.outcome.message, "shard 0/2: unreachable");
+    }
+
+    #[test]
+    fn verdicts_at_the_end_abort_rules_then_units_then_completed() {
+        let not_held = counters(&[
+            (Counter::ConnectSuccesses, 4),
+            (Counter::DisconnectClosed, 4),
+        ]);
+        // (units' outcome, watchdog, final counters) -> status
+        let cases = [
+            (None, true, not_held.clone(), RunStatus::BrokerLost),
+            (None, false, not_held.clone(), RunStatus::Completed),
+            (
+                Some(RunStatus::WorkerFailed),
+                true,
+                not_held.clone(),
+                RunStatus::WorkerFailed,
+            ),
+            (
+                None,
+                true,
+                counters(&[(Counter::ConnectSuccesses, 4)]),
+                RunStatus::Completed,
+            ),
+        ];
+        for (units_outcome, with_watchdog, totals, want) in cases {
+            let (mut units, _) = fake(Counters::default(), 0, 0.0, totals);
+            units.outcome = units_outcome.map(|status| Outcome {
+                status,
+                message: "from the units".into(),
+            });
+            let out = drive_fake(units, with_watchdog);
+            assert_eq!(
+                out.outcome.status, want,
+                "{units_outcome:?} watchdog {with_watchdog}"
+            );
+        }
+    }
+}
