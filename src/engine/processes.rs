@@ -68,7 +68,7 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(EngineError::Runtime)?;
-    rt.block_on(coordinate(plan, opts, workers.max(1), cmd))
+    rt.block_on(drive_children(plan, opts, workers.max(1), cmd))
 }
 
 /// The worker processes of a run, as the coordinator's units.
@@ -272,7 +272,8 @@ fn sum_groups(children: &[Child], groups: usize) -> Vec<[u64; crate::metrics::GR
     out
 }
 
-async fn coordinate(
+/// Start the children (one shard each, from a shared start time) and drive them to the end.
+async fn drive_children(
     plan: &Plan,
     opts: &RunOptions,
     workers: u32,
