@@ -1,5 +1,5 @@
 //! The words of an exit-3 outcome: what failed, by reason, and what to do about it. Kept apart from
-//! the abort rules (the [`super::Watchdog`] decides *when*; this says *what happened*), and built
+//! the abort rules (the [`super::watchdog::Watchdog`] decides *when*; this says *what happened*), and built
 //! only from counters and the last CONNACK refusal, so it costs nothing while the run is healthy.
 
 use std::sync::Arc;

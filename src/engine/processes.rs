@@ -11,15 +11,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::time::Instant;
 
-use super::{
-    broker_target, observer, shutdown_signal, EngineError, EngineOutput, RunOptions, TickSample,
-};
+use super::coordinator::{self, Ending, Live, Step, Units};
+use super::failure::Refusal;
+use super::{broker_target, observer, EngineError, EngineOutput, RunOptions, TickSample};
 use crate::metrics::{Clock, Counters, IntervalHistograms, MissingShard, RunSnapshot};
 use crate::plan::{Plan, Shard};
-use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
+use crate::scenario::MqttVersion;
 
 /// One line a worker process writes on its stdout.
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,19 +68,195 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(EngineError::Runtime)?;
-    rt.block_on(coordinate(plan, opts, workers.max(1), cmd))
+    rt.block_on(drive_children(plan, opts, workers.max(1), cmd))
 }
 
-fn sum(children: &[Child]) -> (Counters, i64) {
-    let mut total = Counters::default();
-    let mut connected = 0;
-    for c in children {
-        if let Some(t) = &c.latest {
-            total.merge(&t.counters);
-            connected += t.connected;
+/// The worker processes of a run, as the coordinator's units.
+///
+/// The parent does not apply the abort rules ([`super::watchdog::Watchdog`]): each child runs its
+/// shard under its own coordinator, which applies them with what only it sees (every connect and
+/// CONNACK refusal of its devices, at its own ticks) and ends with that outcome; the parent's
+/// counters are the children's samples of up to a second ago, so a second watchdog here could only
+/// abort later, or twice (a SIGINT on top of a child's own abort would turn its verdict into
+/// "interrupted"). The parent reports the first shard's failure instead ([`Ending::outcome`]).
+struct Processes {
+    children: Vec<Child>,
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    workers: u32,
+    groups: usize,
+    /// The plan's phase windows and group names, for an empty report when no shard reported.
+    windows: Vec<(String, u64, u64)>,
+    names: Vec<String>,
+    total_devices: u64,
+    /// Whether the observers run in shard 0 (its loss leaves the others' deliveries unobserved).
+    observers_in_shard_0: bool,
+    start_us: u64,
+}
+
+impl Units for Processes {
+    /// After the children's samples of that second (they send theirs 50 ms past the boundary).
+    const TICK_LAG_US: u64 = 200_000;
+    const INTERRUPT_NOTE: &'static str =
+        "interrupted: stopping the workers and writing the report…";
+
+    async fn next(&mut self) -> Step {
+        if self.children.iter().all(|c| c.exit.is_some()) {
+            return Step::Done;
+        }
+        match self.events.recv().await {
+            Some(Event::Line(i, line)) => match serde_json::from_str::<PipeMessage>(&line) {
+                Ok(PipeMessage::Tick(t)) => {
+                    let h = IntervalHistograms::decode(&t.interval);
+                    if let Some(c) = self.children.get_mut(i) {
+                        c.latest = Some(*t);
+                    }
+                    Step::Latency(h)
+                }
+                Ok(PipeMessage::Final {
+                    outcome,
+                    snapshot,
+                    started_at_us,
+                    ended_at_us,
+                    worker_threads,
+                }) => {
+                    if let Some(c) = self.children.get_mut(i) {
+                        c.result = Some((
+                            outcome,
+                            snapshot,
+                            started_at_us,
+                            ended_at_us,
+                            worker_threads,
+                        ));
+                    }
+                    Step::Busy
+                }
+                Err(_) => Step::Note(format!("worker {i}: {line}")),
+            },
+            Some(Event::Exited(i, status)) => {
+                if let Some(c) = self.children.get_mut(i) {
+                    c.exit = Some(status);
+                }
+                Step::Busy
+            }
+            None => Step::Done,
         }
     }
-    (total, connected)
+
+    fn live(&self, groups: bool) -> Live {
+        let mut live = Live::default();
+        for t in self.children.iter().filter_map(|c| c.latest.as_ref()) {
+            live.counters.merge(&t.counters);
+            live.connected += t.connected;
+        }
+        if groups {
+            live.groups = sum_groups(&self.children, self.groups);
+        }
+        live
+    }
+
+    fn refusal(&self, _version: MqttVersion) -> Option<Refusal> {
+        None
+    }
+
+    fn stop(&mut self) {
+        for c in &self.children {
+            if let (Some(pid), None) = (c.pid, &c.exit) {
+                forward_interrupt(pid);
+            }
+        }
+    }
+
+    /// Merge what the shards reported; name the ones that did not. The children clip their own
+    /// phases when stopped, so `stopped_at_us` is not needed here.
+    fn finish(self, now_us: u64, _stopped_at_us: Option<u64>) -> Result<Ending, EngineError> {
+        let workers = self.workers;
+        // Phase windows come from the shards (a stopped shard ended its phases early); the plan's
+        // windows only when no shard reported.
+        let mut snapshot: Option<RunSnapshot> = None;
+        let mut outcome = None;
+        let mut failed = Vec::new();
+        let mut missing = Vec::new();
+        let mut ended_at_us = self.start_us;
+        let mut threads = 0;
+        for (i, c) in self.children.iter().enumerate() {
+            match &c.result {
+                Some((o, s, _, end, t)) => {
+                    match snapshot.as_mut() {
+                        Some(m) => m.merge(s)?,
+                        None => snapshot = Some(s.clone()),
+                    }
+                    ended_at_us = ended_at_us.max(*end);
+                    threads += t;
+                    if o.status != RunStatus::Completed && outcome.is_none() {
+                        outcome = Some(Outcome {
+                            status: o.status,
+                            message: format!("shard {i}/{workers}: {}", o.message),
+                        });
+                    }
+                }
+                None => {
+                    let exit = c.exit.as_deref().unwrap_or("unknown status").to_owned();
+                    let shard = u32::try_from(i).unwrap_or(u32::MAX);
+                    let (lo, hi) = Shard {
+                        index: shard,
+                        count: workers,
+                    }
+                    .range(self.total_devices);
+                    let left_out = if shard == 0 && self.observers_in_shard_0 {
+                        "its devices are left out, and the observers ran in it: the other shards' \
+                         expected deliveries are counted as unobserved"
+                    } else {
+                        "its devices are left out of the report and its deliveries of the accounting"
+                    };
+                    failed.push(format!(
+                        "shard {i}/{workers} exited with {exit} before reporting ({} devices); {left_out}",
+                        hi - lo
+                    ));
+                    missing.push(MissingShard {
+                        shard,
+                        of: workers,
+                        devices: hi - lo,
+                        exit,
+                    });
+                }
+            }
+        }
+        let mut snapshot =
+            snapshot.unwrap_or_else(|| RunSnapshot::empty(&self.windows, self.names.clone()));
+        snapshot.leave_out_missing(missing);
+        if !failed.is_empty() {
+            outcome = Some(Outcome {
+                status: RunStatus::WorkerFailed,
+                message: failed.join("; "),
+            });
+        }
+        // The last, partial window: the shards' own final counts (their last ticks may predate
+        // their end), per group too.
+        let groups = (0..snapshot.group_names.len())
+            .map(|g| {
+                let mut c = Counters::default();
+                for p in &snapshot.phases {
+                    if let Some(s) = p.groups.get(g) {
+                        c.merge(&s.counters);
+                    }
+                }
+                crate::metrics::group_slots_of(&c)
+            })
+            .collect();
+        let last = Live {
+            counters: snapshot.counter_totals(),
+            connected: 0,
+            groups,
+        };
+        Ok(Ending {
+            snapshot,
+            outcome,
+            ended_at_us: ended_at_us.max(now_us.min(ended_at_us.saturating_add(1))),
+            worker_threads: threads,
+            last,
+            late: Vec::new(),
+        })
+    }
 }
 
 /// The shards' latest per-group counters, added up.
@@ -97,7 +272,8 @@ fn sum_groups(children: &[Child], groups: usize) -> Vec<[u64; crate::metrics::GR
     out
 }
 
-async fn coordinate(
+/// Start the children (one shard each, from a shared start time) and drive them to the end.
+async fn drive_children(
     plan: &Plan,
     opts: &RunOptions,
     workers: u32,
@@ -114,7 +290,7 @@ async fn coordinate(
         .start_at_us
         .unwrap_or_else(|| clock.now_us() + START_LEAD_US);
     let timeline = plan.timeline(start_us);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mut children: Vec<Child> = Vec::with_capacity(workers as usize);
     for i in 0..workers {
         let mut command = tokio::process::Command::new(&cmd.exe);
@@ -163,168 +339,34 @@ async fn coordinate(
     }
     drop(tx);
 
-    let progress = Progress::new(opts.progress, plan.total_devices(), &timeline);
-    let live_view = match opts.prometheus {
-        Some(at) => Some(super::prometheus::serve(at, plan.scenario.name.clone()).await?),
-        None => None,
+    let units = Processes {
+        children,
+        events,
+        workers,
+        groups: plan.groups().len(),
+        windows: timeline
+            .phases
+            .iter()
+            .map(|p| (p.name.clone(), p.start_us, p.end_us))
+            .collect(),
+        names: plan.groups().iter().map(|g| g.name.clone()).collect(),
+        total_devices: plan.total_devices(),
+        observers_in_shard_0: observer::session_count(plan, addrs.len()) > 0,
+        start_us,
     };
-    let mut seconds = super::ticker::Seconds::default().with_ui(opts.ui.as_ref(), plan, &timeline);
-    let mut tick: u32 = 1;
-    let mut last_close_us = start_us;
-    let mut interrupted = false;
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    while children.iter().any(|c| c.exit.is_none()) {
-        // After the children's samples of that second (they send theirs 50 ms past the boundary).
-        let tick_us = start_us + u64::from(tick) * 1_000_000 + 200_000;
-        let tick_at = Instant::from_std(clock.instant_at(tick_us));
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(Event::Line(i, line)) => match serde_json::from_str::<PipeMessage>(&line) {
-                    Ok(PipeMessage::Tick(t)) => {
-                        seconds.add_latency(&IntervalHistograms::decode(&t.interval), live_view.as_ref());
-                        if let Some(c) = children.get_mut(i) {
-                            c.latest = Some(*t);
-                        }
-                    }
-                    Ok(PipeMessage::Final { outcome, snapshot, started_at_us, ended_at_us, worker_threads }) => {
-                        if let Some(c) = children.get_mut(i) {
-                            c.result = Some((outcome, snapshot, started_at_us, ended_at_us, worker_threads));
-                        }
-                    }
-                    Err(_) => progress.note(&format!("worker {i}: {line}")),
-                },
-                Some(Event::Exited(i, status)) => {
-                    if let Some(c) = children.get_mut(i) {
-                        c.exit = Some(status);
-                    }
-                }
-                None => break,
-            },
-            _ = &mut signal, if !interrupted => {
-                interrupted = true;
-                progress.note("interrupted: stopping the workers and writing the report…");
-                for c in &children {
-                    if let (Some(pid), None) = (c.pid, &c.exit) {
-                        forward_interrupt(pid);
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(tick_at) => {
-                let (now, connected) = sum(&children);
-                if let Some(ui) = &opts.ui {
-                    ui.set_groups(&sum_groups(&children, plan.groups().len()));
-                }
-                last_close_us = clock.now_us();
-                seconds.close(tick, connected, now, last_close_us, live_view.as_ref(), &progress);
-                tick = tick.saturating_add(1);
-            }
-        }
-    }
-    progress.finish();
-
-    // Merge what the shards reported; name the ones that did not.
-    let windows: Vec<(String, u64, u64)> = timeline
-        .phases
-        .iter()
-        .map(|p| (p.name.clone(), p.start_us, p.end_us))
-        .collect();
-    let names = plan.groups().iter().map(|g| g.name.clone()).collect();
-    // Phase windows come from the shards (a stopped shard ended its phases early); the plan's windows
-    // only when no shard reported.
-    let mut snapshot: Option<RunSnapshot> = None;
-    let mut outcome = Outcome {
-        status: RunStatus::Completed,
-        message: String::new(),
-    };
-    let mut failed = Vec::new();
-    let mut missing = Vec::new();
-    let mut ended_at_us = start_us;
-    let mut threads = 0;
-    for (i, c) in children.iter().enumerate() {
-        match &c.result {
-            Some((o, s, _, end, t)) => {
-                match snapshot.as_mut() {
-                    Some(m) => m.merge(s)?,
-                    None => snapshot = Some(s.clone()),
-                }
-                ended_at_us = ended_at_us.max(*end);
-                threads += t;
-                if o.status != RunStatus::Completed && outcome.status == RunStatus::Completed {
-                    outcome = Outcome {
-                        status: o.status,
-                        message: format!("shard {i}/{workers}: {}", o.message),
-                    };
-                }
-            }
-            None => {
-                let exit = c.exit.as_deref().unwrap_or("unknown status").to_owned();
-                let shard = u32::try_from(i).unwrap_or(u32::MAX);
-                let (lo, hi) = Shard {
-                    index: shard,
-                    count: workers,
-                }
-                .range(plan.total_devices());
-                let left_out = if shard == 0 && observer::session_count(plan, addrs.len()) > 0 {
-                    "its devices are left out, and the observers ran in it: the other shards' \
-                     expected deliveries are counted as unobserved"
-                } else {
-                    "its devices are left out of the report and its deliveries of the accounting"
-                };
-                failed.push(format!(
-                    "shard {i}/{workers} exited with {exit} before reporting ({} devices); {left_out}",
-                    hi - lo
-                ));
-                missing.push(MissingShard {
-                    shard,
-                    of: workers,
-                    devices: hi - lo,
-                    exit,
-                });
-            }
-        }
-    }
-    let mut snapshot = snapshot.unwrap_or_else(|| RunSnapshot::empty(&windows, names));
-    snapshot.leave_out_missing(missing);
-    if !failed.is_empty() {
-        outcome = Outcome {
-            status: RunStatus::WorkerFailed,
-            message: failed.join("; "),
-        };
-    } else if interrupted && outcome.status == RunStatus::Completed {
-        outcome = Outcome {
-            status: RunStatus::Interrupted,
-            message: "interrupted by signal; the report holds what was measured until then".into(),
-        };
-    }
-    // The last, partial window: what the shards counted after the last second the parent read.
-    let now_us = clock.now_us();
-    let window_s = now_us.saturating_sub(last_close_us) as f64 / 1e6;
-    if let Some(ui) = &opts.ui {
-        // The shards' own final counts, per group (their last ticks may predate their end).
-        let groups: Vec<_> = (0..snapshot.group_names.len())
-            .map(|g| {
-                let mut c = Counters::default();
-                for p in &snapshot.phases {
-                    if let Some(s) = p.groups.get(g) {
-                        c.merge(&s.counters);
-                    }
-                }
-                crate::metrics::group_slots_of(&c)
-            })
-            .collect();
-        ui.set_groups(&groups);
-    }
-    seconds.finish(tick, 0, snapshot.counter_totals(), now_us, window_s);
-    Ok(EngineOutput {
-        snapshot,
-        series: seconds.series,
-        outcome,
-        started_at_us: start_us,
-        ended_at_us: ended_at_us.max(clock.now_us().min(ended_at_us.saturating_add(1))),
-        broker_label,
-        worker_threads: threads,
-    })
+    coordinator::drive(
+        units,
+        coordinator::Run {
+            plan,
+            opts,
+            clock,
+            timeline: &timeline,
+            devices: plan.total_devices(),
+            watchdog: None,
+            broker_label,
+        },
+    )
+    .await
 }
 
 fn forward_interrupt(pid: u32) {

@@ -1,5 +1,5 @@
-//! The coordinator's once-a-second bookkeeping, shared by the in-process coordinator and the parent of
-//! worker processes: a time-series point (with that second's latency percentiles), the live view for
+//! The coordinator's once-a-second bookkeeping (see [`super::coordinator`], which drives threads and
+//! worker processes alike): a time-series point (with that second's latency percentiles), the live view for
 //! `--prometheus`, and the progress bar.
 
 use super::prometheus::LiveView;
