@@ -654,6 +654,32 @@ fn configure(to: &Path, values: &[(&str, String)]) {
 }
 
 #[test]
+fn as_shipped_a_forgotten_start_is_refused_by_every_pod() {
+    let Some(kubectl) = kubectl() else { return };
+    let docs = documents(&kustomize(&kubectl, &deploy_dir()));
+    let ws = tempfile::tempdir().unwrap();
+    let claim = ws.path().join("claim");
+    std::fs::create_dir_all(&claim).unwrap();
+    // a shard pod: usage error, nothing run, nothing written
+    let pod = &object(&docs, "Job", "fleetstorm-shards")["spec"]["template"]["spec"];
+    let volumes = pod_volumes(&docs, pod, ws.path(), &claim);
+    let local = localise(&docs, pod, &pod["containers"][0], Some(0), &volumes);
+    let log = ws.path().join("shard");
+    let (status, out) = wait(start(&local, &log), Duration::from_secs(30), &log);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("--start-at-us"), "{out}");
+    // the merge pod's init container: stops at once instead of waiting for reports
+    let pod = &object(&docs, "Job", "fleetstorm-merge")["spec"]["template"]["spec"];
+    let volumes = pod_volumes(&docs, pod, ws.path(), &claim);
+    let local = localise(&docs, pod, &pod["initContainers"][0], None, &volumes);
+    let log = ws.path().join("wait");
+    let (status, out) = wait(start(&local, &log), Duration::from_secs(30), &log);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("START_AT_US is empty"), "{out}");
+    assert_eq!(std::fs::read_dir(&claim).unwrap().count(), 0);
+}
+
+#[test]
 fn the_indexed_job_run_locally_merges_into_what_one_process_reports() {
     let Some(kubectl) = kubectl() else { return };
     let Some(mosquitto_bin) = tool("mosquitto", "apt-get install mosquitto") else {
