@@ -168,7 +168,9 @@ fn containerfile_builds_with_cargo_and_runs_fleetstorm_as_a_non_root_user() {
     // run stage: slim Debian, a non-root user, fleetstorm as the entry point
     assert_eq!(froms[1].as_str(), "docker.io/library/debian:bookworm-slim");
     let user = &ins.iter().rev().find(|(k, _)| k == "USER").unwrap().1;
-    let uid = user.split(':').next().unwrap();
+    let (uid, gid) = user
+        .split_once(':')
+        .unwrap_or((user.as_str(), user.as_str()));
     assert!(
         uid.parse::<u32>().is_ok_and(|u| u != 0),
         "USER {user} must be a numeric non-root uid (runAsNonRoot can only check numbers)"
@@ -214,6 +216,7 @@ fn containerfile_builds_with_cargo_and_runs_fleetstorm_as_a_non_root_user() {
                 .unwrap();
         let sc = &doc["spec"]["template"]["spec"]["securityContext"];
         assert_eq!(sc["runAsUser"].as_u64().unwrap().to_string(), uid, "{job}");
+        assert_eq!(sc["runAsGroup"].as_u64().unwrap().to_string(), gid, "{job}");
         assert_eq!(sc["runAsNonRoot"], true, "{job}");
     }
 }
