@@ -24,6 +24,9 @@ pub fn main(cli: Cli) -> Exit {
         Command::Report(ReportCommand::Render(args)) => app_gates::render(&args),
         Command::Report(ReportCommand::Compare(args)) => app_gates::compare(&args),
         Command::Preview(args) => crate::app_preview::preview(&args),
+        Command::Completions(args) => crate::app_docs::completions(&args),
+        Command::Man => crate::app_docs::man(),
+        Command::Schema(args) => crate::app_docs::schema(&args),
     };
     match result {
         Ok(exit) => exit,
@@ -90,6 +93,29 @@ fn describe(plan: &Plan) -> String {
                 x.expiry.as_secs()
             ));
         }
+        if let scenario::PayloadKind::Sparkplug {
+            group_id,
+            devices,
+            primary_host,
+            device_outages,
+        } = &g.payload
+        {
+            out.push_str(&format!(
+                "    Sparkplug B: each connection an edge node of group `{group_id}` with {devices} device(s){}{}\n",
+                primary_host
+                    .as_ref()
+                    .map_or_else(String::new, |h| format!(", births wait for primary host `{h}`")),
+                device_outages.as_ref().map_or_else(String::new, |o| format!(
+                    ", device outages {} for {:?}",
+                    if o.rate_per_s >= 1.0 {
+                        format!("at {}/s", o.rate_per_s)
+                    } else {
+                        format!("one every {:.0} s", 1.0 / o.rate_per_s)
+                    },
+                    o.duration
+                ))
+            ));
+        }
         if let Some(c) = &g.commands {
             out.push_str(&format!(
                 "    commands at {}/s, QoS {}, to `{}`, replies on `{}`
@@ -145,10 +171,66 @@ fn describe(plan: &Plan) -> String {
     out
 }
 
+/// The observers and gates of a scenario, for `validate`.
+fn describe_checks(s: &Scenario) -> String {
+    let mut out = String::new();
+    if s.observers.is_empty() {
+        out.push_str("  observers: none (no end-to-end latency or delivery audit)\n");
+    }
+    for o in &s.observers {
+        let audited: Vec<&str> = o
+            .groups
+            .iter()
+            .filter_map(|&i| s.groups.get(i))
+            .map(|g| g.name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "  observer {}: {} session(s), QoS {}{}, on {}; audits group(s) {}{}\n",
+            o.name,
+            o.count,
+            o.qos as u8,
+            if o.shared {
+                ", one shared subscription"
+            } else {
+                ""
+            },
+            o.topics.join(", "),
+            if audited.is_empty() {
+                "none".to_owned()
+            } else {
+                audited.join(", ")
+            },
+            o.sparkplug_host
+                .as_ref()
+                .map_or_else(String::new, |h| format!(
+                    "; Sparkplug primary host `{}`",
+                    h.host_id
+                ))
+        ));
+    }
+    if s.thresholds.is_empty() {
+        out.push_str("  thresholds: none\n");
+    } else {
+        out.push_str(&format!("  thresholds: {}\n", s.thresholds.len()));
+        for t in &s.thresholds {
+            out.push_str(&format!("    {t}\n"));
+        }
+    }
+    if let Some(b) = &s.baseline {
+        out.push_str(&format!(
+            "  baseline: {} (tolerance {}%)\n",
+            b.report.display(),
+            (b.max_regression * 1000.0).round() / 10.0
+        ));
+    }
+    out
+}
+
 fn validate(args: &ValidateArgs) -> Result<Exit, CommandError> {
     let s = load(&args.scenario, &Overrides::default())?;
     let plan = Plan::new(s, Shard::default());
     print!("{}", describe(&plan));
+    print!("{}", describe_checks(&plan.scenario));
     println!("{}: valid", args.scenario.display());
     Ok(Exit::Success)
 }
@@ -277,10 +359,11 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         f.open_files_soft, f.open_files_hard
     );
     println!(
-        "  ephemeral ports       {}-{} ({} per source address and broker address)",
+        "  ephemeral ports       {}-{} ({} ports; ~{} usable by connect() per source address and broker address)",
         f.ephemeral_ports.0,
         f.ephemeral_ports.1,
-        f.port_count()
+        f.port_count(),
+        f.usable_ports_per_pair()
     );
     println!("  listen backlog        somaxconn {}", f.somaxconn);
     println!(
@@ -300,7 +383,8 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         devices: args.devices,
         ..Overrides::default()
     };
-    let plan = Plan::new(load(path, &overrides)?, Shard::default());
+    let (plan, auto_sources) =
+        limits::with_auto_sources(Plan::new(load(path, &overrides)?, Shard::default()), &f);
     let workers = args
         .workers
         .unwrap_or_else(|| limits::workers_needed(plan.shard_devices(), f.open_files_soft));
@@ -311,6 +395,9 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
         plan.scenario.broker.source_addresses.len().max(1),
         plan.scenario.broker.targets().len().max(1)
     );
+    if let Some(auto) = &auto_sources {
+        println!("  {}", auto.describe());
+    }
     println!(
         "  worker processes      {workers}{}",
         if args.workers.is_none() {
@@ -392,9 +479,11 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
     }
     let record = report::merge::merge(&reports)
         .map_err(|e| CommandError::Usage(format!("report merge: {e}")))?;
-    // Only once the inputs are known to merge: a refused merge leaves no folder behind.
-    check_out(args.out.as_deref())?;
     let report = Report::build(&record)?;
+    // Only once the inputs are known to merge and the gates to load: a refused merge leaves no
+    // folder behind.
+    let gates = app_gates::collect_for_merge(args, &report)?;
+    check_out(args.out.as_deref())?;
     let dir = match &args.out {
         Some(d) => d.clone(),
         None => report::default_dir(
@@ -403,13 +492,30 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
             record.started_at_us,
         ),
     };
-    let written = report::write_all(&report, &dir)?;
+    let (verdicts, comparison) = app_gates::judge(&gates, &report);
+    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir)?;
     println!("{}", report::console::render(&report));
     println!("merged {} reports", reports.len());
+    let passed = app_gates::print(&gates, &report, &verdicts, comparison.as_ref());
     for p in &written {
         println!("wrote {}", p.display());
     }
-    Ok(Exit::Success)
+    let exit = app_gates::exit_for(report.outcome.status, passed);
+    match exit {
+        Exit::GateFailed => {
+            for line in app_gates::failures(&verdicts, comparison.as_ref()) {
+                eprintln!("{line}");
+            }
+            eprintln!("gates failed: see the thresholds / baseline table above");
+        }
+        Exit::Runtime => eprintln!(
+            "the merged run did not complete ({}): {}",
+            report.outcome.status.name(),
+            report.outcome.message
+        ),
+        Exit::Success | Exit::Usage => {}
+    }
+    Ok(exit)
 }
 
 fn run(args: &RunArgs) -> Result<Exit, CommandError> {
@@ -425,17 +531,22 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         None => Shard::default(),
     };
     check_start_at(args.start_at_us)?;
-    let plan = Plan::new(scenario, shard);
     let facts = limits::Facts::gather();
+    // Loopback source addresses when one address has too few ports (every worker chooses the same).
+    let (plan, auto_sources) = limits::with_auto_sources(Plan::new(scenario, shard), &facts);
     let soft = facts.open_files_soft;
     if args.worker_pipe {
         return run_worker_child(&plan, args);
     }
+    if let Some(auto) = &auto_sources {
+        eprintln!("{}", auto.describe());
+    }
     let workers = worker_count(args, plan.shard_devices(), soft)?;
     check_fit(&plan, (args, workers), &facts)?;
-    let gates = app_gates::collect(args, &plan.scenario)?;
+    let gates = app_gates::collect(args, &plan.scenario, plan.shard.count)?;
     check_out(args.out.as_deref())?;
     eprint!("{}", describe(&plan));
+    let ui = start_ui(args.ui)?;
     let options = RunOptions {
         threads: args.threads,
         progress: !args.no_progress,
@@ -443,6 +554,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         start_at_us: args.start_at_us,
         tick_hook: None,
         prometheus: args.prometheus,
+        ui: ui.clone(),
     };
     let output = if workers > 1 {
         eprintln!("workers: {workers} processes");
@@ -468,7 +580,17 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         engine::run(&plan, &options)?
     };
     eprintln!("broker: {}", output.broker_label);
-    finish(&plan, args, &gates, output, soft)
+    finish(&plan, args, &gates, output, soft, ui.as_ref())
+}
+
+/// Start the `--ui` live view and say where it is.
+fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<engine::ui::Ui>, CommandError> {
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    let ui = engine::ui::Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
+    eprintln!("live view: http://{}/", ui.addr());
+    Ok(Some(ui))
 }
 
 /// As a worker process: run the shard, stream ticks and the final snapshot to the parent on stdout.
@@ -480,6 +602,7 @@ fn run_worker_child(plan: &Plan, args: &RunArgs) -> Result<Exit, CommandError> {
         start_at_us: args.start_at_us,
         tick_hook: Some(processes::stdout_tick_hook()),
         prometheus: None,
+        ui: None,
     };
     let output = engine::run(plan, &options)?;
     let status = output.outcome.status;
@@ -504,6 +627,7 @@ fn finish(
     gates: &app_gates::Gates,
     output: engine::EngineOutput,
     open_files: u64,
+    ui: Option<&engine::ui::Ui>,
 ) -> Result<Exit, CommandError> {
     let scenario = serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null);
     let shards = Shards::new(
@@ -535,11 +659,14 @@ fn finish(
             record.started_at_us,
         ),
     };
-    let (verdicts, comparison) = app_gates::evaluate(gates, &report);
+    let (verdicts, comparison) = app_gates::judge(gates, &report);
     let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir);
     // The summary comes first, whatever happened to the files: the run is never lost.
     println!("{}", report::console::render(&report));
     let passed = app_gates::print(gates, &report, &verdicts, comparison.as_ref());
+    if let Some(ui) = ui {
+        ui.finish(&report, &verdicts, Duration::from_secs(3));
+    }
     let misplaced = match written {
         Ok(w) => {
             for p in &w {
@@ -574,23 +701,28 @@ fn finish(
             true
         }
     };
-    let exit = match record.outcome.status {
-        RunStatus::Completed if passed => Exit::Success,
-        RunStatus::Completed => {
+    let exit = app_gates::exit_for(record.outcome.status, passed);
+    match exit {
+        Exit::GateFailed => {
+            for line in app_gates::failures(&verdicts, comparison.as_ref()) {
+                eprintln!("{line}");
+            }
             eprintln!("gates failed: see the thresholds / baseline table above");
-            Exit::GateFailed
         }
-        status => {
+        Exit::Runtime => {
             eprintln!("run did not complete: {}", record.outcome.message);
-            if matches!(status, RunStatus::BrokerUnreachable | RunStatus::BrokerLost) {
+            if matches!(
+                record.outcome.status,
+                RunStatus::BrokerUnreachable | RunStatus::BrokerLost
+            ) {
                 eprintln!(
                     "  hint: the broker settings are under `broker:` in {} (`--broker URL` overrides the address)",
                     shell_word(&args.scenario)
                 );
             }
-            Exit::Runtime
         }
-    };
+        Exit::Success | Exit::Usage => {}
+    }
     // A report that is not where it was asked for is a runtime failure, whatever the verdict.
     Ok(if misplaced { Exit::Runtime } else { exit })
 }

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CompareArgs, RenderArgs, RenderFormat, RunArgs};
+use crate::cli::{CompareArgs, MergeArgs, RenderArgs, RenderFormat, RunArgs};
 use crate::error::{CommandError, Exit};
 use crate::gate::{self, Comparison, Threshold, Verdict};
-use crate::report::{self, Report};
+use crate::report::{self, Report, RunStatus};
 use crate::scenario::Scenario;
 
 /// Everything that decides exit code 1.
@@ -58,8 +58,43 @@ pub fn load_report(path: &Path, flag: &str, role: &str) -> Result<Report, Comman
     })
 }
 
+impl Gates {
+    /// No gate at all.
+    pub fn none() -> Gates {
+        Gates {
+            thresholds: Vec::new(),
+            baseline: None,
+            max_regression: gate::DEFAULT_MAX_REGRESSION,
+        }
+    }
+}
+
 /// Gather the gates before anything runs, so a bad threshold or a missing baseline costs nothing.
-pub fn collect(args: &RunArgs, scenario: &Scenario) -> Result<Gates, CommandError> {
+/// A shard (`--shard I/N` with N > 1) evaluates no fleet-wide gate: gates given on its command line
+/// are refused (they belong to `report merge`), and the scenario's are left to the merge.
+pub fn collect(
+    args: &RunArgs,
+    scenario: &Scenario,
+    shard_count: u32,
+) -> Result<Gates, CommandError> {
+    if shard_count > 1 {
+        let given: Vec<&str> = [
+            (!args.thresholds.is_empty()).then_some("--threshold"),
+            args.baseline.is_some().then_some("--baseline"),
+            args.max_regression.is_some().then_some("--max-regression"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !given.is_empty() {
+            return Err(CommandError::Usage(format!(
+                "{} with --shard: a shard holds part of the fleet, so it evaluates no fleet-wide gate\n  hint: pass {} to `fleetstorm report merge` of every shard's report (the scenario's `thresholds:` and `baseline:` are evaluated there too); nothing was run",
+                given.join(", "),
+                given.join(", ")
+            )));
+        }
+        return Ok(Gates::none());
+    }
     let mut thresholds = scenario.thresholds.clone();
     thresholds.extend(parse_thresholds(&args.thresholds)?);
     let (baseline_path, flag, scenario_tolerance) = match (&args.baseline, &scenario.baseline) {
@@ -104,13 +139,126 @@ pub fn evaluate(gates: &Gates, report: &Report) -> (Vec<Verdict>, Option<Compari
     (verdicts, comparison)
 }
 
-/// Print verdicts and the comparison; whether every gate passed.
+/// The gates `report merge` evaluates on the merged report: the scenario's `thresholds:` and
+/// `baseline:` (read from the resolved scenario in report.json) and those on its command line. A
+/// relative `baseline.report` is resolved from the working folder (the scenario file's folder is not
+/// known at merge); `--baseline` replaces it.
+pub fn collect_for_merge(args: &MergeArgs, merged: &Report) -> Result<Gates, CommandError> {
+    let scenario_texts: Vec<String> = match merged.scenario.get("thresholds") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
+        Some(other) => vec![other.to_string()],
+    };
+    let mut thresholds = Vec::with_capacity(scenario_texts.len() + args.thresholds.len());
+    for (i, t) in scenario_texts.iter().enumerate() {
+        let parsed = gate::parse_threshold(t).map_err(|e| {
+            CommandError::Usage(format!(
+                "report merge: the shards' scenario.thresholds[{i}] `{t}`: {}\n  hint: {} (the shard reports were written by another fleetstorm version?)",
+                e.message, e.hint
+            ))
+        })?;
+        thresholds.push(parsed);
+    }
+    thresholds.extend(parse_thresholds(&args.thresholds)?);
+    let scenario_baseline = merged
+        .scenario
+        .get("baseline")
+        .filter(|b| !b.is_null())
+        .map(|b| {
+            (
+                b.get("report")
+                    .and_then(serde_json::Value::as_str)
+                    .map(PathBuf::from),
+                b.get("max_regression").and_then(serde_json::Value::as_f64),
+            )
+        });
+    let (path, flag, tolerance) = match (&args.baseline, scenario_baseline) {
+        (Some(p), _) => (Some(p.clone()), "--baseline", None),
+        (None, Some((Some(p), tol))) => (Some(p), "the scenario's baseline.report", tol),
+        (None, _) => (None, "", None),
+    };
+    let max_regression = parse_regression(
+        args.max_regression.as_deref(),
+        tolerance.unwrap_or(gate::DEFAULT_MAX_REGRESSION),
+    )?;
+    let baseline = match path {
+        None => None,
+        Some(p) => {
+            let r = report::load(&p).map_err(|e| {
+                CommandError::Usage(format!(
+                    "report merge: {flag}: cannot use `{}` as a baseline: {e}\n  hint: `report merge` resolves a relative baseline.report from the working folder; pass `--baseline PATH` to the report.json of the earlier run",
+                    p.display()
+                ))
+            })?;
+            Some((p, r))
+        }
+    };
+    Ok(Gates {
+        thresholds,
+        baseline,
+        max_regression,
+    })
+}
+
+/// The verdicts of a report: none when it holds only some shards of a run (gates are evaluated at
+/// merge), else every threshold and the baseline comparison.
+pub fn judge(gates: &Gates, report: &Report) -> (Vec<Verdict>, Option<Comparison>) {
+    if report.gates_deferred.is_some() {
+        return (Vec::new(), None);
+    }
+    evaluate(gates, report)
+}
+
+/// The exit code of a finished run or merge: 3 when it did not complete, 1 when a gate failed.
+pub fn exit_for(status: RunStatus, passed: bool) -> Exit {
+    match status {
+        RunStatus::Completed if passed => Exit::Success,
+        RunStatus::Completed => Exit::GateFailed,
+        _ => Exit::Runtime,
+    }
+}
+
+/// The failed gates, one line each, for stderr: what failed and by how much.
+pub fn failures(verdicts: &[Verdict], comparison: Option<&Comparison>) -> Vec<String> {
+    let mut out: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| format!("gate failed: {}: {}", v.threshold, v.detail))
+        .collect();
+    if let Some(c) = comparison {
+        out.extend(c.regressions().map(|ch| {
+            format!(
+                "gate failed: baseline {}: {} -> {} ({}, tolerance {}%)",
+                ch.quantity.name(),
+                report::compare::value(&ch.quantity, ch.base),
+                report::compare::value(&ch.quantity, ch.current),
+                report::compare::change(ch),
+                (c.max_regression * 1000.0).round() / 10.0
+            )
+        }));
+    }
+    out
+}
+
+/// Print verdicts and the comparison (or, for a shard, that gates are evaluated at merge); whether
+/// every gate passed.
 pub fn print(
     gates: &Gates,
     report: &Report,
     verdicts: &[Verdict],
     comparison: Option<&Comparison>,
 ) -> bool {
+    if let Some(note) = &report.gates_deferred {
+        println!("gates: not evaluated here: {note}");
+        return true;
+    }
     if !verdicts.is_empty() {
         println!("{}", report::console::render_verdicts(verdicts));
     }
@@ -137,19 +285,24 @@ pub fn render(args: &RenderArgs) -> Result<Exit, CommandError> {
     let written: Vec<PathBuf> = match args.format {
         RenderFormat::Console => {
             println!("{}", report::console::render(&r));
-            print!("{}", report::console::render_verdicts(&verdicts));
             Vec::new()
         }
         RenderFormat::Html => vec![report::html::write(&r, &verdicts, &dir)?],
-        RenderFormat::Md => vec![report::markdown::write(&r, &dir)?],
+        RenderFormat::Md => vec![report::markdown::write(&r, &verdicts, None, &dir)?],
         RenderFormat::Json => vec![report::json::write(&r, &dir)?],
         RenderFormat::Junit => vec![report::junit::write(&r, &verdicts, None, &dir)?],
         RenderFormat::Hlog => report::hlog::write(&r, &dir)?,
     };
+    // The verdicts in every format: `--threshold` is a gate, and a gate says what it found.
+    print!("{}", report::console::render_verdicts(&verdicts));
     for p in written {
         println!("wrote {}", p.display());
     }
-    Ok(if gate::passed(&verdicts) {
+    let failed = failures(&verdicts, None);
+    for line in &failed {
+        eprintln!("{line}");
+    }
+    Ok(if failed.is_empty() {
         Exit::Success
     } else {
         Exit::GateFailed

@@ -4,11 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::EXIT_CODES_HELP;
+use crate::error::{
+    COMPARE_EXIT_CODES, DOCTOR_EXIT_CODES, EXIT_CODES_HELP, MERGE_EXIT_CODES, PREVIEW_EXIT_CODES,
+    PROGRAM_EXIT_CODES, RENDER_EXIT_CODES, SIMPLE_EXIT_CODES, VALIDATE_EXIT_CODES,
+};
 
 /// Load tester and simulator for fleets of industrial MQTT devices.
 #[derive(Debug, Parser)]
-#[command(name = "fleetstorm", version, about, after_help = EXIT_CODES_HELP)]
+#[command(name = "fleetstorm", version, about, after_help = PROGRAM_EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,20 +22,56 @@ pub enum Command {
     /// Run a scenario: connect the fleet, publish, measure, write a report.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(Box<RunArgs>),
-    /// Check a scenario file and print what it would do, without connecting anything.
-    #[command(after_help = EXIT_CODES_HELP)]
+    /// Check a scenario file and print what it would do (groups, Sparkplug, phases, observers,
+    /// thresholds, baseline), without connecting anything.
+    #[command(after_help = VALIDATE_EXIT_CODES)]
     Validate(ValidateArgs),
     /// Print the limits that decide how many devices fit (open files, ports, memory) and whether a
     /// scenario fits them, with the exact fix when it does not.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = DOCTOR_EXIT_CODES)]
     Doctor(DoctorArgs),
-    /// Work with report.json files: merge shards.
+    /// Work with report.json files: merge the reports of shards into one and evaluate its gates
+    /// (merge), write a report in another format and evaluate thresholds on it (render), compare two
+    /// runs (compare).
     #[command(subcommand)]
     Report(ReportCommand),
     /// Print what one device of a profile publishes over time, as CSV (no broker): to see and tune a
     /// profile's signals. Held-back values (report by exception) are empty cells.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = PREVIEW_EXIT_CODES)]
     Preview(PreviewArgs),
+    /// Print a shell completion script to stdout, e.g.
+    /// `fleetstorm completions bash > ~/.local/share/bash-completion/completions/fleetstorm`.
+    #[command(after_help = SIMPLE_EXIT_CODES)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout, e.g. `fleetstorm man > fleetstorm.1; man ./fleetstorm.1`.
+    #[command(after_help = SIMPLE_EXIT_CODES)]
+    Man,
+    /// Print the JSON Schema of scenario files (for editors: key completion and checks while typing).
+    #[command(after_help = SIMPLE_EXIT_CODES)]
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// What `fleetstorm schema` prints the schema of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// Scenario files (YAML).
+    Scenario,
+    /// report.json.
+    Report,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema.
+    #[arg(value_enum, default_value = "scenario")]
+    pub kind: SchemaKind,
 }
 
 #[derive(Debug, Args)]
@@ -75,11 +114,16 @@ pub struct DoctorArgs {
 pub enum ReportCommand {
     /// Merge the reports of separate shards (e.g. pods of a Kubernetes Indexed Job) into one exact
     /// report: histograms and counters add up, percentiles are recomputed from the merged histograms.
+    /// Then evaluates the scenario's `thresholds:` and `baseline:` (and `--threshold`) on the merged
+    /// report, writes junit.xml, summary.md and report.html with the verdicts, and exits like `run`.
+    #[command(after_help = MERGE_EXIT_CODES)]
     Merge(MergeArgs),
-    /// Write a report in another format from its report.json.
+    /// Write a report in another format from its report.json; `--threshold` gates are evaluated on it
+    /// (a failed one is named, exit 1).
+    #[command(after_help = RENDER_EXIT_CODES)]
     Render(RenderArgs),
     /// Compare two reports metric by metric; exit 1 when CURRENT regressed beyond the tolerance.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = COMPARE_EXIT_CODES)]
     Compare(CompareArgs),
 }
 
@@ -103,7 +147,8 @@ pub struct RenderArgs {
     /// Directory to write into (default: the report's own directory; `console` prints).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Thresholds to evaluate for the html and junit formats (repeatable).
+    /// A threshold to evaluate on the report, e.g. `--threshold 'e2e.p99 < 50ms'` (repeatable): its
+    /// verdict is printed, shown in the html, md and junit formats, and a failure exits 1.
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<String>,
 }
@@ -127,6 +172,15 @@ pub struct MergeArgs {
     /// Where to write the merged report (default: reports/<name>-merged-<UTC stamp>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Add a threshold gate, evaluated on the merged report (repeatable; adds to the scenario's).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+    /// Compare the merged report with an earlier report.json (replaces the scenario's baseline).
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
+    /// Largest tolerated regression against the baseline (default: the scenario's, else 10%).
+    #[arg(long, value_name = "PCT")]
+    pub max_regression: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +213,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N|auto")]
     pub workers: Option<String>,
     /// Run only shard I of N (a contiguous slice of the device ids), e.g. on one of N hosts; combine the
-    /// reports with `fleetstorm report merge`.
+    /// reports with `fleetstorm report merge`, which evaluates the gates (a shard evaluates none).
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
     /// Shared start time of all shards, µs since the Unix epoch (set by the parent for its workers;
@@ -178,6 +232,10 @@ pub struct RunArgs {
     /// Serve live metrics in the OpenMetrics text format at this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<std::net::SocketAddr>,
+    /// Serve a live view of the run (a self-contained web page) at this address, e.g.
+    /// 127.0.0.1:8080 (port 0 picks a free one; the address is printed at start).
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<std::net::SocketAddr>,
     /// Internal: stream JSON lines to a parent process instead of writing a report.
     #[arg(long, hide = true)]
     pub worker_pipe: bool,

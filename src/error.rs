@@ -24,14 +24,75 @@ impl Exit {
     }
 }
 
-/// The exit-code table as printed by `--help`.
+/// The exit-code table of `run` (and of the program as a whole), as printed by `--help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  the run completed and every gate passed
+  0  the run completed and every gate passed (a shard, `--shard I/N`: it ran; its gates are
+     evaluated by `fleetstorm report merge`)
   1  a threshold or baseline gate failed
   2  usage or scenario error: nothing ran (the message names file, line, key and a fix)
   3  runtime failure: broker unreachable or lost (or devices could not hold a connection), devices that
      could not start, or interrupted (Ctrl-C); a partial report is still written";
+
+/// The exit codes of the program, as `fleetstorm --help` prints them: each command's own
+/// `--help` says what they mean for it.
+pub const PROGRAM_EXIT_CODES: &str = "\
+Exit codes (`fleetstorm COMMAND --help` gives each command's):
+  0  success (a run or merge: every gate passed)
+  1  a threshold or baseline gate failed
+  2  usage or scenario error: nothing ran (the message names file, line, key and a fix)
+  3  runtime failure (a run or merge that did not complete); a partial report is still written";
+
+/// The exit codes of `completions`, `man` and `schema`.
+pub const SIMPLE_EXIT_CODES: &str = "\
+Exit codes:
+  0  printed
+  2  usage error (e.g. an unknown shell)";
+
+/// The exit codes of `validate`.
+pub const VALIDATE_EXIT_CODES: &str = "\
+Exit codes:
+  0  the scenario is valid (what it would do is printed)
+  2  it is not: the message names file, line, key and a fix";
+
+/// The exit codes of `doctor`.
+pub const DOCTOR_EXIT_CODES: &str = "\
+Exit codes:
+  0  the limits are printed and, with a scenario, it fits this host
+  2  the scenario does not fit this host (each FAIL line has its fix), or it is not valid";
+
+/// The exit codes of `preview`.
+pub const PREVIEW_EXIT_CODES: &str = "\
+Exit codes:
+  0  the CSV is printed
+  2  unknown profile, invalid scenario file or option (the message says which, and the fix)";
+
+/// The exit codes of `report merge`.
+pub const MERGE_EXIT_CODES: &str = "\
+Exit codes:
+  0  merged, and every gate passed (or none is set; a merge of only some shards defers the gates to
+     the merge of all of them)
+  1  a threshold or baseline gate failed on the merged report (named on stderr, in junit.xml and
+     summary.md)
+  2  a report cannot be read, the reports are not shards of one run (or one shard is given twice),
+     or a gate is malformed: nothing was written
+  3  the merged run did not complete (a shard failed or was interrupted), or the merged report
+     cannot be written";
+
+/// The exit codes of `report render`.
+pub const RENDER_EXIT_CODES: &str = "\
+Exit codes:
+  0  written, and every --threshold passed
+  1  a --threshold failed (named on stderr)
+  2  the report cannot be read, or a threshold is malformed
+  3  the output cannot be written";
+
+/// The exit codes of `report compare`.
+pub const COMPARE_EXIT_CODES: &str = "\
+Exit codes:
+  0  no quantity regressed beyond the tolerance
+  1  CURRENT regressed beyond the tolerance (latency or loss up, rate down)
+  2  a report cannot be read, or the tolerance is malformed";
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]

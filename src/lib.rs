@@ -5,6 +5,7 @@
 //! merged snapshot). See DESIGN.md in the shared folder for the architecture.
 
 pub mod app;
+mod app_docs;
 mod app_gates;
 mod app_preview;
 pub mod broker;

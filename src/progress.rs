@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::metrics::{Counter, Counters};
+use crate::metrics::{Counter, Counters, SeriesPoint};
 use crate::plan::Timeline;
 
 pub struct Progress {
@@ -39,8 +39,16 @@ impl Progress {
         }
     }
 
-    /// Refresh from cumulative counters now and one second ago.
-    pub fn update(&self, now_us: u64, connected: i64, now: &Counters, prev: &Counters) {
+    /// Refresh from cumulative counters now and one second ago, and the second's series point (for
+    /// its latency).
+    pub fn update(
+        &self,
+        now_us: u64,
+        connected: i64,
+        now: &Counters,
+        prev: &Counters,
+        point: &SeriesPoint,
+    ) {
         let Some(bar) = &self.bar else {
             return;
         };
@@ -56,9 +64,10 @@ impl Progress {
             .saturating_sub(prev.get(Counter::Published));
         let errors = now.connect_failures() + now.disconnects() + now.get(Counter::PublishFailed);
         bar.set_message(format!(
-            "connected {connected}/{} | {rate} msg/s | acked {} | errors {errors}",
+            "connected {connected}/{} | {rate} msg/s | acked {} | {} | errors {errors}",
             self.devices,
             now.get(Counter::Acked),
+            latency_text(point),
         ));
     }
 
@@ -75,5 +84,45 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The second's headline p99 for the progress line, e.g. `e2e p99 12.4ms` (`p99 -` when nothing was
+/// measured that second).
+pub fn latency_text(point: &SeriesPoint) -> String {
+    match point.headline_p99() {
+        Some((metric, us)) => format!(
+            "{} p99 {}",
+            metric.name(),
+            crate::report::units::latency(us)
+        ),
+        None => "p99 -".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Counters;
+
+    #[test]
+    fn progress_line_shows_the_current_p99() {
+        let c = Counters::default();
+        let mut p = SeriesPoint::from_delta(3, 10, &c, &c);
+        assert_eq!(latency_text(&p), "p99 -");
+        p.puback_p99_us = Some(2_500);
+        assert!(
+            latency_text(&p).starts_with("puback p99 "),
+            "{}",
+            latency_text(&p)
+        );
+        assert!(latency_text(&p).contains("2.5"), "{}", latency_text(&p));
+        p.e2e_p99_us = Some(40_000);
+        assert!(
+            latency_text(&p).starts_with("e2e p99 "),
+            "{}",
+            latency_text(&p)
+        );
+        assert!(latency_text(&p).contains("40"), "{}", latency_text(&p));
     }
 }

@@ -184,7 +184,7 @@ observers:
             "console lacks {row:?}:\n{text}"
         );
     }
-    let md = markdown::render(&report);
+    let md = markdown::render(&report, &[], None);
     assert!(
         md.contains(&format!(
             "| **all** | {} | {} | 0 | {} |",

@@ -177,3 +177,27 @@ fn details_read_well() {
     assert_eq!(v[0].section, "phase steady, all groups");
     assert!(v[2].detail.starts_with("2.4"), "{}", v[2].detail);
 }
+
+/// A gate line prints a latency exactly as the summary tables do (one formatter): the p99 in the
+/// verdict is the p99 in the headline row of summary.md.
+#[test]
+fn gate_lines_and_tables_print_the_same_latency() {
+    let r = report();
+    assert!(
+        !r.summary.latency.is_empty(),
+        "the fixture measures latency"
+    );
+    let md = fleetstorm::report::markdown::render(&r, &[], None);
+    for metric in r.summary.latency.keys() {
+        let v = &evaluate(&r, &[t(&format!("{}.p99 < 1000s", metric.name()))])[0];
+        assert!(v.passed, "{}", v.detail);
+        let shown = v.detail.split(' ').next().unwrap();
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} p50 / p99 / max", metric.name())))
+            .unwrap_or_else(|| panic!("no headline row for {}:\n{md}", metric.name()));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let p99 = cells[2].split(" / ").nth(1).unwrap();
+        assert_eq!(shown, p99, "gate line `{}` vs table row `{row}`", v.detail);
+    }
+}

@@ -233,7 +233,7 @@ fn write_all_then_load_from_dir_or_file() {
         ]
     );
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
-    assert_eq!(md, report::markdown::render(&report));
+    assert_eq!(md, report::markdown::render(&report, &[], None));
     assert_eq!(report::load(&dir).unwrap().snapshot(), report.snapshot());
     let from_file = report::load(&dir.join("report.json")).unwrap();
     assert_eq!(from_file.summary.latency, report.summary.latency);
@@ -294,7 +294,7 @@ fn unreachable_broker_still_renders_and_writes() {
         "{console}"
     );
     assert!(console.contains("no latency recorded"), "{console}");
-    let md = report::markdown::render(&report);
+    let md = report::markdown::render(&report, &[], None);
     assert!(md.contains("_All counters are zero._"), "{md}");
     let dir = scratch_dir("unreachable");
     let paths = report::write_all(&report, &dir).unwrap();
@@ -310,7 +310,7 @@ fn a_run_without_phases_still_renders() {
     let report = Report::build(&record).unwrap();
     assert_eq!(report.summary.phase, None);
     assert!(report::console::render(&report).contains("no phase ran"));
-    assert!(report::markdown::render(&report).contains("no phase ran"));
+    assert!(report::markdown::render(&report, &[], None).contains("no phase ran"));
     let text = json::render(&report).unwrap();
     assert!(text.contains("\"phase\": null"));
     assert_eq!(json::parse(&text).unwrap(), report);

@@ -50,7 +50,7 @@ fn console_unreachable_golden() {
 fn markdown_golden() {
     check(
         "summary.md",
-        &markdown::render(&Report::build(&sample()).unwrap()),
+        &markdown::render(&Report::build(&sample()).unwrap(), &[], None),
     );
 }
 
@@ -58,6 +58,43 @@ fn markdown_golden() {
 fn markdown_unreachable_golden() {
     check(
         "summary_unreachable.md",
-        &markdown::render(&Report::build(&unreachable()).unwrap()),
+        &markdown::render(&Report::build(&unreachable()).unwrap(), &[], None),
     );
+}
+
+/// summary.md with gate results: a passing and a failing threshold, an unmeasured one, and a
+/// baseline comparison (the run against itself: nothing regressed).
+#[test]
+fn markdown_gates_golden() {
+    use fleetstorm::gate::{compare, evaluate, parse_threshold};
+    let report = Report::build(&sample()).unwrap();
+    let thresholds: Vec<_> = [
+        "puback.p99 < 10s",
+        "puback.p50 < 1us",
+        "command_rtt.p99 < 1s",
+    ]
+    .iter()
+    .map(|t| parse_threshold(t).unwrap())
+    .collect();
+    let verdicts = evaluate(&report, &thresholds);
+    let comparison = compare(&report, &report, 0.1);
+    let md = markdown::render(&report, &verdicts, Some(&comparison));
+    assert!(md.contains("**FAIL:**"), "{md}");
+    check("summary_gates.md", &md);
+}
+
+/// summary.md of one shard: it says that gates are evaluated at merge.
+#[test]
+fn markdown_shard_golden() {
+    let mut record = sample();
+    record.shards = Some(fleetstorm::report::Shards::new(
+        &record.scenario,
+        record.started_at_us,
+        1,
+        2,
+    ));
+    let md = markdown::render(&Report::build(&record).unwrap(), &[], None);
+    assert!(md.contains("shard 1/2"), "{md}");
+    assert!(md.contains("evaluated at merge"), "{md}");
+    check("summary_shard.md", &md);
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use fleetstorm::gate::{evaluate, parse_threshold, Verdict};
+use fleetstorm::metrics::Metric;
 use fleetstorm::report::{html, Report};
 use report_fixture::{sample, scratch_dir, unreachable};
 
@@ -26,10 +27,20 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
     evaluate(report, &thresholds)
 }
 
-/// The number of `<svg` elements: one per measured metric, three for the time series.
+/// The number of `<svg` elements: one per measured metric, three for the time series, and one per
+/// latency the series has a p99 of (latency over time).
 fn expected_charts(report: &Report) -> usize {
     let metrics = report.totals.totals.latency.len();
-    metrics + if report.series.is_empty() { 0 } else { 3 }
+    let over_time = Metric::ALL
+        .into_iter()
+        .filter(|m| report.series.iter().any(|p| p.latency(*m).1.is_some()))
+        .count();
+    metrics
+        + if report.series.is_empty() {
+            0
+        } else {
+            3 + over_time
+        }
 }
 
 fn check_structure(page: &str, charts: usize) {
@@ -70,7 +81,9 @@ fn sample_page_is_self_contained_and_complete() {
     let v = verdicts(&report);
     let page = html::render(&report, &v);
     check_structure(&page, expected_charts(&report));
-    assert_eq!(expected_charts(&report), 6); // connect, puback, e2e + 3 over time
+    // connect, puback, e2e by percentile; throughput, connections, errors; e2e and connect
+    // latency over time (the fixture's series has those two).
+    assert_eq!(expected_charts(&report), 8);
     assert!(page.contains("<h2>Gates</h2>"));
     assert_eq!(
         page.matches("class=\"pill pass\"").count(),
@@ -91,11 +104,43 @@ fn sample_page_is_self_contained_and_complete() {
         "sensors",
         "gateways",
         "corrected",
+        "e2e latency over time",
+        "connect latency over time",
     ] {
         assert!(page.contains(text), "page lacks `{text}`");
     }
     // The threshold text is escaped.
     assert!(page.contains("puback.p99 &lt; 5ms"));
+}
+
+/// Group tables have at most five columns whatever the number of latency metrics, and let their
+/// cells wrap: they never need to scroll sideways.
+#[test]
+fn group_tables_stay_narrow() {
+    let report = Report::build(&sample()).unwrap();
+    assert!(
+        report.totals.totals.latency.len() >= 3,
+        "the sample measures several metrics"
+    );
+    let page = html::render(&report, &[]);
+    let tables: Vec<&str> = page.split("<table class=\"groups\">").skip(1).collect();
+    assert_eq!(
+        tables.len(),
+        report.phases.len() + 1,
+        "one per phase and the whole run"
+    );
+    for t in tables {
+        let head = &t[..t.find("</thead>").unwrap()];
+        let columns = head.matches("<th>").count();
+        assert!((3..=5).contains(&columns), "{columns} columns: {head}");
+        let body = &t[..t.find("</table>").unwrap()];
+        for row in body.split("<tr").skip(2) {
+            assert_eq!(row.matches("<td").count(), columns, "row {row}");
+        }
+    }
+    let css = &page[page.find("<style>").unwrap()..page.find("</style>").unwrap()];
+    assert!(css.contains("table.groups{table-layout:fixed}"));
+    assert!(css.contains("table.groups td,table.groups th{white-space:normal"));
 }
 
 #[test]

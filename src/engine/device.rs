@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use super::context::{GroupRuntime, WorkerCtx};
 use crate::metrics::{Counter, Metric};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
-use crate::mqtt::{tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError};
+use crate::mqtt::{
+    bound_send_buffer, tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError,
+};
 use crate::plan::pacer::{self, Schedule};
 use crate::plan::{DeviceRef, Disruption};
 use crate::scenario::PayloadKind;
@@ -31,6 +33,16 @@ const MAX_BATCH: usize = 64;
 /// rather than up to a millisecond after it. A send ahead of its slot is measured from the actual send
 /// time (its effective intended time is `min(intended, sent)`), so early never flatters the latency.
 pub const EARLY_US: u64 = 1_000;
+/// A phase ends on time: a slot still unsent this long after the end of its phase (or of the run) is
+/// not sent any more but counted as `skipped`, so an overloaded phase does not run on into the next one
+/// (or past the run's end) and its published rate is what went out during it.
+pub const PHASE_GRACE_US: u64 = 500_000;
+/// The kernel send buffer of a device socket (`SO_SNDBUF`; Linux doubles it). Small, so bytes a slow
+/// broker does not take push back on the schedule instead of piling up in this host: 32 KiB in the
+/// kernel is ~130 messages of 250 bytes, and ~650 KB/s per device even at 50 ms round trip.
+pub const DEVICE_SEND_BUFFER: u32 = 16 * 1024;
+/// After the run's end, how often a QoS 0 device looks whether its send queue has drained.
+const UNSENT_POLL_US: u64 = 10_000;
 
 /// A QoS 1/2 publish waiting for its acknowledgement.
 #[derive(Debug, Clone, Copy)]
@@ -42,10 +54,11 @@ struct Inflight {
 
 /// Why a connected period ended.
 enum Ended {
-    /// The schedule ran out and the window drained (or the drain time passed).
-    Finished,
-    /// The run was stopped.
-    Cancelled,
+    /// The schedule ran out and the window drained (or the drain time passed); QoS 0 publishes still
+    /// queued in this host.
+    Finished(Unsent),
+    /// The run was stopped; QoS 0 publishes still queued in this host.
+    Cancelled(Unsent),
     /// The connection was lost; the counter says why.
     Lost(Counter),
     /// The Sparkplug primary host went offline: NDEATH, DISCONNECT, reconnect.
@@ -170,12 +183,12 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                 .await;
                 ctx.recorder.connected_delta(-1);
                 let reason = match ended {
-                    Ended::Finished | Ended::Cancelled => {
-                        goodbye(&ctx, &device, session);
+                    Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
+                        goodbye(&ctx, &device, session, unsent);
                         return;
                     }
                     Ended::HostOffline => {
-                        goodbye(&ctx, &device, session);
+                        goodbye(&ctx, &device, session, Unsent::default());
                         Counter::SparkplugHostOffline
                     }
                     Ended::Lost(reason) => reason,
@@ -195,10 +208,19 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     }
 }
 
-/// End a session cleanly. A clean DISCONNECT suppresses the will, so a Sparkplug node announces its
-/// death (NDEATH) itself first.
-fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session) {
-    if let Some(spb) = &device.spb {
+/// End a session cleanly. A clean DISCONNECT suppresses the will, so a Sparkplug node that was born
+/// announces its death (NDEATH) itself first (counted as published once the socket took it). With
+/// `unsent` QoS 0 publishes still queued in this host, they are counted as `unsent_at_end` and the
+/// connection is reset so they never arrive (the broker then publishes a Sparkplug node's will).
+fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session, unsent: Unsent) {
+    let rec = &ctx.recorder;
+    let g = device.dev.group;
+    if unsent.messages > 0 {
+        rec.count_n(Counter::UnsentAtEnd, g, unsent.last_us, unsent.messages);
+        session.abort();
+        return;
+    }
+    if let Some(spb) = device.spb.as_deref().filter(|s| s.born()) {
         let death = spb.will();
         let mut out = Vec::with_capacity(death.payload.len() + death.topic.len() + 8);
         if let Ok(t) = codec::encode_topic(&death.topic) {
@@ -212,7 +234,9 @@ fn goodbye(ctx: &WorkerCtx, device: &Device, mut session: Session) {
                 1,
                 &death.payload,
             );
-            let _ = session.try_send(&out);
+            if let Ok(true) = session.try_send(&out) {
+                count_published(rec, g, rec.now_us(), 1);
+            }
         }
     }
     session.close();
@@ -235,6 +259,7 @@ fn connect_failure(e: &ConnectError) -> Counter {
         ConnectError::Reset => Counter::ConnectFailReset,
         ConnectError::Rejected { .. } => Counter::ConnectFailRejected,
         ConnectError::Protocol(_) => Counter::ConnectFailProtocol,
+        ConnectError::NoPort(_) => Counter::ConnectFailNoPort,
         ConnectError::Io(_) => Counter::ConnectFailOther,
     }
 }
@@ -268,6 +293,7 @@ async fn connect(
             codec::encode_connect(&options).map_err(|e| ConnectError::Protocol(e.to_string()))?;
         let (broker, source) = ctx.broker_for(device.dev);
         let stream = tcp_connect(broker, source, ctx.connect_timeout).await?;
+        bound_send_buffer(&stream, DEVICE_SEND_BUFFER);
         let remaining = ctx
             .connect_timeout
             .saturating_sub(std::time::Duration::from_micros(
@@ -367,6 +393,8 @@ async fn connected(
     // When a churn or storm phase makes this device drop (computed, like every time here).
     let disruption = ctx.plan.next_disruption(rec.timeline(), device.dev, now);
     let mut keepalive = KeepAlive::new(keep_alive, now);
+    // What this session wrote, to turn queued bytes into messages at the end.
+    let mut sent = Sent::default();
 
     let lose = |reason: Counter, inflight: &mut Vec<Inflight>| {
         for f in inflight.drain(..) {
@@ -385,6 +413,10 @@ async fn connected(
     tokio::pin!(commands_done);
     loop {
         let now = rec.now_us();
+        // 0. a phase ends on time: its slots that could not go out by then are skipped
+        skip_closed_phases(rec, g, &device.schedule, &mut next_slot, now);
+        // A slot is never sent (early) before its phase began, so each phase counts its own slots.
+        let phase_end_now = phase_end_at(rec, now);
         // 1. everything due goes out, in one write
         let mut batch = 0;
         {
@@ -423,12 +455,18 @@ async fn connected(
                     for m in births {
                         encode_spb(&mut out, &mut topic_buf, ctx.version, m);
                     }
-                    rec.count_n(Counter::Published, g, now, births.len() as u64);
+                    count_published(rec, g, now, births.len() as u64);
+                    sent.messages += births.len() as u64;
                     batch += 1;
                 }
             }
+            // Nothing new while the socket has not taken the last write: the slots wait (late, then
+            // skipped) rather than pile up in this host.
             while batch < MAX_BATCH
+                && !session.has_pending_out()
                 && device.schedule.due(next_slot) <= now.saturating_add(EARLY_US)
+                && (device.schedule.due(next_slot) <= now
+                    || device.schedule.due(next_slot) < phase_end_now)
                 && device.schedule.due(next_slot) < end_us
                 && (!acked || inflight.len() < group.max_inflight)
             {
@@ -437,10 +475,7 @@ async fn connected(
                     let resume = device
                         .schedule
                         .first_slot_at_or_after(now.saturating_sub(group.interval_us));
-                    let resume = resume.max(next_slot + 1);
-                    let missed = resume - next_slot;
-                    rec.count_n(Counter::Skipped, g, device.schedule.due(next_slot), missed);
-                    next_slot = resume;
+                    skip_to(rec, g, &device.schedule, &mut next_slot, resume);
                     continue;
                 }
                 if gated {
@@ -486,7 +521,9 @@ async fn connected(
                 if device.schedule.is_overrun(next_slot, now) {
                     rec.count(Counter::Overrun, g, intended);
                 }
-                rec.count_n(Counter::Published, g, intended, messages);
+                count_published(rec, g, intended, messages);
+                sent.messages += messages;
+                sent.last_us = intended;
                 if group.fanout > 0 {
                     rec.count_n(Counter::ExpectedDeliveries, g, intended, group.fanout);
                 }
@@ -505,22 +542,28 @@ async fn connected(
                 if let Err(_e) = session.try_send(&out) {
                     return lose(Counter::DisconnectReset, &mut inflight);
                 }
+                sent.bytes += out.len() as u64;
                 keepalive.sent(now);
             }
         }
         if session.has_pending_out() {
-            // A broker that stops reading must not hold the device past the drain.
+            // Wait for the socket, but not past the moment the next slot's phase closes (its slots are
+            // then skipped), the drain's end, or a keep-alive deadline.
+            let until = phase_close_us(rec, &device.schedule, next_slot)
+                .min(drain_until)
+                .min(keepalive.next_deadline())
+                .max(now.saturating_add(1));
             timer
                 .as_mut()
-                .reset(Instant::from_std(rec.clock().instant_at(drain_until)));
+                .reset(Instant::from_std(rec.clock().instant_at(until)));
             let flushed = tokio::select! {
                 biased;
                 _ = &mut cancelled => None,
                 r = session.flush() => Some(r),
-                _ = &mut timer => return finish(rec, g, &mut inflight),
+                _ = &mut timer => Some(Ok(())),
             };
             match flushed {
-                None => return cancel(rec, g, &mut inflight),
+                None => return cancel(rec, g, &mut inflight, session, (!acked, sent)),
                 Some(Err(_)) => return lose(Counter::DisconnectReset, &mut inflight),
                 Some(Ok(())) => {}
             }
@@ -553,19 +596,33 @@ async fn connected(
         let publishing = device.schedule.due(next_slot) < end_us;
         // A device stays connected until the run ends, even when its next slot is beyond the end.
         let answered = !listening || ctx.commands_done.is_cancelled() || now >= drain_until;
-        // The drain ends the device whatever the broker does (even with slots still unsent behind a
-        // full in-flight window).
-        if now >= drain_until || (!publishing && now >= end_us && inflight.is_empty() && answered) {
-            return finish(rec, g, &mut inflight);
+        // QoS 0 has no ack to wait for: the drain waits until the send queue has left this host. The
+        // drain ends the device whatever the broker does (a full in-flight window, a broker that stopped
+        // reading): what is unacknowledged is in flight at the end, what is still queued is unsent.
+        let queued = !publishing && now >= end_us && !acked && session.unsent_bytes() > 0;
+        if now >= drain_until
+            || (!publishing && now >= end_us && inflight.is_empty() && !queued && answered)
+        {
+            return finish(rec, g, &mut inflight, session, (!acked, sent));
         }
 
         // 4. sleep until the next thing to do, or until the broker says something
         let mut wake = u64::MAX;
         if publishing && (!acked || inflight.len() < group.max_inflight) {
-            wake = device.schedule.due(next_slot).saturating_sub(EARLY_US);
+            let due = device.schedule.due(next_slot);
+            // Early, but not before the slot's phase began.
+            wake = due.saturating_sub(EARLY_US);
+            if due >= phase_end_now {
+                wake = wake.max(phase_end_now);
+            }
         }
-        if !publishing {
+        if publishing {
+            wake = wake.min(phase_close_us(rec, &device.schedule, next_slot));
+        } else {
             wake = wake.min(if now < end_us { end_us } else { drain_until });
+        }
+        if queued {
+            wake = wake.min(now.saturating_add(UNSENT_POLL_US));
         }
         wake = wake.min(keepalive.next_deadline());
         if let Some((at, _)) = disruption {
@@ -576,7 +633,7 @@ async fn connected(
         ));
         tokio::select! {
             biased;
-            _ = &mut cancelled => return cancel(rec, g, &mut inflight),
+            _ = &mut cancelled => return cancel(rec, g, &mut inflight, session, (!acked, sent)),
             _ = &mut commands_done, if listening && !ctx.commands_done.is_cancelled() => {}
             r = session.readable() => {
                 if r.is_err() {
@@ -648,20 +705,126 @@ async fn connected(
     }
 }
 
-/// The run is over for this device: what is still unacknowledged is in flight at the end.
-fn finish(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+/// The run is over for this device: what is still unacknowledged is in flight at the end, what is
+/// still queued (QoS 0) is unsent.
+fn finish(
+    rec: &crate::metrics::Recorder,
+    g: usize,
+    inflight: &mut Vec<Inflight>,
+    session: &Session,
+    (qos0, sent): (bool, Sent),
+) -> Ended {
     inflight_at_end(rec, g, inflight);
-    Ended::Finished
+    Ended::Finished(unsent_messages(session, qos0, sent))
 }
 
-fn cancel(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) -> Ended {
+fn cancel(
+    rec: &crate::metrics::Recorder,
+    g: usize,
+    inflight: &mut Vec<Inflight>,
+    session: &Session,
+    (qos0, sent): (bool, Sent),
+) -> Ended {
     inflight_at_end(rec, g, inflight);
-    Ended::Cancelled
+    Ended::Cancelled(unsent_messages(session, qos0, sent))
 }
 
+/// The one place `inflight_at_end` is counted.
 fn inflight_at_end(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) {
     for f in inflight.drain(..) {
         rec.count(Counter::InflightAtEnd, g, f.intended_us);
+    }
+}
+
+/// Publishes and bytes one connected period wrote.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    messages: u64,
+    bytes: u64,
+    /// Intended time of the last publish (the queued ones are the last written).
+    last_us: u64,
+}
+
+/// QoS 0 publishes still queued in this host at the end, attributed to the last publish's phase.
+#[derive(Debug, Clone, Copy, Default)]
+struct Unsent {
+    messages: u64,
+    last_us: u64,
+}
+
+/// QoS 0 publishes still queued in this host (not yet taken by the broker's TCP) at the end of a
+/// session: the queued bytes over this session's average bytes per message, rounded up (QoS 1/2 ones
+/// are `inflight_at_end` already). One `ioctl`, at the end only.
+fn unsent_messages(session: &Session, qos0: bool, sent: Sent) -> Unsent {
+    if !qos0 || sent.messages == 0 || sent.bytes == 0 {
+        return Unsent::default();
+    }
+    let queued = session.unsent_bytes();
+    if queued == 0 {
+        return Unsent::default();
+    }
+    let estimate = u128::from(queued) * u128::from(sent.messages);
+    let n = estimate.div_ceil(u128::from(sent.bytes));
+    Unsent {
+        messages: u64::try_from(n).unwrap_or(u64::MAX).min(sent.messages),
+        last_us: sent.last_us,
+    }
+}
+
+/// Count messages written to the socket: the one place `published` is incremented.
+fn count_published(rec: &crate::metrics::Recorder, g: usize, at_us: u64, n: u64) {
+    rec.count_n(Counter::Published, g, at_us, n);
+}
+
+/// Skip the slots from `next_slot` up to `resume` (exclusive), no further than the end of the phase of
+/// the first one, so each phase counts its own: the one place `skipped` is incremented.
+fn skip_to(
+    rec: &crate::metrics::Recorder,
+    g: usize,
+    schedule: &Schedule,
+    next_slot: &mut u64,
+    resume: u64,
+) {
+    let due = schedule.due(*next_slot);
+    let phase_end = phase_end_at(rec, due);
+    let resume = resume
+        .min(schedule.first_slot_at_or_after(phase_end))
+        .max(*next_slot + 1);
+    rec.count_n(Counter::Skipped, g, due, resume - *next_slot);
+    *next_slot = resume;
+}
+
+/// The end of the phase `t_us` is in.
+fn phase_end_at(rec: &crate::metrics::Recorder, t_us: u64) -> u64 {
+    let t = rec.timeline();
+    t.phases
+        .get(t.phase_at(t_us))
+        .map_or(u64::MAX, |p| p.end_us)
+}
+
+/// When the slot `n`'s phase closes for sending: its end plus [`PHASE_GRACE_US`] (never, for a slot
+/// after the run's end).
+fn phase_close_us(rec: &crate::metrics::Recorder, schedule: &Schedule, n: u64) -> u64 {
+    let t = rec.timeline();
+    let due = schedule.due(n);
+    if due >= t.end_us() {
+        return u64::MAX;
+    }
+    phase_end_at(rec, due).saturating_add(PHASE_GRACE_US)
+}
+
+/// Skip every slot whose phase closed (ended more than the grace ago) before `now`: such a slot can no
+/// longer be sent inside its phase. Once per loop turn, not per message.
+fn skip_closed_phases(
+    rec: &crate::metrics::Recorder,
+    g: usize,
+    schedule: &Schedule,
+    next_slot: &mut u64,
+    now: u64,
+) {
+    let end_us = rec.timeline().end_us();
+    while schedule.due(*next_slot) < end_us && phase_close_us(rec, schedule, *next_slot) <= now {
+        skip_to(rec, g, schedule, next_slot, u64::MAX);
     }
 }
 

@@ -61,6 +61,10 @@ pub(crate) fn connect_breakdown(c: &Counters, refusal: Option<Refusal>) -> Strin
         Counter::ConnectFailProtocol,
         "protocol errors (malformed or unexpected reply to CONNECT)".into(),
     );
+    part(
+        Counter::ConnectFailNoPort,
+        "found no local port or source address".into(),
+    );
     part(Counter::ConnectFailOther, "other socket errors".into());
     parts.join(", ")
 }
@@ -109,6 +113,16 @@ fn advice(c: &Counters, refusal: Option<Refusal>, version: MqttVersion) -> Strin
     "is the broker running and reachable?".into()
 }
 
+/// What to say about connects that found no local port or source address (nothing when none did).
+pub(crate) fn no_port_hint(c: &Counters) -> String {
+    match c.get(Counter::ConnectFailNoPort) {
+        0 => String::new(),
+        n => format!(
+            " {n} of them found no local port or source address (connect_fail_no_port): check that every `broker.source_addresses` entry is an address of this host, and see `fleetstorm doctor` for local ports"
+        ),
+    }
+}
+
 /// The message of a run in which no device could connect.
 pub(crate) fn unreachable(c: &Counters, refusal: Option<Refusal>, version: MqttVersion) -> String {
     let abandoned = c.get(Counter::ConnectAbandoned);
@@ -125,7 +139,7 @@ pub(crate) fn unreachable(c: &Counters, refusal: Option<Refusal>, version: MqttV
         c.connect_failures(),
         connect_breakdown(c, refusal),
         advice(c, refusal, version)
-    )
+    ) + &no_port_hint(c)
 }
 
 /// The message of a run whose every connection was lost for `budget_s` seconds.

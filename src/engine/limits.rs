@@ -1,7 +1,13 @@
 //! Process and host limits that decide how many devices fit, and the assessment `doctor` prints and
 //! `run` enforces before connecting anything.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use crate::plan::Plan;
+use crate::scenario::BrokerAssign;
+
+/// The most source addresses chosen automatically (as many as a scenario may list).
+const MAX_AUTO_SOURCES: u64 = 65_536;
 
 /// Open-file limits `(soft, hard)` after raising the soft limit to the hard one.
 pub fn raise_open_files() -> (u64, u64) {
@@ -84,10 +90,14 @@ impl Facts {
     /// Read the limits (raising the soft open-file limit first).
     pub fn gather() -> Facts {
         let (soft, hard) = raise_open_files();
-        let ports = read_trim("/proc/sys/net/ipv4/ip_local_port_range")
-            .and_then(|s| {
-                let mut it = s.split_whitespace().filter_map(|x| x.parse::<u32>().ok());
-                Some((it.next()?, it.next()?))
+        // `FLEETSTORM_LOCAL_PORT_RANGE=LOW-HIGH` plans with another range than the kernel's (for a host
+        // whose /proc does not tell the truth, e.g. some containers; and for tests).
+        let ports = std::env::var(PORT_RANGE_ENV)
+            .ok()
+            .and_then(|s| parse_port_range(&s))
+            .or_else(|| {
+                read_trim("/proc/sys/net/ipv4/ip_local_port_range")
+                    .and_then(|s| parse_port_range(&s))
             })
             .unwrap_or((32768, 60999));
         Facts {
@@ -103,7 +113,7 @@ impl Facts {
         }
     }
 
-    /// Local ports per (source address, broker address) pair.
+    /// Ports in the ephemeral range.
     pub fn port_count(&self) -> u64 {
         u64::from(
             self.ephemeral_ports
@@ -111,6 +121,127 @@ impl Facts {
                 .saturating_sub(self.ephemeral_ports.0),
         ) + 1
     }
+
+    /// Connections one (source address, broker address) pair can really hold: `connect()` gets about
+    /// half the ephemeral range (Linux keeps the other parity of ports for `bind()`; measured: 14.2k
+    /// connections per broker with the range 32768-60999), less 5% kept for everything else.
+    pub fn usable_ports_per_pair(&self) -> u64 {
+        let half = self.port_count() / 2;
+        half.saturating_sub(half / 20).max(1)
+    }
+}
+
+/// The environment variable that overrides the ephemeral port range fleetstorm plans with.
+pub const PORT_RANGE_ENV: &str = "FLEETSTORM_LOCAL_PORT_RANGE";
+
+/// `"LOW HIGH"` (as in /proc) or `"LOW-HIGH"`.
+fn parse_port_range(text: &str) -> Option<(u32, u32)> {
+    let mut it = text
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse::<u32>().ok());
+    let (lo, hi) = (it.next()??, it.next()??);
+    (lo <= hi && hi <= 65_535 && it.next().is_none()).then_some((lo, hi))
+}
+
+/// The most devices any one broker address receives under the plan's assignment.
+pub fn devices_per_target(plan: &Plan) -> u64 {
+    let targets = plan.scenario.broker.targets().len().max(1);
+    match plan.scenario.broker.assign {
+        BrokerAssign::RoundRobin => plan.total_devices().div_ceil(targets as u64),
+        BrokerAssign::ByGroup => {
+            let mut per = vec![0u64; targets];
+            for (g, group) in plan.scenario.groups.iter().enumerate() {
+                if let Some(n) = per.get_mut(g % targets) {
+                    *n += u64::from(group.count);
+                }
+            }
+            per.into_iter().max().unwrap_or(0)
+        }
+    }
+}
+
+/// Whether every broker address is on loopback (the embedded broker is).
+fn brokers_on_loopback(plan: &Plan) -> bool {
+    plan.scenario.broker.targets().iter().all(|u| {
+        u.host.eq_ignore_ascii_case("localhost")
+            || u.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// Loopback source addresses chosen because the plan needs more local ports than one address has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoSources {
+    pub addresses: Vec<IpAddr>,
+    /// The most connections one broker address receives.
+    pub per_target: u64,
+    /// Connections one (source address, broker address) pair holds.
+    pub usable: u64,
+}
+
+impl AutoSources {
+    /// One line for the console and `doctor`.
+    pub fn describe(&self) -> String {
+        let last = self
+            .addresses
+            .last()
+            .map_or_else(String::new, ToString::to_string);
+        format!(
+            "source addresses: 127.0.0.1-{last} ({} chosen automatically: {} connections per broker address, ~{} local ports usable by connect() per source address)",
+            self.addresses.len(),
+            self.per_target,
+            self.usable
+        )
+    }
+}
+
+/// The loopback source addresses `127.0.0.1, 127.0.0.2, ...` that hold `per_target` connections per
+/// broker address at `usable` each; `None` when one address is enough.
+pub fn choose_loopback_sources(per_target: u64, usable: u64) -> Option<Vec<IpAddr>> {
+    let needed = per_target.div_ceil(usable.max(1));
+    if needed <= 1 {
+        return None;
+    }
+    // 127.0.0.1 + n stays inside 127/8 (Linux routes all of it to loopback).
+    let needed = needed.min(MAX_AUTO_SOURCES);
+    let base = u32::from(Ipv4Addr::new(127, 0, 0, 1));
+    Some(
+        (0..needed)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(base + i as u32)))
+            .collect(),
+    )
+}
+
+/// When the broker is on loopback, the scenario names no source addresses, and the plan needs more
+/// local ports per broker address than one source address has, pick loopback source addresses.
+/// Decided from the whole fleet (every worker process of this host shares the port space, and each
+/// makes the same choice).
+pub fn auto_sources(plan: &Plan, f: &Facts) -> Option<AutoSources> {
+    if !plan.scenario.broker.source_addresses.is_empty() || !brokers_on_loopback(plan) {
+        return None;
+    }
+    let per_target = devices_per_target(plan);
+    let usable = f.usable_ports_per_pair();
+    let addresses = choose_loopback_sources(per_target, usable)?;
+    Some(AutoSources {
+        addresses,
+        per_target,
+        usable,
+    })
+}
+
+/// The plan with [`auto_sources`] applied (the resolved scenario in the report lists them).
+pub fn with_auto_sources(plan: Plan, f: &Facts) -> (Plan, Option<AutoSources>) {
+    let Some(auto) = auto_sources(&plan, f) else {
+        return (plan, None);
+    };
+    let mut scenario = (*plan.scenario).clone();
+    scenario.broker.source_addresses = auto.addresses.clone();
+    (Plan::new(scenario, plan.shard), Some(auto))
 }
 
 /// One line of the assessment.
@@ -167,17 +298,18 @@ pub fn assess(plan: &Plan, workers: u32, f: &Facts) -> Vec<Finding> {
             fix: "start several brokers (e.g. mosquitto on several loopback ports) and list them in `broker.urls`".into(),
         });
     }
-    // local ports per (source address, broker address)
+    // local ports per (source address, broker address): connect() gets about half the range
     let targets = plan.scenario.broker.targets().len().max(1) as u64;
     let sources = plan.scenario.broker.source_addresses.len().max(1) as u64;
-    let per_pair = devices.div_ceil(targets * sources);
+    let per_target = devices_per_target(plan).min(devices);
+    let per_pair = per_target.div_ceil(sources);
     let ports = f.port_count();
-    let spare = ports.saturating_sub(ports / 20); // keep 5% for everything else
-    let more_sources = devices.div_ceil(targets * spare.max(1)).max(sources + 1);
+    let usable = f.usable_ports_per_pair();
+    let more_sources = per_target.div_ceil(usable).max(sources + 1);
     out.push(Finding {
-        ok: per_pair <= spare,
+        ok: per_pair <= usable,
         what: format!(
-            "local ports: {per_pair} connections per (source address, broker) pair over {sources} source address(es) and {targets} broker address(es); {ports} ports in the ephemeral range {}-{}",
+            "local ports: {per_pair} connections per (source address, broker) pair over {sources} source address(es) and {targets} broker address(es); ~{usable} usable by connect() per pair (about half of the {ports} ports in the ephemeral range {}-{})",
             f.ephemeral_ports.0, f.ephemeral_ports.1
         ),
         fix: format!(
@@ -242,6 +374,38 @@ pub fn histogram_bytes(plan: &Plan, workers: u32, threads_per_process: u64) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_range_parses_both_spellings() {
+        assert_eq!(parse_port_range("32768\t60999"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("1000-1019"), Some((1000, 1019)));
+        assert_eq!(parse_port_range("2000-1000"), None);
+        assert_eq!(parse_port_range("1 2 3"), None);
+        assert_eq!(parse_port_range("x"), None);
+    }
+
+    #[test]
+    fn usable_share_is_about_half_the_range() {
+        let mut f = Facts::gather();
+        f.ephemeral_ports = (32768, 60999);
+        // 28232 ports; connect() gets half, 5% of that kept back
+        assert_eq!(f.usable_ports_per_pair(), 14116 - 705);
+    }
+
+    #[test]
+    fn chooser_picks_consecutive_loopback_addresses_only_when_needed() {
+        assert_eq!(choose_loopback_sources(100, 100), None);
+        assert_eq!(choose_loopback_sources(0, 100), None);
+        let picked = choose_loopback_sources(101, 100).unwrap();
+        assert_eq!(
+            picked,
+            vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])]
+        );
+        let many = choose_loopback_sources(300 * 10, 10).unwrap();
+        assert_eq!(many.len(), 300);
+        assert_eq!(many.last(), Some(&IpAddr::from([127, 0, 1, 44])));
+        assert!(many.iter().all(IpAddr::is_loopback));
+    }
 
     #[test]
     fn fit_table() {

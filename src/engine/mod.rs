@@ -13,6 +13,7 @@ pub mod processes;
 pub mod prometheus;
 mod sparkplug;
 mod ticker;
+pub mod ui;
 mod worker;
 
 use std::net::SocketAddr;
@@ -33,6 +34,10 @@ use crate::progress::Progress;
 use crate::report::{Outcome, RunStatus};
 use crate::scenario::{BrokerUrl, MqttVersion};
 
+/// After the devices are done, how long observers of a run with Sparkplug groups listen with nothing
+/// arriving before they stop (bounded by the drain).
+const SPARKPLUG_QUIET_US: u64 = 300_000;
+
 /// One second of a running shard, as a worker process streams it to its parent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TickSample {
@@ -42,6 +47,10 @@ pub struct TickSample {
     /// This second's corrected latency histograms (base64 V2+DEFLATE), for the parent's live view.
     #[serde(default)]
     pub interval: Vec<(crate::metrics::Metric, String)>,
+    /// Cumulative per-group counters (`[group][slot]`, see [`crate::metrics::GROUP_SLOTS`]) for the
+    /// parent's `--ui` group tiles; empty when nobody asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<[u64; crate::metrics::GROUP_SLOTS]>,
 }
 
 /// Called once a second with the shard's cumulative counters.
@@ -62,6 +71,8 @@ pub struct RunOptions {
     pub tick_hook: Option<TickHook>,
     /// Serve live OpenMetrics text here during the run.
     pub prometheus: Option<SocketAddr>,
+    /// Feed the `--ui` live view (already serving) once a second.
+    pub ui: Option<ui::Ui>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -73,6 +84,7 @@ impl std::fmt::Debug for RunOptions {
             .field("start_at_us", &self.start_at_us)
             .field("tick_hook", &self.tick_hook.is_some())
             .field("prometheus", &self.prometheus)
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -86,6 +98,7 @@ impl Default for RunOptions {
             start_at_us: None,
             tick_hook: None,
             prometheus: None,
+            ui: None,
         }
     }
 }
@@ -198,6 +211,18 @@ pub(crate) async fn send_intervals(
 }
 
 /// Sum of every worker's live counters.
+/// The per-group live counters of all workers, for `groups` groups.
+pub(crate) fn read_live_groups(
+    lives: &[Arc<LiveCounters>],
+    groups: usize,
+) -> Vec<[u64; crate::metrics::GROUP_SLOTS]> {
+    let mut out = vec![[0; crate::metrics::GROUP_SLOTS]; groups];
+    for l in lives {
+        l.read_groups(&mut out);
+    }
+    out
+}
+
 pub(crate) fn read_live(lives: &[Arc<LiveCounters>]) -> (Counters, i64) {
     let mut total = Counters::default();
     let mut connected = 0;
@@ -352,7 +377,7 @@ async fn start_observers(
     if sessions == 0 || plan.shard.index != 0 {
         return Ok(None);
     }
-    let live = Arc::new(LiveCounters::default());
+    let live = Arc::new(LiveCounters::with_groups(plan.groups().len()));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     let (timeline_tx, timeline_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -487,7 +512,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let drain_us = u64::try_from(opts.drain.as_micros()).unwrap_or(u64::MAX);
 
     let mut lives: Vec<Arc<LiveCounters>> = (0..threads)
-        .map(|_| Arc::new(LiveCounters::default()))
+        .map(|_| Arc::new(LiveCounters::with_groups(plan.groups().len())))
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, live) in lives.iter().enumerate() {
@@ -516,7 +541,7 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     }
     drop(tx);
     drop(interval_tx);
-    let mut seconds = ticker::Seconds::default();
+    let mut seconds = ticker::Seconds::default().with_ui(opts.ui.as_ref(), plan, &timeline);
     let live_view = match opts.prometheus {
         Some(at) => Some(prometheus::serve(at, plan.scenario.name.clone()).await?),
         None => None,
@@ -559,6 +584,14 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
     let mut signalled = false;
     // Once the devices are done: observers wait for the deliveries still on their way, up to the drain.
     let mut observers_until: Option<u64> = None;
+    // Sparkplug messages carry no audit stamp to count against: observers listen until none has
+    // arrived for a moment (the NDEATHs of the clean end, wills the broker still delivers).
+    let sparkplug = plan
+        .scenario
+        .groups
+        .iter()
+        .any(|g| matches!(g.payload, crate::scenario::PayloadKind::Sparkplug { .. }));
+    let mut sparkplug_seen = (u64::MAX, 0u64);
     loop {
         let devices_done = snapshots.len() + errors.len() >= threads;
         if devices_done {
@@ -567,9 +600,18 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             };
             let (c, _) = read_live(&lives);
             let until = *observers_until.get_or_insert(clock.now_us() + drain_us);
+            let now = clock.now_us();
+            let spb = c.get(Counter::SparkplugBirths)
+                + c.get(Counter::SparkplugDeaths)
+                + c.get(Counter::SparkplugData);
+            if spb != sparkplug_seen.0 {
+                sparkplug_seen = (spb, now);
+            }
+            let quiet = !sparkplug || now >= sparkplug_seen.1 + SPARKPLUG_QUIET_US;
             let complete = c.get(Counter::Received) + c.get(Counter::Unobserved)
                 >= c.get(Counter::ExpectedDeliveries)
-                && c.get(Counter::CommandReplies) >= c.get(Counter::CommandsSent);
+                && c.get(Counter::CommandReplies) >= c.get(Counter::CommandsSent)
+                && quiet;
             if complete || clock.now_us() >= until || cancel.is_cancelled() {
                 observer_cancel.cancel();
                 match done.await {
@@ -607,12 +649,21 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
             _ = tokio::time::sleep_until(tick_at) => {
                 if clock.now_us() >= tick_us {
                     let (now_counters, connected) = read_live(&lives);
+                    let groups = if opts.ui.is_some() || opts.tick_hook.is_some() {
+                        read_live_groups(&lives, plan.groups().len())
+                    } else {
+                        Vec::new()
+                    };
+                    if let Some(ui) = &opts.ui {
+                        ui.set_groups(&groups);
+                    }
                     if let Some(hook) = &opts.tick_hook {
                         hook(&TickSample {
                             tick,
                             connected,
                             counters: now_counters.clone(),
                             interval: seconds.pending_encoded(),
+                            groups,
                         });
                     }
                     last_close_us = clock.now_us();
@@ -643,8 +694,11 @@ async fn coordinate(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, Engi
         seconds.add_latency(&h, live_view.as_ref());
     }
     let (final_counters, connected) = read_live(&lives);
+    if let Some(ui) = &opts.ui {
+        ui.set_groups(&read_live_groups(&lives, plan.groups().len()));
+    }
     let window_s = ended_at_us.saturating_sub(last_close_us) as f64 / 1e6;
-    seconds.finish(tick, connected, final_counters, window_s);
+    seconds.finish(tick, connected, final_counters, ended_at_us, window_s);
 
     let mut snapshots = snapshots.into_iter();
     let mut snapshot = snapshots

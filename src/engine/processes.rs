@@ -84,6 +84,19 @@ fn sum(children: &[Child]) -> (Counters, i64) {
     (total, connected)
 }
 
+/// The shards' latest per-group counters, added up.
+fn sum_groups(children: &[Child], groups: usize) -> Vec<[u64; crate::metrics::GROUP_SLOTS]> {
+    let mut out = vec![[0u64; crate::metrics::GROUP_SLOTS]; groups];
+    for t in children.iter().filter_map(|c| c.latest.as_ref()) {
+        for (o, g) in out.iter_mut().zip(&t.groups) {
+            for (a, b) in o.iter_mut().zip(g) {
+                *a = a.wrapping_add(*b);
+            }
+        }
+    }
+    out
+}
+
 async fn coordinate(
     plan: &Plan,
     opts: &RunOptions,
@@ -155,7 +168,7 @@ async fn coordinate(
         Some(at) => Some(super::prometheus::serve(at, plan.scenario.name.clone()).await?),
         None => None,
     };
-    let mut seconds = super::ticker::Seconds::default();
+    let mut seconds = super::ticker::Seconds::default().with_ui(opts.ui.as_ref(), plan, &timeline);
     let mut tick: u32 = 1;
     let mut last_close_us = start_us;
     let mut interrupted = false;
@@ -199,6 +212,9 @@ async fn coordinate(
             }
             _ = tokio::time::sleep_until(tick_at) => {
                 let (now, connected) = sum(&children);
+                if let Some(ui) = &opts.ui {
+                    ui.set_groups(&sum_groups(&children, plan.groups().len()));
+                }
                 last_close_us = clock.now_us();
                 seconds.close(tick, connected, now, last_close_us, live_view.as_ref(), &progress);
                 tick = tick.saturating_add(1);
@@ -284,7 +300,22 @@ async fn coordinate(
     // The last, partial window: what the shards counted after the last second the parent read.
     let now_us = clock.now_us();
     let window_s = now_us.saturating_sub(last_close_us) as f64 / 1e6;
-    seconds.finish(tick, 0, snapshot.counter_totals(), window_s);
+    if let Some(ui) = &opts.ui {
+        // The shards' own final counts, per group (their last ticks may predate their end).
+        let groups: Vec<_> = (0..snapshot.group_names.len())
+            .map(|g| {
+                let mut c = Counters::default();
+                for p in &snapshot.phases {
+                    if let Some(s) = p.groups.get(g) {
+                        c.merge(&s.counters);
+                    }
+                }
+                crate::metrics::group_slots_of(&c)
+            })
+            .collect();
+        ui.set_groups(&groups);
+    }
+    seconds.finish(tick, 0, snapshot.counter_totals(), now_us, window_s);
     Ok(EngineOutput {
         snapshot,
         series: seconds.series,

@@ -242,6 +242,11 @@ impl SparkplugNode {
             && self.edge.on_command(payload).is_ok_and(|c| c.rebirth)
     }
 
+    /// Whether this session sent its NBIRTH (a node never born announces no death at a clean end).
+    pub fn born(&self) -> bool {
+        self.born_at_us.is_some()
+    }
+
     /// The connection ended: the next session uses the next bdSeq.
     pub fn disconnected(&mut self) {
         self.edge.disconnected();

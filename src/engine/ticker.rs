@@ -3,7 +3,9 @@
 //! `--prometheus`, and the progress bar.
 
 use super::prometheus::LiveView;
+use super::ui::Ui;
 use crate::metrics::{Counters, IntervalHistograms, SeriesPoint};
+use crate::plan::{Plan, Timeline};
 use crate::progress::Progress;
 
 /// Cumulative readings turned into one point per second.
@@ -12,9 +14,26 @@ pub struct Seconds {
     prev: Counters,
     pending: IntervalHistograms,
     pub series: Vec<SeriesPoint>,
+    /// The `--ui` live view, with the timeline that names each second's phase.
+    ui: Option<(Ui, Timeline)>,
 }
 
 impl Seconds {
+    /// Also feed each closed second to the `--ui` live view (which learns the plan now).
+    pub fn with_ui(mut self, ui: Option<&Ui>, plan: &Plan, timeline: &Timeline) -> Seconds {
+        if let Some(ui) = ui {
+            ui.set_plan(plan, timeline);
+            self.ui = Some((ui.clone(), timeline.clone()));
+        }
+        self
+    }
+
+    fn to_ui(&self, point: &SeriesPoint, now_us: u64, now: &Counters) {
+        if let Some((ui, timeline)) = &self.ui {
+            ui.push(point, timeline.phase_at(now_us), now);
+        }
+    }
+
     /// Latency histograms that arrived for the current second.
     pub fn add_latency(&mut self, h: &IntervalHistograms, live: Option<&LiveView>) {
         self.pending.merge(h);
@@ -44,8 +63,9 @@ impl Seconds {
         let mut point = SeriesPoint::from_delta(tick, connected, &self.prev, &now);
         self.pending.annotate(&mut point);
         self.pending = IntervalHistograms::default();
+        progress.update(now_us, connected, &now, &self.prev, &point);
+        self.to_ui(&point, now_us, &now);
         self.series.push(point);
-        progress.update(now_us, connected, &now, &self.prev);
         self.prev = now;
     }
 
@@ -53,7 +73,7 @@ impl Seconds {
     /// a little over one) with the final counters, so what happened after the last whole second is in
     /// the series too, at its real rate. Nothing is added when the window is empty and nothing
     /// happened in it.
-    pub fn finish(&mut self, tick: u32, connected: i64, now: Counters, window_s: f64) {
+    pub fn finish(&mut self, tick: u32, connected: i64, now: Counters, now_us: u64, window_s: f64) {
         if window_s <= 0.0 && now == self.prev {
             return;
         }
@@ -61,6 +81,7 @@ impl Seconds {
             SeriesPoint::from_window(tick, connected, &self.prev, &now, window_s.max(1e-3));
         self.pending.annotate(&mut point);
         self.pending = IntervalHistograms::default();
+        self.to_ui(&point, now_us, &now);
         self.series.push(point);
         self.prev = now;
     }

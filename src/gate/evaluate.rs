@@ -154,31 +154,14 @@ fn measure(q: &Quantity, phase: &PhaseReport, g: &GroupReport) -> Result<f64, St
     })
 }
 
-/// A measured value for people: latencies as `1.98ms`, rates with one decimal.
+/// A measured value for people: latencies as the report tables print them (`1.76ms`), rates with
+/// one decimal.
 fn human(q: &Quantity, v: f64) -> String {
     match q {
-        Quantity::Latency { .. } => {
-            let us = v.round();
-            if us < 1e3 {
-                format!("{us}us")
-            } else if us < 1e6 {
-                format!("{}ms", round3(us / 1e3))
-            } else {
-                format!("{}s", round3(us / 1e6))
-            }
-        }
+        // `as` saturates: a negative or huge value cannot wrap.
+        Quantity::Latency { .. } => crate::report::latency_text(v.round() as u64),
         Quantity::PublishRate | Quantity::AckRate => format!("{v:.1}/s"),
         Quantity::LossRatio => format!("{v:.6}"),
         _ => format_value(q, v),
     }
-}
-
-/// Three significant figures.
-fn round3(v: f64) -> f64 {
-    if v == 0.0 {
-        return 0.0;
-    }
-    let digits = 3 - 1 - v.abs().log10().floor() as i32;
-    let f = 10f64.powi(digits.max(0));
-    (v * f).round() / f
 }

@@ -11,7 +11,7 @@ mod snapshot;
 
 pub use clock::Clock;
 pub use kinds::{Basis, Counter, Metric};
-pub use recorder::{LiveCounters, Recorder};
+pub use recorder::{group_slots_of, LiveCounters, Recorder, GROUP_SLOTS, GROUP_SLOT_NAMES};
 pub use series::{IntervalHistograms, SeriesPoint};
 pub use snapshot::{
     Counters, GroupSnapshot, HistKey, MissingShard, Observed, PhaseSnapshot, RunSnapshot,

@@ -22,19 +22,94 @@ pub struct LiveCounters {
     connected: AtomicI64,
     /// The most recent CONNACK refusal code, `0x100 | code`; 0 while there was none.
     refusal: AtomicU32,
+    /// `[group][slot]`: a few counters per group (see [`group_slot`]) for the live view's tiles;
+    /// empty when the worker was made without groups.
+    groups: Box<[AtomicU64]>,
+}
+
+/// Counters also kept per group while the run goes on (for the `--ui` group tiles), in this order:
+/// published, acked, received, disconnects (all kinds), publish_failed, sparkplug_births,
+/// sparkplug_deaths. A breakdown of counters counted once, never counters of their own.
+pub const GROUP_SLOTS: usize = 7;
+
+/// Names of the [`GROUP_SLOTS`] slots, in order.
+pub const GROUP_SLOT_NAMES: [&str; GROUP_SLOTS] = [
+    "published",
+    "acked",
+    "received",
+    "disconnects",
+    "publish_failed",
+    "sparkplug_births",
+    "sparkplug_deaths",
+];
+
+/// The live per-group slot `c` also adds to, if any.
+#[inline]
+const fn group_slot(c: Counter) -> Option<usize> {
+    match c {
+        Counter::Published => Some(0),
+        Counter::Acked => Some(1),
+        Counter::Received => Some(2),
+        Counter::DisconnectClosed
+        | Counter::DisconnectReset
+        | Counter::DisconnectKeepalive
+        | Counter::DisconnectProtocol
+        | Counter::DisconnectServer => Some(3),
+        Counter::PublishFailed => Some(4),
+        Counter::SparkplugBirths => Some(5),
+        Counter::SparkplugDeaths => Some(6),
+        _ => None,
+    }
+}
+
+/// The [`GROUP_SLOTS`] figures of a group's counters (what the live breakdown holds at the end).
+pub fn group_slots_of(c: &Counters) -> [u64; GROUP_SLOTS] {
+    let mut out = [0u64; GROUP_SLOTS];
+    for &k in Counter::ALL {
+        if let Some(v) = group_slot(k).and_then(|slot| out.get_mut(slot)) {
+            *v = v.wrapping_add(c.get(k));
+        }
+    }
+    out
 }
 
 impl Default for LiveCounters {
     fn default() -> Self {
-        LiveCounters {
-            counters: std::array::from_fn(|_| AtomicU64::new(0)),
-            connected: AtomicI64::new(0),
-            refusal: AtomicU32::new(0),
-        }
+        LiveCounters::with_groups(0)
     }
 }
 
 impl LiveCounters {
+    /// Live counters that also keep [`GROUP_SLOTS`] counters for each of `groups` groups.
+    pub fn with_groups(groups: usize) -> Self {
+        LiveCounters {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            connected: AtomicI64::new(0),
+            refusal: AtomicU32::new(0),
+            groups: (0..groups.saturating_mul(GROUP_SLOTS))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// Add this worker's per-group counters to `out` (`[group][slot]`, as many groups as both have).
+    pub fn read_groups(&self, out: &mut [[u64; GROUP_SLOTS]]) {
+        for (o, g) in out.iter_mut().zip(self.groups.chunks_exact(GROUP_SLOTS)) {
+            for (v, a) in o.iter_mut().zip(g) {
+                *v = v.wrapping_add(a.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    #[inline]
+    fn bump_group(&self, c: Counter, group: usize, n: u64) {
+        if let Some(slot) = group_slot(c) {
+            if let Some(a) = self.groups.get(group * GROUP_SLOTS + slot) {
+                a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Read every counter (relaxed; exact once the worker has stopped).
     pub fn read(&self) -> Counters {
         let mut out = Counters::default();
@@ -146,6 +221,7 @@ impl Recorder {
     #[inline]
     pub fn count_n(&self, c: Counter, group: usize, at_us: u64, n: u64) {
         self.live.bump(c, n);
+        self.live.bump_group(c, group, n);
         let cell = self.cell(group, at_us);
         if let Some(cs) = self.tables.borrow_mut().counters.get_mut(cell) {
             cs.add(c, n);
@@ -274,6 +350,35 @@ mod tests {
     }
 
     #[test]
+    fn live_group_breakdown_adds_up_to_the_live_counters() {
+        let live = Arc::new(LiveCounters::with_groups(2));
+        let r = Recorder::new(Clock::new(), timeline(), 2, live.clone());
+        r.count(Counter::Published, 0, 50);
+        r.count_n(Counter::Published, 1, 150, 4);
+        r.count(Counter::DisconnectReset, 1, 150);
+        r.count(Counter::DisconnectKeepalive, 1, 160);
+        r.count(Counter::SparkplugBirths, 0, 10);
+        r.count(Counter::ConnectAttempts, 0, 10);
+        let mut g = [[0u64; GROUP_SLOTS]; 2];
+        live.read_groups(&mut g);
+        assert_eq!(g[0], [1, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(g[1], [4, 0, 0, 2, 0, 0, 0]);
+        let c = live.read();
+        assert_eq!(g[0][0] + g[1][0], c.get(Counter::Published));
+        assert_eq!(g[0][3] + g[1][3], c.disconnects());
+        assert_eq!(GROUP_SLOT_NAMES[3], "disconnects");
+        // The same figures from the group's recorded counters.
+        let snap = r.into_snapshot(vec!["a".into(), "b".into()]).unwrap();
+        for (i, want) in g.iter().enumerate() {
+            let mut total = Counters::default();
+            for p in &snap.phases {
+                total.merge(&p.groups[i].counters);
+            }
+            assert_eq!(&group_slots_of(&total), want);
+        }
+    }
+
+    #[test]
     fn counts_land_in_phase_and_group_and_live() {
         let live = Arc::new(LiveCounters::default());
         let r = Recorder::new(Clock::new(), timeline(), 2, live.clone());
@@ -282,6 +387,10 @@ mod tests {
         r.count(Counter::Published, 1, 5_000);
         r.latency(Metric::Puback, 1, 150, 160, 190);
         assert_eq!(live.read().get(Counter::Published), 3);
+        // Made without groups: no per-group breakdown.
+        let mut none = [[0u64; GROUP_SLOTS]; 2];
+        live.read_groups(&mut none);
+        assert_eq!(none, [[0; GROUP_SLOTS]; 2]);
         let s = r.into_snapshot(vec!["a".into(), "b".into()]).unwrap();
         assert_eq!(s.phases[0].groups[0].counters.get(Counter::Published), 1);
         assert_eq!(s.phases[1].groups[1].counters.get(Counter::Published), 2);

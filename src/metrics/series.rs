@@ -24,6 +24,24 @@ pub struct SeriesPoint {
     /// PUBACK latency (corrected) p99 over this second.
     #[serde(default)]
     pub puback_p99_us: Option<u64>,
+    /// PUBACK latency (corrected) median over this second (written only when measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub puback_p50_us: Option<u64>,
+    /// PUBCOMP (QoS 2) latency (corrected) median and p99 over this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubcomp_p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubcomp_p99_us: Option<u64>,
+    /// CONNECT-to-CONNACK latency (corrected) median and p99 of the connections made this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_p99_us: Option<u64>,
+    /// Command round trip (corrected) median and p99 of the replies received this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_rtt_p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_rtt_p99_us: Option<u64>,
     /// Length of this window in seconds: 1 except for the run's last, partial window, whose per-second
     /// figures are its counts divided by its length (so a short last window does not understate them).
     /// Written only when it is not 1.
@@ -85,8 +103,36 @@ impl SeriesPoint {
             e2e_p50_us: None,
             e2e_p99_us: None,
             puback_p99_us: None,
+            puback_p50_us: None,
+            pubcomp_p50_us: None,
+            pubcomp_p99_us: None,
+            connect_p50_us: None,
+            connect_p99_us: None,
+            command_rtt_p50_us: None,
+            command_rtt_p99_us: None,
             window_s,
         }
+    }
+
+    /// The (p50, p99) of `metric` in this second, when the series keeps it and it was measured.
+    pub fn latency(&self, metric: super::Metric) -> (Option<u64>, Option<u64>) {
+        use super::Metric;
+        match metric {
+            Metric::E2e => (self.e2e_p50_us, self.e2e_p99_us),
+            Metric::Puback => (self.puback_p50_us, self.puback_p99_us),
+            Metric::Pubcomp => (self.pubcomp_p50_us, self.pubcomp_p99_us),
+            Metric::Connect => (self.connect_p50_us, self.connect_p99_us),
+            Metric::CommandRtt => (self.command_rtt_p50_us, self.command_rtt_p99_us),
+            Metric::Suback => (None, None),
+        }
+    }
+
+    /// The p99 a person watching cares about first: end-to-end, else the publish ack, else none.
+    pub fn headline_p99(&self) -> Option<(super::Metric, u64)> {
+        use super::Metric;
+        [Metric::E2e, Metric::Puback, Metric::Pubcomp]
+            .into_iter()
+            .find_map(|m| self.latency(m).1.map(|v| (m, v)))
     }
 }
 
@@ -122,9 +168,15 @@ impl IntervalHistograms {
             p.e2e_p50_us = Some(h.value_at_quantile(0.5));
             p.e2e_p99_us = Some(h.value_at_quantile(0.99));
         }
-        if let Some(h) = self.get(super::Metric::Puback) {
-            p.puback_p99_us = Some(h.value_at_quantile(0.99));
-        }
+        let q = |m| {
+            self.get(m)
+                .map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)))
+                .unzip()
+        };
+        (p.puback_p50_us, p.puback_p99_us) = q(super::Metric::Puback);
+        (p.pubcomp_p50_us, p.pubcomp_p99_us) = q(super::Metric::Pubcomp);
+        (p.connect_p50_us, p.connect_p99_us) = q(super::Metric::Connect);
+        (p.command_rtt_p50_us, p.command_rtt_p99_us) = q(super::Metric::CommandRtt);
     }
 
     /// As base64 V2+DEFLATE, for the pipe from worker processes.

@@ -58,6 +58,7 @@ impl Counters {
             Counter::ConnectFailReset,
             Counter::ConnectFailRejected,
             Counter::ConnectFailProtocol,
+            Counter::ConnectFailNoPort,
             Counter::ConnectFailOther,
         ]
         .iter()

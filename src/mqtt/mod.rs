@@ -7,4 +7,6 @@ mod session;
 
 pub use codec::{ConnectOptions, Incoming, Will};
 pub use keepalive::{KeepAlive, KeepAliveAction};
-pub use session::{tcp_connect, ConnectError, ReadStatus, Session, SessionError};
+pub use session::{
+    bound_send_buffer, tcp_connect, ConnectError, ReadStatus, Session, SessionError,
+};

@@ -25,6 +25,11 @@ pub enum ConnectError {
     Rejected { code: u8, version: MqttVersion },
     #[error("protocol error during the handshake: {0}")]
     Protocol(String),
+    /// No local address and port to connect from: `EADDRNOTAVAIL` / `EADDRINUSE` from `bind` or
+    /// `connect`. Either the ephemeral ports for this (source address, broker address) pair ran out,
+    /// or a configured source address is not an address of this host.
+    #[error("no local port or address to connect from: {0}")]
+    NoPort(io::Error),
     #[error("socket error: {0}")]
     Io(io::Error),
 }
@@ -32,6 +37,7 @@ pub enum ConnectError {
 impl ConnectError {
     fn from_io(e: io::Error) -> ConnectError {
         match e.kind() {
+            io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => ConnectError::NoPort(e),
             io::ErrorKind::ConnectionRefused => ConnectError::Refused,
             io::ErrorKind::TimedOut => ConnectError::Timeout,
             io::ErrorKind::ConnectionReset
@@ -76,6 +82,30 @@ fn bind_address_no_port(socket: &TcpSocket) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = socket;
+}
+
+/// Cap the kernel's send buffer of a socket at about `bytes` (Linux doubles the value for its own
+/// bookkeeping and turns off auto-tuning, which would grow it to megabytes). Bytes queued in this host
+/// have not reached the broker; a small queue makes a slow broker push back on the schedule at once
+/// (late and skipped slots) instead of hiding a backlog that "published" would count.
+pub fn bound_send_buffer(stream: &TcpStream, bytes: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                std::ptr::addr_of!(size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (stream, bytes);
 }
 
 /// Open the TCP connection (the first part of a connect), optionally from a given local address.
@@ -317,18 +347,109 @@ impl Session {
         !self.pending_out.is_empty()
     }
 
-    /// Write what [`Session::try_send`] kept.
+    /// Write what [`Session::try_send`] kept. Cancel-safe: bytes leave the buffer only once the socket
+    /// took them, so a caller may stop waiting (a deadline) and call again later.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if self.pending_out.is_empty() {
-            return Ok(());
+        while !self.pending_out.is_empty() {
+            self.stream.writable().await?;
+            match self.stream.try_write(&self.pending_out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n >= self.pending_out.len() => self.pending_out = Vec::new(),
+                Ok(n) => {
+                    self.pending_out.drain(..n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
         }
-        self.stream.write_all(&self.pending_out).await?;
-        self.pending_out = Vec::new();
         Ok(())
+    }
+
+    /// Bytes written by this program that the broker's TCP has not yet taken: what [`Session::try_send`]
+    /// kept, plus the kernel's send queue (`SIOCOUTQ`: unsent and unacknowledged bytes). One `ioctl`;
+    /// for end-of-run accounting, not for the per-message path.
+    pub fn unsent_bytes(&self) -> u64 {
+        let kernel: u64 = {
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::fd::AsRawFd;
+                let mut queued: libc::c_int = 0;
+                // SAFETY: TIOCOUTQ (= SIOCOUTQ) on a socket we own writes one c_int we pass.
+                let rc = unsafe {
+                    libc::ioctl(
+                        self.stream.as_raw_fd(),
+                        libc::TIOCOUTQ,
+                        std::ptr::addr_of_mut!(queued),
+                    )
+                };
+                if rc == 0 {
+                    u64::try_from(queued).unwrap_or(0)
+                } else {
+                    0
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                0
+            }
+        };
+        kernel + self.pending_out.len() as u64
+    }
+
+    /// Close at once with a reset (`SO_LINGER` 0): whatever is still queued is discarded instead of
+    /// being delivered after the run, so what was counted as never sent really never arrives.
+    pub fn abort(self) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on a socket we own, with a pointer to a live struct and its size.
+            unsafe {
+                libc::setsockopt(
+                    self.stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    std::ptr::addr_of!(linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
     }
 
     /// Send DISCONNECT if the socket takes it at once, and close.
     pub fn close(mut self) {
         let _ = self.try_send(&codec::DISCONNECT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_address_of_another_host_is_no_port_not_other() {
+        // 192.0.2.1 (TEST-NET-1) is not local: bind() fails with EADDRNOTAVAIL before anything is sent.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let local = Some(std::net::IpAddr::from([192, 0, 2, 1]));
+        let r = tcp_connect(addr, local, Duration::from_secs(2)).await;
+        assert!(matches!(r, Err(ConnectError::NoPort(_))), "{r:?}");
+    }
+
+    #[test]
+    fn address_errors_map_to_no_port() {
+        for kind in [io::ErrorKind::AddrNotAvailable, io::ErrorKind::AddrInUse] {
+            let e = ConnectError::from_io(io::Error::from(kind));
+            assert!(matches!(e, ConnectError::NoPort(_)), "{kind:?}");
+        }
+        let e = ConnectError::from_io(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(e, ConnectError::Io(_)));
     }
 }

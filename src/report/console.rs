@@ -1,7 +1,7 @@
 //! The end-of-run summary for a terminal: header, whole-run counters, the summary phase's latency
 //! table, one line per other phase. Plain text, aligned columns, no colours.
 
-use super::units::{columns, latency, pad_left, pad_right, rate, seconds};
+use super::units::{columns, latency, pad_left, pad_right, rate, seconds, Achieved};
 use super::{PhaseReport, Report};
 use crate::metrics::{Basis, Counter, Counters};
 
@@ -72,9 +72,12 @@ fn counters(out: &mut String, r: &Report) {
     row("acked", c.get(Counter::Acked));
     row("publish failed", c.get(Counter::PublishFailed));
     row("in flight at end", c.get(Counter::InflightAtEnd));
+    if c.get(Counter::UnsentAtEnd) > 0 {
+        row("unsent at end (QoS 0)", c.get(Counter::UnsentAtEnd));
+    }
     row("overrun", c.get(Counter::Overrun));
     if c.get(Counter::Skipped) > 0 {
-        row("skipped (late)", c.get(Counter::Skipped));
+        row("skipped (late / phase over)", c.get(Counter::Skipped));
     }
     for (label, counter) in [
         ("dropped by churn", Counter::ChurnDrops),
@@ -151,11 +154,20 @@ fn by_reason<'a>(
 
 fn phase_block(out: &mut String, p: &PhaseReport) {
     let t = &p.totals;
+    // What the schedule asked for next to what left this host (and what observers got through the
+    // broker), so an overloaded phase shows its shortfall.
+    let a = Achieved::of(&t.counters, p.duration_s);
+    let received = if a.received_per_s > 0.0 {
+        format!(", {} received by observers", rate(a.received_per_s))
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{}: {}, {} published, {} acked\n",
+        "{}: {}, {} intended, {} sent, {} acked{received}\n",
         p.name,
         seconds(p.duration_s),
-        rate(t.rates.published_per_s),
+        rate(a.intended_per_s),
+        rate(a.sent_per_s),
         rate(t.rates.acked_per_s)
     ));
     if t.latency.is_empty() {

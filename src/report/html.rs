@@ -36,7 +36,13 @@ pub fn render(report: &Report, verdicts: &[Verdict]) -> String {
     );
     header(&mut out, report);
     cards(&mut out, report, verdicts);
-    if !verdicts.is_empty() {
+    if let Some(note) = &report.gates_deferred {
+        let _ = writeln!(
+            out,
+            "<section><h2>Gates</h2><p>Not evaluated here: {}.</p></section>",
+            esc(note)
+        );
+    } else if !verdicts.is_empty() {
         gates(&mut out, verdicts);
     }
     latency_section(&mut out, report);
@@ -320,22 +326,12 @@ fn time_series(out: &mut String, r: &Report) {
         .map(|p| f64::from(p.t_s))
         .fold(r.duration_s, f64::max)
         .max(1.0);
-    let bands: Vec<(f64, f64, String)> = r
-        .phases
-        .iter()
-        .map(|p| {
-            (
-                p.start_us.saturating_sub(r.started_at_us) as f64 / 1e6,
-                p.end_us.saturating_sub(r.started_at_us) as f64 / 1e6,
-                p.name.clone(),
-            )
-        })
-        .collect();
+    let bands = bands_at(r);
     let x_ticks = time_ticks(x_max);
     let pts = |f: &dyn Fn(&crate::metrics::SeriesPoint) -> f64| -> Vec<(f64, f64)> {
         r.series.iter().map(|p| (f64::from(p.t_s), f(p))).collect()
     };
-    let charts = [
+    let mut charts = vec![
         Chart {
             title: "Throughput".into(),
             x_label: "time since start".into(),
@@ -381,6 +377,34 @@ fn time_series(out: &mut String, r: &Report) {
             }],
         },
     ];
+    for metric in SERIES_LATENCY {
+        let at = |p99: bool| -> Vec<(f64, f64)> {
+            r.series
+                .iter()
+                .filter_map(|p| {
+                    let (lo, hi) = p.latency(metric);
+                    Some((f64::from(p.t_s), (if p99 { hi } else { lo })? as f64))
+                })
+                .collect()
+        };
+        let (p50, p99) = (at(false), at(true));
+        if p99.is_empty() {
+            continue;
+        }
+        charts.push(Chart {
+            title: format!("{} latency over time", metric.name()),
+            x_label: "time since start".into(),
+            y_label: "corrected latency, per second".into(),
+            x_max,
+            x_ticks: time_ticks(x_max),
+            y_format: YFormat::Latency,
+            bands: bands_at(r),
+            lines: vec![
+                Line::new("p50", "#d97706", p50),
+                Line::new("p99", "#dc2626", p99),
+            ],
+        });
+    }
     out.push_str("<div class=\"charts\">");
     for chart in &charts {
         let _ = write!(
@@ -393,6 +417,29 @@ fn time_series(out: &mut String, r: &Report) {
         out.push_str("</figure>");
     }
     out.push_str("</div></section>\n");
+}
+
+/// The latency metrics the time series keeps p50/p99 of, charted over time when measured.
+pub const SERIES_LATENCY: [Metric; 5] = [
+    Metric::E2e,
+    Metric::Puback,
+    Metric::Pubcomp,
+    Metric::Connect,
+    Metric::CommandRtt,
+];
+
+/// The phases as shaded spans of the time charts (seconds since the start).
+fn bands_at(r: &Report) -> Vec<(f64, f64, String)> {
+    r.phases
+        .iter()
+        .map(|p| {
+            (
+                p.start_us.saturating_sub(r.started_at_us) as f64 / 1e6,
+                p.end_us.saturating_sub(r.started_at_us) as f64 / 1e6,
+                p.name.clone(),
+            )
+        })
+        .collect()
 }
 
 fn phases(out: &mut String, r: &Report) {
@@ -424,14 +471,17 @@ fn phase_table(out: &mut String, r: &Report, p: &PhaseReport) {
         .filter(|m| p.totals.latency.contains_key(m))
         .collect();
     let observed = p.totals.deliveries.expected > 0 || p.totals.deliveries.received > 0;
-    out.push_str("<div class=\"tablewrap\"><table><thead><tr><th>group</th><th>connect ok / failed</th><th>published</th><th>publish rate</th><th>acked</th><th>failed</th><th>overrun</th>");
-    for m in &metrics {
-        let _ = write!(out, "<th>{} p50 / p99 / max</th>", m.name());
+    // At most five columns whatever the number of metrics: figures stack inside a cell and wrap,
+    // so the table never scrolls sideways.
+    out.push_str(
+        "<div class=\"tablewrap\"><table class=\"groups\"><thead><tr><th>group</th>\
+         <th>connects<br>ok / failed</th><th>publishes<br>rate · acked · failed · overrun</th>",
+    );
+    if !metrics.is_empty() {
+        out.push_str("<th>latency, corrected<br>p50 / <b>p99</b> / max</th>");
     }
     if observed {
-        out.push_str(
-            "<th>received / expected</th><th>loss</th><th>unobserved</th><th>dup / reord</th>",
-        );
+        out.push_str("<th>deliveries<br>received / expected · loss</th>");
     }
     out.push_str("</tr></thead><tbody>");
     let rows = r
@@ -458,7 +508,8 @@ fn group_row(
     let bad = |n: u64| if n > 0 { " class=\"warnc\"" } else { "" };
     let _ = write!(
         out,
-        "<tr{}><td>{}</td><td>{} / <span{}>{}</span></td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td{}>{}</td>",
+        "<tr{}><td>{}</td><td>{} / <span{}>{}</span></td>\
+         <td>{} published<br>{} · {} acked · <span{}>{}</span> failed · <span{}>{}</span> overrun</td>",
         if total { " class=\"total\"" } else { "" },
         esc(name),
         c.get(Counter::ConnectSuccesses),
@@ -472,26 +523,34 @@ fn group_row(
         bad(c.get(Counter::Overrun)),
         c.get(Counter::Overrun),
     );
-    for m in metrics {
-        match g.latency.get(m).filter(|l| l.corrected.count > 0) {
-            Some(l) => {
+    if !metrics.is_empty() {
+        out.push_str("<td>");
+        let mut first = true;
+        for m in metrics {
+            if let Some(l) = g.latency.get(m).filter(|l| l.corrected.count > 0) {
                 let s = &l.corrected;
                 let _ = write!(
                     out,
-                    "<td>{} / <b>{}</b> / {}</td>",
+                    "{}<span class=\"muted\">{}</span> {} / <b>{}</b> / {}",
+                    if first { "" } else { "<br>" },
+                    m.name(),
                     latency(s.p50_us),
                     latency(s.p99_us),
                     latency(s.max_us)
                 );
+                first = false;
             }
-            None => out.push_str("<td class=\"muted\">–</td>"),
         }
+        if first {
+            out.push_str("<span class=\"muted\">–</span>");
+        }
+        out.push_str("</td>");
     }
     if observed {
         let d = &g.deliveries;
         let _ = write!(
             out,
-            "<td>{} / {}</td><td{}>{:.4}%</td><td>{}</td><td>{} / {}</td>",
+            "<td>{} / {} · <span{}>{:.4}%</span> lost<br>{} unobserved · {} dup · {} reord</td>",
             d.received,
             d.expected,
             bad(d.lost),
@@ -729,17 +788,37 @@ impl Chart {
                     l.color
                 );
             }
-            let _ = write!(
-                s,
-                "<polyline points=\"{path}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{}><title>{}</title></polyline>",
-                l.color,
-                if l.dashed {
-                    " stroke-dasharray=\"6 4\" stroke-opacity=\"0.75\""
-                } else {
-                    ""
-                },
-                esc(&l.label)
-            );
+            // Each run of points without a gap (x more than 1.5 apart: a second with nothing
+            // measured in a time chart) is its own polyline; a lone value shows as a dot.
+            for run in l.points.chunk_by(|a, b| b.0 - a.0 <= 1.5) {
+                if let [(x, y)] = run {
+                    let _ = write!(
+                        s,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>",
+                        sx(*x),
+                        sy(*y),
+                        l.color,
+                        esc(&l.label)
+                    );
+                    continue;
+                }
+                let path: Vec<String> = run
+                    .iter()
+                    .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                    .collect();
+                let _ = write!(
+                    s,
+                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{}><title>{}</title></polyline>",
+                    path.join(" "),
+                    l.color,
+                    if l.dashed {
+                        " stroke-dasharray=\"6 4\" stroke-opacity=\"0.75\""
+                    } else {
+                        ""
+                    },
+                    esc(&l.label)
+                );
+            }
         }
         s.push_str("</svg>");
         s
@@ -822,6 +901,8 @@ th{background:#f1f5f9;font-weight:600;color:#334155;font-size:12.5px}
 tbody tr:last-child td{border-bottom:none}
 tr.total td{font-weight:600;background:#f8fafc}
 table.gates td,table.gates th{text-align:left;white-space:normal}
+table.groups{table-layout:fixed}
+table.groups td,table.groups th{white-space:normal;overflow-wrap:anywhere;vertical-align:top;line-height:1.5}
 .tablewrap{overflow-x:auto}
 tr.fail td{background:#fff7f7}
 .pill{display:inline-block;min-width:48px;text-align:center;font-weight:700;font-size:12px;padding:2px 8px;border-radius:6px}

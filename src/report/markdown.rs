@@ -3,14 +3,17 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::units::{latency, rate, seconds};
-use super::{write_file, PhaseReport, Report, ReportError, SUMMARY_MD};
+use super::units::{latency, rate, seconds, Achieved};
+use super::{compare, write_file, PhaseReport, Report, ReportError, SUMMARY_MD};
+use crate::gate::{Comparison, Verdict};
 use crate::metrics::{Counter, Metric};
 
-/// Render the summary (ends with a newline).
-pub fn render(report: &Report) -> String {
+/// Render the summary (ends with a newline), with the gate results: the verdict of each threshold
+/// and of the baseline comparison, or why no gate was evaluated.
+pub fn render(report: &Report, verdicts: &[Verdict], comparison: Option<&Comparison>) -> String {
     let mut out = String::new();
     header(&mut out, report);
+    gates(&mut out, report, verdicts, comparison);
     headline(&mut out, report);
     latency_tables(&mut out, report);
     counters(&mut out, report);
@@ -20,8 +23,98 @@ pub fn render(report: &Report) -> String {
 }
 
 /// Write `dir/summary.md` (creating `dir` if needed); returns its path.
-pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, ReportError> {
-    write_file(dir, SUMMARY_MD, render(report).as_bytes())
+pub fn write(
+    report: &Report,
+    verdicts: &[Verdict],
+    comparison: Option<&Comparison>,
+    dir: &Path,
+) -> Result<PathBuf, ReportError> {
+    write_file(
+        dir,
+        SUMMARY_MD,
+        render(report, verdicts, comparison).as_bytes(),
+    )
+}
+
+/// The gate verdicts: one table row per threshold and per compared quantity, or one sentence
+/// saying why there is none.
+fn gates(out: &mut String, r: &Report, verdicts: &[Verdict], comparison: Option<&Comparison>) {
+    out.push_str("## Gates\n\n");
+    if let Some(note) = &r.gates_deferred {
+        let _ = writeln!(out, "Not evaluated here: {}.\n", cell(note));
+        return;
+    }
+    if verdicts.is_empty() && comparison.is_none() {
+        let scenario_has = r
+            .scenario
+            .get("thresholds")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|t| !t.is_empty())
+            || r.scenario.get("baseline").is_some_and(|b| !b.is_null());
+        if scenario_has {
+            out.push_str(
+                "No gate was evaluated for this summary (the scenario's gates are evaluated by `fleetstorm run` and `fleetstorm report merge`; `report render --threshold EXPR` evaluates others).\n\n",
+            );
+        } else {
+            out.push_str(
+                "No gate was set: the scenario has no `thresholds:` or `baseline:`, and none was given on the command line.\n\n",
+            );
+        }
+        return;
+    }
+    let failed = verdicts.iter().filter(|v| !v.passed).count()
+        + comparison.map_or(0, |c| c.regressions().count());
+    let total = verdicts.len() + comparison.map_or(0, |c| c.changes.len());
+    let _ = writeln!(
+        out,
+        "**{}:** {} passed, {failed} failed\n",
+        if failed == 0 { "PASS" } else { "FAIL" },
+        total - failed
+    );
+    if !verdicts.is_empty() {
+        let rows: Vec<Vec<String>> = verdicts
+            .iter()
+            .map(|v| {
+                vec![
+                    if v.passed { "pass" } else { "**FAIL**" }.to_owned(),
+                    code(&v.threshold.to_string()),
+                    cell(&v.detail),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            &strings(&["result", "threshold", "measured"]),
+            3,
+            &rows,
+        );
+    }
+    if let Some(c) = comparison {
+        let rows: Vec<Vec<String>> = c
+            .changes
+            .iter()
+            .map(|ch| {
+                vec![
+                    if ch.regressed { "**FAIL**" } else { "pass" }.to_owned(),
+                    cell(&format!("baseline {}", ch.quantity.name())),
+                    compare::value(&ch.quantity, ch.base),
+                    compare::value(&ch.quantity, ch.current),
+                    compare::change(ch),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            &strings(&["result", "compared", "base", "current", "change"]),
+            2,
+            &rows,
+        );
+        let _ = writeln!(
+            out,
+            "Baseline tolerance: {}% (latency and loss up, rate down).\n",
+            (c.max_regression * 1000.0).round() / 10.0
+        );
+    }
 }
 
 /// Text safe inside a table cell.
@@ -94,6 +187,20 @@ fn headline(out: &mut String, r: &Report) {
         vec!["overrun".to_owned(), s.overrun.to_string()],
         vec!["publish rate".to_owned(), rate(s.publish_rate_per_s)],
     ];
+    if let Some(p) = r.summary_phase() {
+        // What the schedule asked for next to what left this host and what observers received.
+        let a = Achieved::of(&p.totals.counters, p.duration_s);
+        rows.push(vec![
+            "publish rate intended / sent".to_owned(),
+            format!("{} / {}", rate(a.intended_per_s), rate(a.sent_per_s)),
+        ]);
+        if a.received_per_s > 0.0 {
+            rows.push(vec![
+                "received by observers".to_owned(),
+                rate(a.received_per_s),
+            ]);
+        }
+    }
     for (metric, h) in &s.latency {
         rows.push(vec![
             format!("{} p50 / p99 / max (corrected)", metric.name()),

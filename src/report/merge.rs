@@ -212,6 +212,13 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<RunRecord, MergeError> {
                 e2e_p50_us: None,
                 e2e_p99_us: None,
                 puback_p99_us: None,
+                puback_p50_us: None,
+                pubcomp_p50_us: None,
+                pubcomp_p99_us: None,
+                connect_p50_us: None,
+                connect_p99_us: None,
+                command_rtt_p50_us: None,
+                command_rtt_p99_us: None,
                 window_s: p.window_s,
             });
             e.connected =

@@ -15,7 +15,7 @@ pub mod merge;
 mod model;
 pub mod openmetrics;
 mod record;
-mod units;
+pub(crate) mod units;
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +24,7 @@ pub use model::{
     Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
 };
 pub use record::{Environment, Outcome, RunRecord, RunStatus, Shards};
-pub(crate) use units::pad_right;
+pub(crate) use units::{latency as latency_text, pad_right};
 
 use crate::metrics::histogram::HistogramError;
 
@@ -97,7 +97,7 @@ pub fn write_with_gates(
     create_dir(dir)?;
     let mut paths = vec![
         json::write(report, dir)?,
-        markdown::write(report, dir)?,
+        markdown::write(report, verdicts, comparison, dir)?,
         html::write(report, verdicts, dir)?,
     ];
     paths.extend(hlog::write(report, dir)?);

@@ -56,6 +56,11 @@ pub struct Report {
     /// Which shards of which run this report holds (absent in reports of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<Shards>,
+    /// Set when this report holds only some shards of a run (`--shard I/N`, or a merge of some of
+    /// them): why no fleet-wide gate was evaluated on it. Gates are evaluated by `report merge` on
+    /// the merge of every shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates_deferred: Option<String>,
 }
 
 /// The headline figures: the phase shown first, plus whole-run connection figures.
@@ -266,6 +271,11 @@ impl Report {
             series: record.series.clone(),
             histograms: clipped,
             shards: record.shards.clone(),
+            gates_deferred: record.shards.as_ref().and_then(Shards::partial_label).map(|label| {
+                format!(
+                    "shard {label}: fleet-wide gates are evaluated at merge (`fleetstorm report merge` of every shard's report.json)"
+                )
+            }),
         })
     }
 

@@ -75,6 +75,17 @@ impl Shards {
             indices: vec![index],
         }
     }
+
+    /// `I/N` (or `I,J/N`) when this holds only some of the run's shards; `None` when it holds the whole
+    /// run (every shard, or a run that was not sharded).
+    pub fn partial_label(&self) -> Option<String> {
+        let complete = (0..self.count).all(|i| self.indices.contains(&i));
+        if complete {
+            return None;
+        }
+        let held: Vec<String> = self.indices.iter().map(u32::to_string).collect();
+        Some(format!("{}/{}", held.join(","), self.count))
+    }
 }
 
 /// Everything the writers need.

@@ -1,17 +1,34 @@
 //! Human-readable numbers shared by the text writers (console and Markdown).
 
 /// A latency in µs with about three significant figures: `812µs`, `3.41ms`, `12.3ms`, `1.20s`.
+/// The one formatter of latencies for people: tables, gate lines and comparisons all use it, so a
+/// value reads the same everywhere. Rounds half up in integers (no binary-fraction surprises:
+/// 1755 µs is `1.76ms`, never `1.75ms` in one place and `1.76ms` in another).
 pub(crate) fn latency(us: u64) -> String {
-    let ms = us as f64 / 1e3;
-    let s = us as f64 / 1e6;
+    /// `us` in units of `unit` µs, rounded half up, with `decimals` decimals.
+    fn fixed(us: u64, unit: u64, decimals: u32) -> String {
+        let scale = 10u64.pow(decimals);
+        let step = unit / scale;
+        let n = us.saturating_add(step / 2) / step;
+        if decimals == 0 {
+            n.to_string()
+        } else {
+            format!(
+                "{}.{:0width$}",
+                n / scale,
+                n % scale,
+                width = decimals as usize
+            )
+        }
+    }
     match us {
         0..=999 => format!("{us}µs"),
-        1_000..=9_994 => format!("{ms:.2}ms"),
-        9_995..=99_949 => format!("{ms:.1}ms"),
-        99_950..=999_499 => format!("{ms:.0}ms"),
-        999_500..=9_994_999 => format!("{s:.2}s"),
-        9_995_000..=99_949_999 => format!("{s:.1}s"),
-        _ => format!("{s:.0}s"),
+        1_000..=9_994 => format!("{}ms", fixed(us, 1_000, 2)),
+        9_995..=99_949 => format!("{}ms", fixed(us, 1_000, 1)),
+        99_950..=999_499 => format!("{}ms", fixed(us, 1_000, 0)),
+        999_500..=9_994_999 => format!("{}s", fixed(us, 1_000_000, 2)),
+        9_995_000..=99_949_999 => format!("{}s", fixed(us, 1_000_000, 1)),
+        _ => format!("{}s", fixed(us, 1_000_000, 0)),
     }
 }
 
@@ -42,6 +59,36 @@ pub(crate) fn pad_left(s: &str, width: usize) -> String {
     out.extend(std::iter::repeat_n(' ', pad));
     out.push_str(s);
     out
+}
+
+/// What a phase asked for and what it achieved, per second of the phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Achieved {
+    /// Slots the schedule asked for: sent or skipped (`published + skipped`).
+    pub intended_per_s: f64,
+    /// Publishes that left this host during the phase (`published - unsent_at_end`).
+    pub sent_per_s: f64,
+    /// Deliveries observers received (0 without observers): what the broker really passed on.
+    pub received_per_s: f64,
+}
+
+impl Achieved {
+    pub(crate) fn of(c: &crate::metrics::Counters, duration_s: f64) -> Achieved {
+        use crate::metrics::Counter;
+        let per_s = |n: u64| {
+            if duration_s > 0.0 {
+                n as f64 / duration_s
+            } else {
+                0.0
+            }
+        };
+        let published = c.get(Counter::Published);
+        Achieved {
+            intended_per_s: per_s(published.saturating_add(c.get(Counter::Skipped))),
+            sent_per_s: per_s(published.saturating_sub(c.get(Counter::UnsentAtEnd))),
+            received_per_s: per_s(c.get(Counter::Received)),
+        }
+    }
 }
 
 /// Right-align `rows` into columns (the first column left-aligned), two spaces apart, no trailing
@@ -98,10 +145,17 @@ mod tests {
             (1_204_000, "1.20s"),
             (12_345_678, "12.3s"),
             (3_600_000_000, "3600s"),
+            // Half up, exactly: the f64 1.755 is 1.75499..., which `{:.2}` would print as 1.75.
+            (1_755, "1.76ms"),
+            (1_754, "1.75ms"),
+            (12_350, "12.4ms"),
+            (2_505_000, "2.51s"),
         ];
         for (us, want) in cases {
             assert_eq!(latency(us), want, "{us} µs");
         }
+        // The largest value formats without overflow.
+        assert!(latency(u64::MAX).ends_with('s'));
     }
 
     #[test]

@@ -17,6 +17,8 @@ mod overrides;
 mod payload;
 mod profiles;
 pub mod raw;
+#[cfg(test)]
+mod schema_keys;
 pub mod template;
 pub mod topic;
 mod units;

@@ -67,6 +67,8 @@ pub enum ConnectReply {
 #[derive(Debug, Clone, Default)]
 pub struct Script {
     stalls: Vec<Stall>,
+    /// Windows during which connections are not read (a broker too slow to take what is sent).
+    pauses: Vec<Stall>,
     drops: Vec<Duration>,
     /// `(from, duration)`: new connections are closed at once.
     down: Vec<(Duration, Duration)>,
@@ -90,6 +92,13 @@ impl Script {
     /// are withheld and released together, in order, when the window ends.
     pub fn stall(mut self, from: Duration, duration: Duration) -> Script {
         self.stalls.push(Stall { from, duration });
+        self
+    }
+
+    /// Stop reading every connection during `[from, from + duration)`: what clients send waits in the
+    /// socket buffers (theirs and this broker's receive buffer), as with a broker that cannot keep up.
+    pub fn pause_reading(mut self, from: Duration, duration: Duration) -> Script {
+        self.pauses.push(Stall { from, duration });
         self
     }
 
@@ -465,6 +474,17 @@ impl Shared {
             .map(|s| t0 + s.from + s.duration)
     }
 
+    /// When reading resumes, if now is inside a reading pause.
+    fn paused_until(&self) -> Option<Instant> {
+        let t0 = *self.first_connect.get()?;
+        let now = t0.elapsed();
+        self.script
+            .pauses
+            .iter()
+            .find(|s| now >= s.from && now < s.from + s.duration)
+            .map(|s| t0 + s.from + s.duration)
+    }
+
     /// Forward one PUBLISH to the matching subscribers, following the script.
     fn forward(&self, topic: &str, payload: &[u8]) {
         let mut fw = lock(&self.forwarding);
@@ -576,6 +596,11 @@ fn connection(shared: &Shared, id: u64, stream: TcpStream) {
                     wake = wake.min(at);
                 }
             }
+        }
+        if let Some(until) = shared.paused_until() {
+            // Not reading: sleep until the pause ends (or the next tick, to honour stop and drops).
+            std::thread::sleep(until.min(wake).saturating_duration_since(now));
+            continue;
         }
         let timeout = wake
             .saturating_duration_since(now)

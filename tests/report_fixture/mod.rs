@@ -113,6 +113,13 @@ pub fn record_with_phases(names: &[&str]) -> RunRecord {
             e2e_p50_us: Some(1_000 + u64::from(t_s)),
             e2e_p99_us: Some(5_000 + u64::from(t_s)),
             puback_p99_us: None,
+            puback_p50_us: None,
+            pubcomp_p50_us: None,
+            pubcomp_p99_us: None,
+            connect_p50_us: Some(200 + u64::from(t_s)),
+            connect_p99_us: Some(900 + u64::from(t_s)),
+            command_rtt_p50_us: None,
+            command_rtt_p99_us: None,
             window_s: 1.0,
         })
         .collect();

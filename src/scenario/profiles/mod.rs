@@ -1,7 +1,7 @@
 //! Device profiles in scenario files: the built-in ones (YAML files under `profiles/`, compiled in) and the
 //! ones a scenario defines under `profiles:`. Both are read by the same validator.
 
-mod raw;
+pub(crate) mod raw;
 mod validate;
 
 use std::sync::Arc;
