@@ -31,8 +31,8 @@ Exit codes:
      evaluated by `fleetstorm report merge`)
   1  a threshold or baseline gate failed
   2  usage or scenario error: nothing ran (the message names file, line, key and a fix)
-  3  runtime failure: broker unreachable or lost (or devices could not hold a connection), devices that
-     could not start, or interrupted (Ctrl-C); a partial report is still written";
+  3  runtime failure: broker unreachable or lost (or devices could not hold a connection),
+     devices that could not start, or interrupted (Ctrl-C); a partial report is still written";
 
 /// The exit codes of the program, as `fleetstorm --help` prints them: each command's own
 /// `--help` says what they mean for it.
