@@ -563,7 +563,9 @@ async fn connected(
                 _ = &mut timer => Some(Ok(())),
             };
             match flushed {
-                None => return cancel(rec, g, &mut inflight, session, (!acked, sent)),
+                None => {
+                    return Ended::Cancelled(at_end(rec, g, &mut inflight, session, (!acked, sent)))
+                }
                 Some(Err(_)) => return lose(Counter::DisconnectReset, &mut inflight),
                 Some(Ok(())) => {}
             }
@@ -603,7 +605,7 @@ async fn connected(
         if now >= drain_until
             || (!publishing && now >= end_us && inflight.is_empty() && !queued && answered)
         {
-            return finish(rec, g, &mut inflight, session, (!acked, sent));
+            return Ended::Finished(at_end(rec, g, &mut inflight, session, (!acked, sent)));
         }
 
         // 4. sleep until the next thing to do, or until the broker says something
@@ -633,7 +635,7 @@ async fn connected(
         ));
         tokio::select! {
             biased;
-            _ = &mut cancelled => return cancel(rec, g, &mut inflight, session, (!acked, sent)),
+            _ = &mut cancelled => return Ended::Cancelled(at_end(rec, g, &mut inflight, session, (!acked, sent))),
             _ = &mut commands_done, if listening && !ctx.commands_done.is_cancelled() => {}
             r = session.readable() => {
                 if r.is_err() {
@@ -705,28 +707,17 @@ async fn connected(
     }
 }
 
-/// The run is over for this device: what is still unacknowledged is in flight at the end, what is
-/// still queued (QoS 0) is unsent.
-fn finish(
+/// The run is over for this device (it finished, or the run was cancelled): what is still
+/// unacknowledged is in flight at the end, what is still queued (QoS 0) is unsent.
+fn at_end(
     rec: &crate::metrics::Recorder,
     g: usize,
     inflight: &mut Vec<Inflight>,
     session: &Session,
     (qos0, sent): (bool, Sent),
-) -> Ended {
+) -> Unsent {
     inflight_at_end(rec, g, inflight);
-    Ended::Finished(unsent_messages(session, qos0, sent))
-}
-
-fn cancel(
-    rec: &crate::metrics::Recorder,
-    g: usize,
-    inflight: &mut Vec<Inflight>,
-    session: &Session,
-    (qos0, sent): (bool, Sent),
-) -> Ended {
-    inflight_at_end(rec, g, inflight);
-    Ended::Cancelled(unsent_messages(session, qos0, sent))
+    unsent_messages(session, qos0, sent)
 }
 
 /// The one place `inflight_at_end` is counted.

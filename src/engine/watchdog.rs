@@ -16,9 +16,9 @@ pub(crate) enum Abort {
     Unreachable,
     /// Every connection was down for the loss budget.
     Lost,
-    /// Devices connected, but every connection was dropped before a device was ever seen connected
-    /// at a one-second check (a broker that drops each connection right after CONNACK, or answers
-    /// with garbage).
+    /// Devices connected, but every connection was dropped and none was held for a whole second
+    /// between two checks (a broker that drops each connection right after CONNACK, or answers with
+    /// garbage).
     NotHeld,
     /// Devices could not start at all.
     DevicesFailed,
@@ -38,8 +38,12 @@ pub(crate) struct Watchdog {
     end_us: u64,
     had_connection: bool,
     zero_since_us: Option<u64>,
-    /// Whether any device was connected at any check.
-    seen_connected: bool,
+    /// Whether some connection was held for a whole second: up at two consecutive checks with fewer
+    /// disconnects between them than connections up at the first (a connection that is dropped right
+    /// after its CONNACK can still be caught up at one check; it is not held).
+    held: bool,
+    /// `(connected, disconnects)` at the previous check.
+    previous: (i64, u64),
     /// The run's MQTT version, and the last CONNACK refusal (set before each check): for the message.
     version: MqttVersion,
     refusal: Option<Refusal>,
@@ -81,7 +85,8 @@ impl Watchdog {
             end_us,
             had_connection: false,
             zero_since_us: None,
-            seen_connected: false,
+            held: false,
+            previous: (0, 0),
             version,
             refusal: None,
         }
@@ -114,8 +119,16 @@ impl Watchdog {
         if ok > 0 {
             self.had_connection = true;
         }
+        let disconnects = c.disconnects();
+        let (was_connected, was_disconnects) = self.previous;
+        if connected > 0
+            && was_connected > 0
+            && disconnects.saturating_sub(was_disconnects) < was_connected.unsigned_abs()
+        {
+            self.held = true;
+        }
+        self.previous = (connected, disconnects);
         if connected > 0 {
-            self.seen_connected = true;
             self.zero_since_us = None;
         } else if self.had_connection && now_us < self.end_us {
             let since = *self.zero_since_us.get_or_insert(now_us);
@@ -127,14 +140,14 @@ impl Watchdog {
     }
 
     /// Once, after a run that went its course: devices that could not start, or connections that
-    /// were never held (every one dropped, none ever seen up), fail it even when the run was too
+    /// were never held (every one dropped, none up for a whole second), fail it even when the run was too
     /// short for the once-a-second rules.
     pub fn final_check(&self, c: &Counters) -> Option<Abort> {
         if c.get(Counter::DevicesFailedToStart) > 0 {
             return Some(Abort::DevicesFailed);
         }
         let ok = c.get(Counter::ConnectSuccesses);
-        if ok > 0 && !self.seen_connected && c.disconnects() >= ok {
+        if ok > 0 && !self.held && c.disconnects() >= ok {
             return Some(Abort::NotHeld);
         }
         None
@@ -161,7 +174,7 @@ impl Watchdog {
             Abort::NotHeld => Outcome {
                 status: RunStatus::BrokerLost,
                 message: format!(
-                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any device was seen connected at a one-second check (published: {})",
+                    "devices could not hold a connection: {ok} connections came up and {} were lost ({}) before any was held for a second between two once-a-second checks (published: {})",
                     c.disconnects(),
                     failure::disconnect_breakdown(c),
                     c.get(Counter::Published),
@@ -338,6 +351,8 @@ mod tests {
         (DisconnectProtocol, 9),
     ];
 
+    const HALF: &[(Counter, u64)] = &[(ConnectSuccesses, 40), (DisconnectClosed, 10)];
+
     const FINAL_TABLE: &[Final] = &[
         (
             "not held: every connection dropped, none seen up at a check",
@@ -352,10 +367,22 @@ mod tests {
             Some(Abort::NotHeld),
         ),
         (
-            "seen connected at a check: a broker that dropped everyone late is the lost rule's",
+            "one up at a single check, dropped right after: caught, not held",
             &[(1_000_000, DROPPED, 3, None)],
             DROPPED,
+            Some(Abort::NotHeld),
+        ),
+        (
+            "up at two checks with fewer drops between them: held, so a broker that dropped everyone late is the lost rule's",
+            &[(1_000_000, HALF, 30, None), (2_000_000, HALF, 30, None)],
+            DROPPED,
             None,
+        ),
+        (
+            "up at two checks, but every one of them dropped in between: not held",
+            &[(1_000_000, HALF, 3, None), (2_000_000, DROPPED, 3, None)],
+            DROPPED,
+            Some(Abort::NotHeld),
         ),
         (
             "some connection was never lost (still up at the end)",
