@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5 as mq5;
 
-use crate::scenario::{MqttVersion, Qos};
+use super::protocol::{MqttVersion, Qos};
 
 /// Largest packet we accept from a broker.
 pub const MAX_INCOMING_PACKET: usize = 1 << 20;

@@ -3,10 +3,12 @@
 
 pub mod codec;
 mod keepalive;
+mod protocol;
 mod session;
 
 pub use codec::{ConnectOptions, Incoming, Will};
 pub use keepalive::{KeepAlive, KeepAliveAction};
+pub use protocol::{MqttVersion, Qos};
 pub use session::{
     bound_send_buffer, tcp_connect, ConnectError, ReadStatus, Session, SessionError,
 };

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::codec::{self, CodecError, Incoming};
-use crate::scenario::MqttVersion;
+use super::protocol::MqttVersion;
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]

@@ -48,29 +48,8 @@ impl Scenario {
     }
 }
 
-/// MQTT protocol level spoken by the sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MqttVersion {
-    #[serde(rename = "3.1.1")]
-    V311,
-    #[serde(rename = "5")]
-    V5,
-}
-
-/// MQTT quality of service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(into = "u8")]
-pub enum Qos {
-    AtMostOnce = 0,
-    AtLeastOnce = 1,
-    ExactlyOnce = 2,
-}
-
-impl From<Qos> for u8 {
-    fn from(q: Qos) -> u8 {
-        q as u8
-    }
-}
+// The protocol enums belong to the wire layer; scenario keys map onto them.
+pub use crate::mqtt::{MqttVersion, Qos};
 
 /// Where the broker is. `None` in [`BrokerSettings::url`] means: start the embedded broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
