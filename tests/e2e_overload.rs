@@ -9,27 +9,9 @@ mod fault;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{load_report, Fleet, Workspace, BIN, ROOT};
+use common::{fleetstorm_env, load_report, local_addresses_to, Fleet, Workspace, BIN, ROOT};
 use fault::{FaultBroker, Script};
 use fleetstorm::metrics::Counter;
-
-/// `fleetstorm <args>` with extra environment variables, output captured.
-fn fleetstorm_env(args: &[&str], env: &[(&str, &str)]) -> common::Finished {
-    let started = Instant::now();
-    let out = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(ROOT)
-        .stdin(Stdio::null())
-        .output()
-        .expect("start fleetstorm");
-    common::Finished {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
-}
 
 /// The kernel's ephemeral range, as `doctor` reads it.
 fn port_range() -> (u64, u64) {
@@ -90,25 +72,6 @@ fn doctor_predicts_the_port_stall_at_half_the_ephemeral_range() {
         "{}",
         auto.stdout
     );
-}
-
-/// Local addresses (`/proc/net/tcp` hex, e.g. `0200007F` for 127.0.0.2) of established connections to
-/// 127.0.0.1:`port`, each connection once.
-fn local_addresses_to(port: u16) -> Vec<String> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let remote = format!("0100007F:{port:04X}");
-    let mut local: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01"))
-                .then(|| f.get(1).copied().unwrap_or("").to_owned())
-        })
-        .collect();
-    local.sort();
-    local.dedup();
-    local
 }
 
 #[test]

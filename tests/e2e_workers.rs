@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{load_report, spawn, wait_within, Fleet, Workspace};
+use common::{load_report, local_addresses_to, spawn, wait_within, Fleet, Workspace};
 use fleetstorm::metrics::Counter;
 use fleetstorm::report::RunStatus;
 
@@ -199,26 +199,6 @@ fn without_the_observing_shard_the_other_shards_deliveries_are_unobserved() {
     assert_eq!(t.deliveries.received, 0, "nobody observed");
     assert_eq!(t.deliveries.unobserved, t.deliveries.expected);
     assert_eq!(t.deliveries.lost, 0);
-}
-
-/// Local `address:port` of each established connection to `port` on loopback, from /proc/net/tcp, without
-/// repeats: the kernel builds that file chunk by chunk, so while other tests open and close sockets one read can
-/// list a connection twice (or miss one, which the caller's polling rides out).
-fn local_addresses_to(port: u16) -> Vec<String> {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let remote = format!("0100007F:{port:04X}");
-    let mut local: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01"))
-                .then(|| f.get(1).copied().unwrap_or("").to_owned())
-        })
-        .collect();
-    local.sort();
-    local.dedup();
-    local
 }
 
 #[test]

@@ -181,9 +181,15 @@ impl Finished {
 
 /// `fleetstorm <args>` run from the repository root, output captured.
 pub fn fleetstorm(args: &[&str]) -> Finished {
+    fleetstorm_env(args, &[])
+}
+
+/// `fleetstorm <args>` with extra environment variables, run from the repository root, output captured.
+pub fn fleetstorm_env(args: &[&str], env: &[(&str, &str)]) -> Finished {
     let started = Instant::now();
     let out = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(ROOT)
         .stdin(Stdio::null())
         .output()
@@ -194,6 +200,27 @@ pub fn fleetstorm(args: &[&str]) -> Finished {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         elapsed: started.elapsed(),
     }
+}
+
+/// Local addresses (`/proc/net/tcp` hex, e.g. `0200007F` for 127.0.0.2) of established connections to
+/// 127.0.0.1:`port`, each connection once: the kernel builds that file chunk by chunk, so while other
+/// tests open and close sockets one read can list a connection twice (or miss one, which the caller's
+/// polling rides out).
+pub fn local_addresses_to(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    let mut local: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01"))
+                .then(|| f.get(1).copied().unwrap_or("").to_owned())
+        })
+        .collect();
+    local.sort();
+    local.dedup();
+    local
 }
 
 /// Start `fleetstorm <args>` with stdout and stderr going to files in `ws` (never a pipe that
