@@ -330,9 +330,8 @@ fn a_reply_that_is_not_mqtt_is_a_protocol_error_in_the_breakdown() {
 #[test]
 fn malformed_packets_after_connack_are_counted_as_protocol_disconnects() {
     // A PUBLISH header with a malformed remaining length, right after a successful CONNACK.
-    let broker = FaultBroker::start(Script::new().connect_reply(ConnectReply::AcceptThen(vec![
-        0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
-    ])));
+    let broker =
+        FaultBroker::start(Script::new().after_connack(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]));
     let ws = Workspace::new();
     let path = scenario(&ws, &broker.url(), "\"3.1.1\"", None);
     let run = run(&ws, &path);

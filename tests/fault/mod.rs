@@ -58,9 +58,6 @@ pub enum ConnectReply {
     Refuse(u8),
     /// These bytes instead of a CONNACK, then close: a listener that is not an MQTT broker.
     Garbage(Vec<u8>),
-    /// A successful CONNACK, then these bytes at once (malformed or unexpected packets); the
-    /// connection then goes on as usual until the client closes it.
-    AcceptThen(Vec<u8>),
 }
 
 /// What the broker does wrong, and when.
@@ -701,12 +698,9 @@ fn handle(
             // Protocol level after the protocol name `MQTT`: 4 = 3.1.1, 5 = MQTT 5.
             let v5 = body.get(6) == Some(&5);
             match &shared.script.connect_reply {
-                ConnectReply::Accept | ConnectReply::AcceptThen(_) => {
+                ConnectReply::Accept => {
                     reply.extend_from_slice(&[0x20, 2, 0, 0]);
                     lock(&shared.stats).connacks += 1;
-                    if let ConnectReply::AcceptThen(bytes) = &shared.script.connect_reply {
-                        reply.extend_from_slice(bytes);
-                    }
                     reply.extend_from_slice(&shared.script.after_connack);
                     withheld.drop_now = shared.script.drop_after_connack;
                 }
