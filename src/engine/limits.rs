@@ -45,6 +45,9 @@ pub const FD_RESERVE: u64 = 64;
 /// Planning figures per connected device on the client host (DESIGN.md section 6).
 pub const USER_BYTES_PER_DEVICE: u64 = 1_800;
 pub const KERNEL_BYTES_PER_DEVICE: u64 = 4_400;
+/// Planning figure per connection in a broker process on this host (mosquitto 2.0 measured ~0.7 KB;
+/// rumqttd more): its kernel socket comes on top, [`KERNEL_BYTES_PER_DEVICE`] like the client's end.
+pub const BROKER_USER_BYTES_PER_CONNECTION: u64 = 1_000;
 
 /// Whether `devices` sockets fit under `soft` open files, with the reserve (and the embedded broker's
 /// own sockets when it runs in this process).
@@ -317,15 +320,48 @@ pub fn assess(plan: &Plan, workers: u32, f: &Facts) -> Vec<Finding> {
             (more_sources + 1).min(254)
         ),
     });
-    // memory on this host: devices, and the latency histograms of every phase x group
+    // brokers on this host (loopback): each process holds its share of the fleet under the same
+    // open-file limit, and the other end of every socket costs memory here too
+    let local_brokers = brokers_on_loopback(plan);
+    if local_brokers && !embedded {
+        let need = per_target + FD_RESERVE;
+        let brokers_needed = devices.div_ceil(soft.saturating_sub(FD_RESERVE).max(1));
+        out.push(Finding {
+            ok: soft == 0 || need <= soft,
+            what: format!(
+                "broker processes: {per_target} connections per broker address need {need} open files in its process if it runs under this host's limit ({soft})"
+            ),
+            fix: format!(
+                "start more broker processes on other ports and list them in `broker.urls` (at least {brokers_needed}), or raise the brokers' open-file limit"
+            ),
+        });
+    }
+    // memory on this host: devices, the brokers' ends when they run here, and the latency
+    // histograms of every phase x group
     let device_bytes = devices * (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE);
+    let broker_bytes = if local_brokers {
+        devices * (BROKER_USER_BYTES_PER_CONNECTION + KERNEL_BYTES_PER_DEVICE)
+    } else {
+        0
+    };
     let threads = u64::try_from(f.cores).unwrap_or(1).max(1);
     let hist_bytes = histogram_bytes(plan, workers, threads);
-    let bytes = device_bytes.saturating_add(hist_bytes);
+    let bytes = device_bytes
+        .saturating_add(broker_bytes)
+        .saturating_add(hist_bytes);
+    let broker_part = if local_brokers {
+        format!(
+            ", ~{} MiB for the brokers' ends on this host (~{:.1} KB per connection, user + kernel)",
+            broker_bytes >> 20,
+            (BROKER_USER_BYTES_PER_CONNECTION + KERNEL_BYTES_PER_DEVICE) as f64 / 1000.0
+        )
+    } else {
+        String::new()
+    };
     out.push(Finding {
         ok: f.mem_available_bytes == 0 || bytes <= f.mem_available_bytes,
         what: format!(
-            "memory: ~{} MiB for {devices} devices (~{:.1} KB each, user + kernel) and up to ~{} MiB of latency histograms ({} phases x {} groups, {threads} worker threads per process); {} MiB available",
+            "memory: ~{} MiB for {devices} devices (~{:.1} KB each, user + kernel){broker_part} and up to ~{} MiB of latency histograms ({} phases x {} groups, {threads} worker threads per process); {} MiB available",
             device_bytes >> 20,
             (USER_BYTES_PER_DEVICE + KERNEL_BYTES_PER_DEVICE) as f64 / 1000.0,
             hist_bytes >> 20,
@@ -417,5 +453,61 @@ mod tests {
         assert_eq!(workers_needed(100_000, 20_000), 6);
         assert_eq!(workers_needed(10, 20_000), 1);
         assert_eq!(workers_needed(10, 0), 1);
+    }
+}
+
+#[cfg(test)]
+mod broker_side_tests {
+    use super::*;
+    use crate::plan::{Plan, Shard};
+
+    fn plan(brokers: u32, devices: u32) -> Plan {
+        let urls: String = (0..brokers)
+            .map(|i| format!("    - mqtt://127.0.0.1:{}\n", 64000 + i))
+            .collect();
+        let text = format!(
+            "version: 1\nname: t\nbroker:\n  urls:\n{urls}groups:\n  - name: g\n    count: {devices}\n    profile: energy-meter\n    interval: 60s\nphases:\n  - steady: {{ duration: 10s }}\n"
+        );
+        let scenario = crate::scenario::parse(&text, "t.yaml").unwrap();
+        Plan::new(scenario, Shard::default())
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            open_files_soft: 20_000,
+            open_files_hard: 20_000,
+            ephemeral_ports: (32768, 60999),
+            mem_available_bytes: 24 << 30,
+            mem_total_bytes: 24 << 30,
+            cores: 2,
+            somaxconn: 4096,
+        }
+    }
+
+    fn finding<'a>(all: &'a [Finding], what: &str) -> &'a Finding {
+        all.iter().find(|f| f.what.starts_with(what)).unwrap()
+    }
+
+    #[test]
+    fn a_local_broker_farm_is_checked_per_broker_process() {
+        // a million on 60 local brokers: ~16.7k each fits a broker process's 20k open files
+        let all = assess(&plan(60, 1_000_000), 51, &facts());
+        assert!(finding(&all, "broker processes").ok);
+        // the same million on 40 brokers: 25k each does not, and the fix names how many brokers
+        let all = assess(&plan(40, 1_000_000), 51, &facts());
+        let f = finding(&all, "broker processes");
+        assert!(!f.ok);
+        assert!(f.fix.contains("at least 51"), "{}", f.fix);
+    }
+
+    #[test]
+    fn memory_counts_both_ends_when_the_brokers_are_local() {
+        let all = assess(&plan(60, 1_000_000), 51, &facts());
+        let m = finding(&all, "memory");
+        assert!(m.what.contains("brokers' ends"), "{}", m.what);
+        assert!(m.ok, "{}", m.what);
+        // 24 GiB does not hold 5 million devices with both ends
+        let all = assess(&plan(60, 5_000_000), 260, &facts());
+        assert!(!finding(&all, "memory").ok);
     }
 }
