@@ -96,3 +96,16 @@ fn sparkplug_plant_has_a_primary_host_it_plays_itself() {
         .expect("an observer plays the primary host");
     assert_eq!(host.host_id, "scada-1");
 }
+
+#[test]
+fn million_fits_this_kind_of_host_per_doctor() {
+    // scripts/million.sh runs it on a 2-core / 24 GiB machine: sixty local brokers, each under a
+    // 20,000 open-file limit, with a million devices in all
+    let s = fleetstorm::scenario::load(std::path::Path::new("scenarios/million.yaml")).unwrap();
+    let devices: u64 = s.groups.iter().map(|g| u64::from(g.count)).sum();
+    assert_eq!(devices, 1_000_000);
+    let brokers = s.broker.targets().len() as u64;
+    assert!(devices.div_ceil(brokers) < 19_900, "{brokers} brokers");
+    // one message per device per minute
+    assert!(s.groups.iter().all(|g| g.interval.as_secs() == 60));
+}
