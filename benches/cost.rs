@@ -47,6 +47,9 @@ fn main() {
     if let Err(e) = idle_memory(&bench, &mut rows) {
         println!("idle memory: failed: {e}");
     }
+    if let Err(e) = startup(&bench, &mut rows) {
+        println!("startup: failed: {e}");
+    }
     if let Err(e) = connect_rate(&bench, &mut rows) {
         println!("connect rate: failed: {e}");
     }
@@ -446,6 +449,59 @@ fn run_fleetstorm(bench: &Bench, name: &str, scenario: &str) -> Result<Run, Stri
         machine,
         broker_before,
     })
+}
+
+/// Startup: from spawning `fleetstorm run` to its first connect slot (the report's `started_at_us`,
+/// the start of the first phase, where a ramp's first device connects), in one process and over
+/// two worker processes (which start together once both say they are ready). Median of 3.
+fn startup(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), String> {
+    println!();
+    println!("startup to the first connect slot (10 devices, median of 3):");
+    let broker = Broker::start(bench, "startup")?;
+    let dir = bench.work.join("startup");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let scenario = dir.join("scenario.yaml");
+    fs::write(
+        &scenario,
+        scenario_yaml("startup", 10, "1s", 0, "1000/s", 10, "1s"),
+    )
+    .map_err(|e| format!("{e}"))?;
+    for (label, extra) in [
+        ("one process", &[][..]),
+        ("--workers 2", &["--workers", "2"][..]),
+    ] {
+        let mut took = Vec::new();
+        for i in 0..3 {
+            let out = dir.join(format!("report-{}-{i}", extra.len()));
+            let spawned_us = now_us();
+            let status = Command::new(&bench.fleetstorm)
+                .arg("run")
+                .arg(&scenario)
+                .args(["--broker", &broker.url(), "--no-progress", "--out"])
+                .arg(&out)
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| format!("spawn {}: {e}", bench.fleetstorm.display()))?;
+            let report = report::load(&out.join(report::REPORT_JSON))
+                .map_err(|e| format!("no report ({e}); fleetstorm exited with {status}"))?;
+            took.push(report.started_at_us.saturating_sub(spawned_us));
+        }
+        took.sort_unstable();
+        let median = took.get(1).copied().unwrap_or(0);
+        println!(
+            "  {label:<12} {} (runs: {})",
+            fmt_us(median),
+            took.iter()
+                .map(|t| fmt_us(*t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        rows.push((format!("startup to first connect, {label}"), fmt_us(median)));
+    }
+    Ok(())
 }
 
 fn scenario_yaml(

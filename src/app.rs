@@ -555,6 +555,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         tick_hook: None,
         prometheus: args.prometheus,
         ui: ui.clone(),
+        start_gate: None,
     };
     let output = if workers > 1 {
         eprintln!("workers: {workers} processes");
@@ -603,6 +604,8 @@ fn run_worker_child(plan: &Plan, args: &RunArgs) -> Result<Exit, CommandError> {
         tick_hook: Some(processes::stdout_tick_hook()),
         prometheus: None,
         ui: None,
+        // without a shared start time, the parent gives one once every worker is ready
+        start_gate: args.start_at_us.is_none().then(processes::stdin_start_gate),
     };
     let output = engine::run(plan, &options)?;
     let status = output.outcome.status;

@@ -53,6 +53,9 @@ pub struct TickSample {
 
 /// Called once a second with the shard's cumulative counters.
 pub type TickHook = Arc<dyn Fn(&TickSample) + Send + Sync>;
+/// Called once by a worker process when it is ready to start (observers subscribed): says so to the
+/// parent and returns the start time the parent chose for every worker (`None`: start on its own).
+pub type StartGate = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// How to run (things that are not part of the scenario).
 #[derive(Clone)]
@@ -71,6 +74,8 @@ pub struct RunOptions {
     pub prometheus: Option<SocketAddr>,
     /// Feed the `--ui` live view (already serving) once a second.
     pub ui: Option<ui::Ui>,
+    /// A worker process without `start_at_us`: wait here for the parent's start time.
+    pub start_gate: Option<StartGate>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -83,6 +88,7 @@ impl std::fmt::Debug for RunOptions {
             .field("tick_hook", &self.tick_hook.is_some())
             .field("prometheus", &self.prometheus)
             .field("ui", &self.ui)
+            .field("start_gate", &self.start_gate.is_some())
             .finish()
     }
 }
@@ -97,6 +103,7 @@ impl Default for RunOptions {
             tick_hook: None,
             prometheus: None,
             ui: None,
+            start_gate: None,
         }
     }
 }

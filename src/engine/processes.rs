@@ -24,6 +24,8 @@ use crate::scenario::MqttVersion;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PipeMessage {
+    /// Set up and waiting for the start time on stdin (observers subscribed).
+    Ready,
     Tick(Box<TickSample>),
     Final {
         outcome: Outcome,
@@ -42,8 +44,12 @@ pub struct WorkerCommand {
     pub args: Vec<OsString>,
 }
 
-/// Time the children get to start before the first connect slot.
-const START_LEAD_US: u64 = 1_500_000;
+/// Between the last worker saying it is ready and the first slot: time for the start line to reach
+/// every worker and for each to start its worker threads.
+const START_LEAD_US: u64 = 100_000;
+/// The longest the parent waits for its workers to be ready before it starts without the late ones
+/// (they start as soon as they can; their first slots count as late).
+const READY_WAIT_US: u64 = 60_000_000;
 
 struct Child {
     latest: Option<TickSample>,
@@ -81,6 +87,8 @@ pub fn run(
 /// "interrupted"). The parent reports the first shard's failure instead ([`Ending::outcome`]).
 struct Processes {
     children: Vec<Child>,
+    /// What arrived while waiting for the workers to be ready, handled first.
+    backlog: std::collections::VecDeque<Event>,
     events: tokio::sync::mpsc::UnboundedReceiver<Event>,
     workers: u32,
     groups: usize,
@@ -103,8 +111,13 @@ impl Units for Processes {
         if self.children.iter().all(|c| c.exit.is_some()) {
             return Step::Done;
         }
-        match self.events.recv().await {
+        let event = match self.backlog.pop_front() {
+            Some(e) => Some(e),
+            None => self.events.recv().await,
+        };
+        match event {
             Some(Event::Line(i, line)) => match serde_json::from_str::<PipeMessage>(&line) {
+                Ok(PipeMessage::Ready) => Step::Busy,
                 Ok(PipeMessage::Tick(t)) => {
                     let h = IntervalHistograms::decode(&t.interval);
                     if let Some(c) = self.children.get_mut(i) {
@@ -286,23 +299,24 @@ async fn drive_children(
         _ => None,
     };
     let clock = Clock::new();
-    let start_us = opts
-        .start_at_us
-        .unwrap_or_else(|| clock.now_us() + START_LEAD_US);
-    let timeline = plan.timeline(start_us);
-    let (tx, events) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mut children: Vec<Child> = Vec::with_capacity(workers as usize);
+    // Without a start time given, each worker says when it is ready and the parent starts them all
+    // together right after the last one: no fixed lead to guess.
+    let mut gates = Vec::new();
     for i in 0..workers {
         let mut command = tokio::process::Command::new(&cmd.exe);
         command
             .args(&cmd.args)
             .arg("--shard")
             .arg(format!("{i}/{workers}"))
-            .arg("--start-at-us")
-            .arg(start_us.to_string())
             .arg("--worker-pipe")
             .arg("--no-progress")
-            .stdin(Stdio::null())
+            .stdin(if opts.start_at_us.is_some() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(false);
@@ -312,7 +326,11 @@ async fn drive_children(
         if opts.threads > 0 {
             command.arg("--threads").arg(opts.threads.to_string());
         }
+        if let Some(t) = opts.start_at_us {
+            command.arg("--start-at-us").arg(t.to_string());
+        }
         let mut child = command.spawn().map_err(EngineError::Spawn)?;
+        gates.extend(child.stdin.take());
         let pid = child.id();
         let index = children.len();
         let stdout = child.stdout.take();
@@ -338,9 +356,15 @@ async fn drive_children(
         });
     }
     drop(tx);
+    let (start_us, backlog) = match opts.start_at_us {
+        Some(t) => (t, std::collections::VecDeque::new()),
+        None => start_when_ready(&clock, &mut events, gates, children.len()).await,
+    };
+    let timeline = plan.timeline(start_us);
 
     let units = Processes {
         children,
+        backlog,
         events,
         workers,
         groups: plan.groups().len(),
@@ -369,6 +393,53 @@ async fn drive_children(
     .await
 }
 
+/// Wait until every worker said it is ready (or exited, or [`READY_WAIT_US`] passed), then send them
+/// all the same start time. Returns it, and the other events that arrived meanwhile.
+async fn start_when_ready(
+    clock: &Clock,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    gates: Vec<tokio::process::ChildStdin>,
+    workers: usize,
+) -> (u64, std::collections::VecDeque<Event>) {
+    use tokio::io::AsyncWriteExt;
+    let mut backlog = std::collections::VecDeque::new();
+    let mut waiting = vec![true; workers];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(READY_WAIT_US);
+    while waiting.iter().any(|w| *w) {
+        let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await else {
+            break;
+        };
+        match &event {
+            Event::Line(i, line)
+                if matches!(
+                    serde_json::from_str::<PipeMessage>(line),
+                    Ok(PipeMessage::Ready)
+                ) =>
+            {
+                if let Some(w) = waiting.get_mut(*i) {
+                    *w = false;
+                }
+                continue;
+            }
+            Event::Exited(i, _) => {
+                if let Some(w) = waiting.get_mut(*i) {
+                    *w = false;
+                }
+            }
+            Event::Line(..) => {}
+        }
+        backlog.push_back(event);
+    }
+    let start_us = clock.now_us() + START_LEAD_US;
+    let line = format!("{start_us}\n");
+    for mut gate in gates {
+        // a worker that exited cannot read it; the parent learns of it from its exit
+        let _ = gate.write_all(line.as_bytes()).await;
+        let _ = gate.flush().await;
+    }
+    (start_us, backlog)
+}
+
 fn forward_interrupt(pid: u32) {
     #[cfg(unix)]
     if let Ok(pid) = libc::pid_t::try_from(pid) {
@@ -383,6 +454,16 @@ fn forward_interrupt(pid: u32) {
 pub fn stdout_tick_hook() -> super::TickHook {
     Arc::new(|t: &TickSample| {
         write_line(&PipeMessage::Tick(Box::new(t.clone())));
+    })
+}
+
+/// The start gate a worker process uses: say `Ready` on stdout, read the start time from stdin.
+pub fn stdin_start_gate() -> super::StartGate {
+    Arc::new(|| {
+        write_line(&PipeMessage::Ready);
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        line.trim().parse().ok()
     })
 }
 

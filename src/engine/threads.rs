@@ -349,7 +349,19 @@ pub(crate) async fn run(plan: &Plan, opts: &RunOptions) -> Result<EngineOutput, 
     };
 
     // A short lead so every worker is up before the first intended connect (or the shared start).
-    let start_us = match opts.start_at_us {
+    let shared = match (opts.start_at_us, &opts.start_gate) {
+        (Some(t), _) => Some(t),
+        // a worker process: the parent picks the start once every worker is ready
+        (None, Some(gate)) => {
+            let gate = gate.clone();
+            tokio::task::spawn_blocking(move || gate())
+                .await
+                .ok()
+                .flatten()
+        }
+        (None, None) => None,
+    };
+    let start_us = match shared {
         Some(t) => {
             if clock.now_us() > t {
                 progress_note_late(t, clock.now_us());
