@@ -5,6 +5,7 @@ pub mod codec;
 mod keepalive;
 mod protocol;
 mod session;
+pub mod ws;
 
 pub use codec::{ConnectOptions, Incoming, Will};
 pub use keepalive::{KeepAlive, KeepAliveAction};
