@@ -13,3 +13,4 @@ pub use protocol::{MqttVersion, Qos};
 pub use session::{
     bound_send_buffer, tcp_connect, ConnectError, ReadStatus, Session, SessionError,
 };
+pub use ws::WsEndpoint;

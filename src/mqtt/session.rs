@@ -11,6 +11,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::codec::{self, CodecError, Incoming};
 use super::protocol::MqttVersion;
+use super::ws::{self, UpgradeError, WsEndpoint, WsError, WsLink};
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum ConnectError {
     Rejected { code: u8, version: MqttVersion },
     #[error("protocol error during the handshake: {0}")]
     Protocol(String),
+    /// The WebSocket upgrade (ws://) failed: the broker's HTTP reply says why.
+    #[error("{0}")]
+    Upgrade(UpgradeError),
     /// No local address and port to connect from: `EADDRNOTAVAIL` / `EADDRINUSE` from `bind` or
     /// `connect`. Either the ephemeral ports for this (source address, broker address) pair ran out,
     /// or a configured source address is not an address of this host.
@@ -58,6 +62,9 @@ pub enum SessionError {
     Io(#[from] io::Error),
     #[error("protocol error: {0}")]
     Protocol(#[from] CodecError),
+    /// A WebSocket close frame or a framing error (ws://).
+    #[error("{0}")]
+    WebSocket(#[from] WsError),
 }
 
 /// Ask the kernel to pick the local port at connect time, per destination, rather than at bind time
@@ -135,6 +142,53 @@ pub async fn tcp_connect(
     Ok(stream)
 }
 
+/// Send the WebSocket upgrade request for `key` and read the reply; the wire bytes that followed it
+/// (the first frames) are returned.
+async fn upgrade(
+    stream: &mut TcpStream,
+    endpoint: &WsEndpoint,
+    key: &str,
+) -> Result<Vec<u8>, ConnectError> {
+    stream
+        .write_all(&endpoint.request(key))
+        .await
+        .map_err(ConnectError::from_io)?;
+    let mut got: Vec<u8> = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    loop {
+        stream.readable().await.map_err(ConnectError::from_io)?;
+        match stream.try_read(&mut buf) {
+            Ok(0) if got.is_empty() => return Err(ConnectError::Reset),
+            Ok(0) => {
+                // A refusal whose header was cut short by the close still names its status.
+                let ended = [got.as_slice(), b"\r\n\r\n"].concat();
+                return Err(ConnectError::Upgrade(match ws::check_reply(&ended, key) {
+                    Err(e @ UpgradeError::Refused { .. }) => e,
+                    _ => UpgradeError::Closed(got.len()),
+                }));
+            }
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(ConnectError::from_io(e)),
+        }
+        match ws::check_reply(&got, key) {
+            Ok(None) => {}
+            Ok(Some(header)) => {
+                got.drain(..header.min(got.len()));
+                return Ok(got);
+            }
+            Err(e) => return Err(ConnectError::Upgrade(e)),
+        }
+    }
+}
+
 /// An established MQTT session.
 #[derive(Debug)]
 pub struct Session {
@@ -144,6 +198,8 @@ pub struct Session {
     partial_in: Vec<u8>,
     /// Bytes the socket did not take yet; empty (unallocated) almost always.
     pending_out: Vec<u8>,
+    /// WebSocket framing (ws://): 12 bytes; the tail of `partial_in` may be wire bytes of it.
+    ws: Option<WsLink>,
 }
 
 /// What a read pass saw.
@@ -163,6 +219,18 @@ impl Session {
         connect_packet: &[u8],
         timeout: Duration,
     ) -> Result<(Session, bool), ConnectError> {
+        Session::handshake_with(stream, None, version, connect_packet, timeout).await
+    }
+
+    /// [`Session::handshake`], first upgrading to WebSocket at `ws` when given (ws://): the timeout
+    /// covers the upgrade too.
+    pub async fn handshake_with(
+        stream: TcpStream,
+        ws: Option<&WsEndpoint>,
+        version: MqttVersion,
+        connect_packet: &[u8],
+        timeout: Duration,
+    ) -> Result<(Session, bool), ConnectError> {
         // A CONNACK is a handful of bytes: a small private buffer, freed when the handshake ends. What
         // follows the CONNACK (a persistent session's queued messages) stays in `partial_in` for the
         // first read of the connected session.
@@ -173,18 +241,31 @@ impl Session {
             version,
             partial_in: Vec::new(),
             pending_out: Vec::new(),
+            ws: None,
         };
         let fut = async {
-            s.stream
-                .write_all(connect_packet)
-                .await
-                .map_err(ConnectError::from_io)?;
+            // wire bytes that followed the upgrade reply (WebSocket frames)
+            if let Some(endpoint) = ws {
+                let seed = ws::seed();
+                let rest = upgrade(&mut s.stream, endpoint, &ws::client_key(seed)).await?;
+                s.ws = Some(WsLink::new(seed));
+                let n = rest.len();
+                scratch.resize(n.max(256), 0);
+                scratch[..n].copy_from_slice(&rest);
+                filled = n;
+            }
+            s.try_send(connect_packet).map_err(ConnectError::from_io)?;
+            s.flush().await.map_err(ConnectError::from_io)?;
+            // what is unwrapped so far (the MQTT bytes; wire bytes follow up to `filled`)
+            let mut mqtt_end = 0;
+            let mut fresh = filled > 0;
             loop {
-                s.stream.readable().await.map_err(ConnectError::from_io)?;
-                if filled == scratch.len() {
-                    scratch.resize(filled * 2, 0);
-                }
-                match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
+                if !fresh {
+                    s.stream.readable().await.map_err(ConnectError::from_io)?;
+                    if filled == scratch.len() {
+                        scratch.resize(filled * 2, 0);
+                    }
+                    match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
                     // Closed with nothing said is a reset; closed in the middle of a reply is a
                     // malformed reply.
                     Ok(0) if filled == 0 => return Err(ConnectError::Reset),
@@ -204,7 +285,16 @@ impl Session {
                     }
                     Err(e) => return Err(ConnectError::from_io(e)),
                 }
-                let got = scratch.get(..filled).unwrap_or_default();
+                }
+                fresh = false;
+                let (end, wire_end, closed) = s
+                    .unframe(scratch.get_mut(..filled).unwrap_or_default(), mqtt_end)
+                    .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+                (mqtt_end, filled) = (end, wire_end);
+                if let Some(code) = closed {
+                    return Err(ConnectError::Protocol(WsError::Closed { code }.to_string()));
+                }
+                let got = scratch.get(..mqtt_end).unwrap_or_default();
                 // The first packet a broker sends must be CONNACK: anything else is known to be
                 // wrong from its first byte, without waiting for a length that may never come.
                 if let Some(&first) = got.first() {
@@ -219,8 +309,12 @@ impl Session {
                 let Some((packet, used)) = parsed else {
                     continue;
                 };
+                // what followed: MQTT bytes, then wire bytes of an incomplete frame
                 s.partial_in
-                    .extend_from_slice(got.get(used..).unwrap_or_default());
+                    .extend_from_slice(scratch.get(used..filled).unwrap_or_default());
+                if let Some(link) = s.ws.as_mut() {
+                    link.reader.set_raw_carry(filled - mqtt_end);
+                }
                 return match packet {
                     Incoming::ConnAck {
                         session_present,
@@ -300,8 +394,12 @@ impl Session {
                 Err(e) => return Err(SessionError::Io(e)),
             };
             let filled = carry + n;
+            // WebSocket: unwrap the frames in place (the carry ends with `raw` wire bytes)
+            let raw = self.ws.map_or(0, |l| l.reader.raw_carry());
+            let (end, filled, closed) =
+                self.unframe(&mut scratch[..filled], carry.saturating_sub(raw))?;
             let mut at = 0;
-            while let Some((packet, used)) = codec::parse(&scratch[at..filled], self.version)? {
+            while let Some((packet, used)) = codec::parse(&scratch[at..end], self.version)? {
                 on(packet);
                 at += used;
             }
@@ -312,6 +410,9 @@ impl Session {
                 self.partial_in.clear();
                 self.partial_in.extend_from_slice(&scratch[at..filled]);
             }
+            if let Some(code) = closed {
+                return Err(WsError::Closed { code }.into());
+            }
             if drained || n < room {
                 return Ok(ReadStatus::Open);
             }
@@ -319,8 +420,63 @@ impl Session {
     }
 
     /// Write `bytes` without waiting; whatever the socket does not take is kept and must be sent with
-    /// [`Session::flush`] before anything else. Returns `true` when everything went out.
+    /// [`Session::flush`] before anything else. Returns `true` when everything went out. Over
+    /// WebSocket the bytes go out as one binary frame.
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<bool> {
+        let mask = match self.ws.as_mut() {
+            Some(link) if !bytes.is_empty() => link.writer.next_mask(),
+            _ => return self.send_wire(bytes),
+        };
+        ws::with_frame(bytes, mask, |frame| self.send_wire(frame))
+    }
+
+    /// Unwrap WebSocket frames in `buf` in place: `buf[..mqtt_end]` are MQTT bytes already, the rest
+    /// wire bytes. Returns the end of the MQTT bytes, the end of the wire bytes still incomplete (moved
+    /// to follow them) and, after a close frame, its code. Answers pings (a pong the socket does not
+    /// take at once is queued like any write; a failing socket shows on the next read or write).
+    /// Without WebSocket everything is MQTT bytes.
+    #[allow(clippy::type_complexity)]
+    fn unframe(
+        &mut self,
+        buf: &mut [u8],
+        mqtt_end: usize,
+    ) -> Result<(usize, usize, Option<Option<u16>>), WsError> {
+        let Some(mut link) = self.ws else {
+            return Ok((buf.len(), buf.len(), None));
+        };
+        let (mut out, mut at, mut closed) = (mqtt_end, mqtt_end, None);
+        loop {
+            let step = link.reader.unframe(buf, out, at);
+            self.ws = Some(link);
+            let step = step?;
+            (out, at) = (step.out, step.at);
+            match step.event {
+                Some(ws::Event::Ping(payload)) => {
+                    let pong = ws::ControlFrame::pong(
+                        buf.get(payload).unwrap_or_default(),
+                        link.writer.next_mask(),
+                    );
+                    let _ = self.send_wire(pong.as_bytes());
+                }
+                Some(ws::Event::Close { code }) => {
+                    let echo =
+                        ws::ControlFrame::close(code.unwrap_or(1000), link.writer.next_mask());
+                    let _ = self.send_wire(echo.as_bytes());
+                    closed = Some(code);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let rest = buf.len() - at;
+        buf.copy_within(at.., out);
+        link.reader.set_raw_carry(rest);
+        self.ws = Some(link);
+        Ok((out, out + rest, closed))
+    }
+
+    /// Write bytes as they are (already framed).
+    fn send_wire(&mut self, bytes: &[u8]) -> io::Result<bool> {
         if !self.pending_out.is_empty() {
             self.pending_out.extend_from_slice(bytes);
             return Ok(false);
@@ -423,9 +579,12 @@ impl Session {
         }
     }
 
-    /// Send DISCONNECT if the socket takes it at once, and close.
+    /// Send DISCONNECT (and over WebSocket a close frame) if the socket takes it at once, and close.
     pub fn close(mut self) {
         let _ = self.try_send(&codec::DISCONNECT);
+        if let Some(mask) = self.ws.as_mut().map(|l| l.writer.next_mask()) {
+            let _ = self.send_wire(ws::ControlFrame::close(1000, mask).as_bytes());
+        }
     }
 }
 
