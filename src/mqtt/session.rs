@@ -602,6 +602,147 @@ mod tests {
         assert!(matches!(r, Err(ConnectError::NoPort(_))), "{r:?}");
     }
 
+    /// Read one masked client frame from `c`: (opcode, unmasked payload).
+    async fn client_frame(c: &mut TcpStream) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).await.unwrap();
+        assert_eq!(h[1] & 0x80, 0x80, "client frames are masked");
+        let len = match h[1] & 0x7f {
+            126 => usize::from(c.read_u16().await.unwrap()),
+            127 => usize::try_from(c.read_u64().await.unwrap()).unwrap(),
+            n => usize::from(n),
+        };
+        let mut mask = [0u8; 4];
+        c.read_exact(&mut mask).await.unwrap();
+        let mut p = vec![0u8; len];
+        c.read_exact(&mut p).await.unwrap();
+        ws::apply_mask(&mut p, mask);
+        assert_eq!(h[0] & 0x80, 0x80, "FIN");
+        (h[0] & 0x0f, p)
+    }
+
+    #[tokio::test]
+    async fn a_websocket_session_upgrades_unwraps_answers_pings_and_ends_on_close() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect: &[u8] = &[0x10, 3, 1, 2, 3];
+        let server = tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut b = [0u8; 256];
+                let n = c.read(&mut b).await.unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            assert!(req.starts_with("GET /mqtt HTTP/1.1\r\n"), "{req}");
+            let key = req
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            // The reply, and in the same write: CONNACK split over two frames, a ping, and a
+            // PUBLISH split over a fragmented message.
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+                ws::accept_key(key)
+            )
+            .into_bytes();
+            out.extend_from_slice(&[0x82, 2, 0x20, 2, 0x82, 2, 0, 0]);
+            out.extend_from_slice(&[0x89, 2, b'h', b'i']);
+            out.extend_from_slice(&[0x02, 3, 0x30, 4, 0, 0x80, 3, 1, b't', b'x']);
+            c.write_all(&out).await.unwrap();
+            let (op, p) = client_frame(&mut c).await;
+            assert_eq!(
+                (op, p.as_slice()),
+                (2, connect),
+                "CONNECT as one binary frame"
+            );
+            let (op, p) = client_frame(&mut c).await;
+            assert_eq!(
+                (op, p.as_slice()),
+                (0xA, &b"hi"[..]),
+                "the pong echoes the ping"
+            );
+            // then the broker closes with 1001
+            c.write_all(&[0x88, 2, 0x03, 0xe9]).await.unwrap();
+            let (op, p) = client_frame(&mut c).await;
+            assert_eq!(
+                (op, p.as_slice()),
+                (8, &[0x03, 0xe9][..]),
+                "the close is echoed"
+            );
+        });
+        let stream = tcp_connect(addr, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let endpoint = WsEndpoint::new("127.0.0.1", addr.port(), 80, "/mqtt");
+        let (mut s, present) = Session::handshake_with(
+            stream,
+            Some(&endpoint),
+            MqttVersion::V311,
+            connect,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(!present);
+        let mut scratch = Vec::new();
+        let mut publishes = Vec::new();
+        let end = loop {
+            let r = s.read_available(&mut scratch, &mut |p| {
+                if let Incoming::Publish { topic, payload, .. } = p {
+                    publishes.push((topic.to_vec(), payload.to_vec()));
+                }
+            });
+            match r {
+                Ok(_) => s.readable().await.unwrap(),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(publishes, vec![(b"t".to_vec(), b"x".to_vec())]);
+        assert!(
+            matches!(
+                end,
+                SessionError::WebSocket(WsError::Closed { code: Some(1001) })
+            ),
+            "{end:?}"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_upgrade_is_an_upgrade_error_naming_the_status() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut b = [0u8; 1024];
+            let _ = c.read(&mut b).await.unwrap();
+            // the status line only, then close: the cut-short header still names its status
+            c.write_all(b"HTTP/1.1 403 Forbidden\r\n").await.unwrap();
+        });
+        let stream = tcp_connect(addr, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let endpoint = WsEndpoint::new("127.0.0.1", addr.port(), 80, "/nope");
+        let r = Session::handshake_with(
+            stream,
+            Some(&endpoint),
+            MqttVersion::V311,
+            &[0x10, 0],
+            Duration::from_secs(5),
+        )
+        .await;
+        let Err(ConnectError::Upgrade(UpgradeError::Refused { status, reason })) = r else {
+            panic!("{r:?}");
+        };
+        assert_eq!((status, reason.as_str()), (403, "Forbidden"));
+    }
+
     #[test]
     fn address_errors_map_to_no_port() {
         for kind in [io::ErrorKind::AddrNotAvailable, io::ErrorKind::AddrInUse] {
