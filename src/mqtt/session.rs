@@ -266,25 +266,25 @@ impl Session {
                         scratch.resize(filled * 2, 0);
                     }
                     match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
-                    // Closed with nothing said is a reset; closed in the middle of a reply is a
-                    // malformed reply.
-                    Ok(0) if filled == 0 => return Err(ConnectError::Reset),
-                    Ok(0) => {
-                        return Err(ConnectError::Protocol(format!(
-                            "the broker closed the connection after {filled} bytes of an incomplete CONNACK"
-                        )))
+                        // Closed with nothing said is a reset; closed in the middle of a reply is a
+                        // malformed reply.
+                        Ok(0) if filled == 0 => return Err(ConnectError::Reset),
+                        Ok(0) => {
+                            return Err(ConnectError::Protocol(format!(
+                                "the broker closed the connection after {filled} bytes of an incomplete CONNACK"
+                            )))
+                        }
+                        Ok(n) => filled += n,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            continue
+                        }
+                        Err(e) => return Err(ConnectError::from_io(e)),
                     }
-                    Ok(n) => filled += n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(ConnectError::from_io(e)),
-                }
                 }
                 fresh = false;
                 let (end, wire_end, closed) = s
