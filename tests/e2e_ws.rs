@@ -9,8 +9,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{check_healthy_run, fleetstorm, Fleet, Workspace};
@@ -44,10 +45,12 @@ struct Amqtt {
 impl Amqtt {
     fn start(bin: &str) -> Amqtt {
         let dir = tempfile::tempdir().unwrap();
-        let first = 65200 + (std::process::id() % 100) as u16;
+        // Tests of this binary start brokers in parallel: each its own sequence of ports.
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let first = (std::process::id() % 100) as u16 + NEXT.fetch_add(41, Ordering::Relaxed);
         for k in 0..100u16 {
-            let port = 65200 + (first - 65200 + k * 37) % 100;
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let port = 65200 + (first + k * 37) % 100;
+            if TcpListener::bind(("127.0.0.1", port)).is_err() {
                 continue; // taken
             }
             let conf = dir.path().join(format!("amqtt-{port}.yaml"));
@@ -73,7 +76,8 @@ impl Amqtt {
                 if child.try_wait().unwrap().is_some() {
                     break; // could not bind: another port
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // listening on it itself (not another test's broker that took the port first)
+                if common::listening_ports(child.id()).contains(&port) {
                     return Amqtt {
                         child,
                         port,
