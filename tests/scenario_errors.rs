@@ -829,7 +829,7 @@ fn override_errors_name_the_flag() {
         ),
         (
             Overrides {
-                broker: Some("ws://h".into()),
+                broker: Some("http://h".into()),
                 ..Overrides::default()
             },
             "--broker",
@@ -949,6 +949,8 @@ fn parse_broker_url_table() {
         ("mqtt://[::1]:1884", "mqtt", "::1", 1884),
         ("mqtt://h:1/", "mqtt", "h", 1),
         ("MQTT://h:2", "mqtt", "h", 2),
+        ("ws://h", "ws", "h", 80),
+        ("ws://[::1]:8080/mqtt", "ws", "::1", 8080),
     ];
     for (s, scheme, host, port) in ok {
         let u = parse_broker_url(s).unwrap();
@@ -958,7 +960,18 @@ fn parse_broker_url_table() {
             "{s}"
         );
     }
-    for s in ["mqtts://h", "ws://h", "wss://h"] {
+    for (s, path) in [
+        ("ws://h", "/mqtt"),
+        ("ws://h/", "/mqtt"),
+        ("ws://h:1/a/b", "/a/b"),
+    ] {
+        assert_eq!(
+            parse_broker_url(s).unwrap().path.as_deref(),
+            Some(path),
+            "{s}"
+        );
+    }
+    for s in ["mqtts://h", "wss://h"] {
         assert!(
             parse_broker_url(s)
                 .unwrap_err()

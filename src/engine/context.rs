@@ -34,6 +34,8 @@ pub struct WorkerCtx {
     pub groups: Vec<GroupRuntime>,
     /// Broker targets; a device's is chosen by [`WorkerCtx::broker_for`].
     pub brokers: Vec<SocketAddr>,
+    /// The WebSocket endpoint of each broker target (ws://), by the index of `brokers`.
+    pub ws: Vec<Option<crate::mqtt::WsEndpoint>>,
     pub assign: BrokerAssign,
     pub source_addresses: Vec<std::net::IpAddr>,
     pub version: MqttVersion,
@@ -81,7 +83,9 @@ impl WorkerCtx {
             })
             .collect();
         let connect_rate_per_s = plan.connect_rate_per_s();
+        let ws = super::ws_endpoints(&plan);
         Rc::new(WorkerCtx {
+            ws,
             version: s.broker.protocol,
             keep_alive_us: u64::try_from(s.broker.keep_alive.as_micros()).unwrap_or(u64::MAX),
             connect_timeout: s.broker.connect_timeout,
@@ -121,6 +125,14 @@ impl WorkerCtx {
                 .copied()
         };
         (broker, source)
+    }
+
+    /// The WebSocket endpoint of a device's broker (ws://), `None` for plain MQTT.
+    pub fn ws_for(&self, d: DeviceRef) -> Option<&crate::mqtt::WsEndpoint> {
+        self.ws
+            .get(broker_index(self.assign, self.brokers.len(), d))
+            .or(self.ws.first())
+            .and_then(Option::as_ref)
     }
 
     /// Template values of a device.

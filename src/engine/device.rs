@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::context::{GroupRuntime, WorkerCtx};
 use crate::metrics::{Counter, Metric};
 use crate::mqtt::codec::{self, ConnectOptions, Incoming};
+use crate::mqtt::ws::WsError;
 use crate::mqtt::{
     bound_send_buffer, tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError,
 };
@@ -258,7 +259,7 @@ fn connect_failure(e: &ConnectError) -> Counter {
         ConnectError::Timeout => Counter::ConnectFailTimeout,
         ConnectError::Reset => Counter::ConnectFailReset,
         ConnectError::Rejected { .. } => Counter::ConnectFailRejected,
-        ConnectError::Protocol(_) => Counter::ConnectFailProtocol,
+        ConnectError::Protocol(_) | ConnectError::Upgrade(_) => Counter::ConnectFailProtocol,
         ConnectError::NoPort(_) => Counter::ConnectFailNoPort,
         ConnectError::Io(_) => Counter::ConnectFailOther,
     }
@@ -299,7 +300,14 @@ async fn connect(
             .saturating_sub(std::time::Duration::from_micros(
                 rec.now_us().saturating_sub(sent_us),
             ));
-        Session::handshake(stream, ctx.version, &packet, remaining).await
+        Session::handshake_with(
+            stream,
+            ctx.ws_for(device.dev),
+            ctx.version,
+            &packet,
+            remaining,
+        )
+        .await
     };
     let result = tokio::select! {
         biased;
@@ -700,6 +708,8 @@ async fn connected(
                     Err(SessionError::Closed) => return lose(Counter::DisconnectClosed, &mut inflight),
                     Err(SessionError::Io(_)) => return lose(Counter::DisconnectReset, &mut inflight),
                     Err(SessionError::Protocol(_)) => return lose(Counter::DisconnectProtocol, &mut inflight),
+                    Err(SessionError::WebSocket(WsError::Closed { .. })) => return lose(Counter::DisconnectClosed, &mut inflight),
+                    Err(SessionError::WebSocket(_)) => return lose(Counter::DisconnectProtocol, &mut inflight),
                 }
             }
             _ = &mut timer => {}

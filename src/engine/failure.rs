@@ -101,7 +101,7 @@ fn advice(c: &Counters, refusal: Option<Refusal>, version: MqttVersion) -> Strin
             MqttVersion::V5 => "5",
         };
         return format!(
-            "the broker's replies are not valid MQTT {v}: check that the address is a plain-TCP MQTT listener (not TLS, WebSocket or HTTP) and that `broker.protocol` matches the broker"
+            "the broker's replies are not valid MQTT {v} (or it refused the WebSocket upgrade): check that the URL's scheme matches the listener (mqtt:// for plain TCP; ws://host:port/path for a WebSocket listener, with the broker's path; an observer's message names the HTTP status) and that `broker.protocol` matches the broker"
         );
     }
     if c.get(Counter::ConnectFailTimeout) > 0 {

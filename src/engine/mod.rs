@@ -163,6 +163,20 @@ async fn resolve(url: &BrokerUrl) -> Result<SocketAddr, EngineError> {
     })
 }
 
+/// The WebSocket endpoint of each broker target (`None`: plain MQTT), in the order of
+/// [`broker_target`]'s addresses (none with the embedded broker).
+pub(crate) fn ws_endpoints(plan: &Plan) -> Vec<Option<crate::mqtt::WsEndpoint>> {
+    plan.scenario
+        .broker
+        .targets()
+        .iter()
+        .map(|u| {
+            let path = u.path.as_deref().filter(|_| u.scheme == "ws")?;
+            Some(crate::mqtt::WsEndpoint::new(&u.host, u.port, 80, path))
+        })
+        .collect()
+}
+
 /// Where to connect (every broker target, in scenario order), and how to name it in reports.
 pub(crate) async fn broker_target(plan: &Plan) -> Result<(Vec<SocketAddr>, String), EngineError> {
     let targets = plan.scenario.broker.targets();

@@ -51,6 +51,8 @@ pub(super) struct ObsCtx {
     pub(super) recorder: OnceCell<Recorder>,
     /// Every broker target: each observer opens its sessions on each (independent brokers).
     pub(super) brokers: Vec<SocketAddr>,
+    /// The WebSocket endpoint of each broker target (ws://), by the index of `brokers`.
+    ws: Vec<Option<crate::mqtt::WsEndpoint>>,
     pub(super) cancel: CancellationToken,
     /// Cancelled once the recorder exists (the run has started).
     pub(super) started: CancellationToken,
@@ -205,6 +207,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         live: spec.live.clone(),
         recorder: OnceCell::new(),
         brokers: spec.brokers.clone(),
+        ws: super::ws_endpoints(&spec.plan),
         cancel: spec.cancel.clone(),
         started: CancellationToken::new(),
         commands: super::commander::Settling::new(&spec.plan, spec.commands_done.clone()),
@@ -512,7 +515,13 @@ pub(super) async fn subscribed(
         let stream = tcp_connect(target, None, timeout)
             .await
             .map_err(|e| e.to_string())?;
-        let (mut s, _) = Session::handshake(stream, version, &packet, timeout)
+        let ws = ctx
+            .brokers
+            .iter()
+            .position(|b| *b == target)
+            .and_then(|i| ctx.ws.get(i))
+            .and_then(Option::as_ref);
+        let (mut s, _) = Session::handshake_with(stream, ws, version, &packet, timeout)
             .await
             .map_err(|e| e.to_string())?;
         let sub = codec::encode_subscribe(version, 1, filters).map_err(|e| e.to_string())?;

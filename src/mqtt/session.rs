@@ -11,6 +11,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::codec::{self, CodecError, Incoming};
 use super::protocol::MqttVersion;
+use super::ws::{self, UpgradeError, WsEndpoint, WsError, WsLink};
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum ConnectError {
     Rejected { code: u8, version: MqttVersion },
     #[error("protocol error during the handshake: {0}")]
     Protocol(String),
+    /// The WebSocket upgrade (ws://) failed: the broker's HTTP reply says why.
+    #[error("{0}")]
+    Upgrade(UpgradeError),
     /// No local address and port to connect from: `EADDRNOTAVAIL` / `EADDRINUSE` from `bind` or
     /// `connect`. Either the ephemeral ports for this (source address, broker address) pair ran out,
     /// or a configured source address is not an address of this host.
@@ -58,6 +62,9 @@ pub enum SessionError {
     Io(#[from] io::Error),
     #[error("protocol error: {0}")]
     Protocol(#[from] CodecError),
+    /// A WebSocket close frame or a framing error (ws://).
+    #[error("{0}")]
+    WebSocket(#[from] WsError),
 }
 
 /// Ask the kernel to pick the local port at connect time, per destination, rather than at bind time
@@ -135,6 +142,53 @@ pub async fn tcp_connect(
     Ok(stream)
 }
 
+/// Send the WebSocket upgrade request for `key` and read the reply; the wire bytes that followed it
+/// (the first frames) are returned.
+async fn upgrade(
+    stream: &mut TcpStream,
+    endpoint: &WsEndpoint,
+    key: &str,
+) -> Result<Vec<u8>, ConnectError> {
+    stream
+        .write_all(&endpoint.request(key))
+        .await
+        .map_err(ConnectError::from_io)?;
+    let mut got: Vec<u8> = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    loop {
+        stream.readable().await.map_err(ConnectError::from_io)?;
+        match stream.try_read(&mut buf) {
+            Ok(0) if got.is_empty() => return Err(ConnectError::Reset),
+            Ok(0) => {
+                // A refusal whose header was cut short by the close still names its status.
+                let ended = [got.as_slice(), b"\r\n\r\n"].concat();
+                return Err(ConnectError::Upgrade(match ws::check_reply(&ended, key) {
+                    Err(e @ UpgradeError::Refused { .. }) => e,
+                    _ => UpgradeError::Closed(got.len()),
+                }));
+            }
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(ConnectError::from_io(e)),
+        }
+        match ws::check_reply(&got, key) {
+            Ok(None) => {}
+            Ok(Some(header)) => {
+                got.drain(..header.min(got.len()));
+                return Ok(got);
+            }
+            Err(e) => return Err(ConnectError::Upgrade(e)),
+        }
+    }
+}
+
 /// An established MQTT session.
 #[derive(Debug)]
 pub struct Session {
@@ -144,6 +198,8 @@ pub struct Session {
     partial_in: Vec<u8>,
     /// Bytes the socket did not take yet; empty (unallocated) almost always.
     pending_out: Vec<u8>,
+    /// WebSocket framing (ws://): 12 bytes; the tail of `partial_in` may be wire bytes of it.
+    ws: Option<WsLink>,
 }
 
 /// What a read pass saw.
@@ -163,6 +219,18 @@ impl Session {
         connect_packet: &[u8],
         timeout: Duration,
     ) -> Result<(Session, bool), ConnectError> {
+        Session::handshake_with(stream, None, version, connect_packet, timeout).await
+    }
+
+    /// [`Session::handshake`], first upgrading to WebSocket at `ws` when given (ws://): the timeout
+    /// covers the upgrade too.
+    pub async fn handshake_with(
+        stream: TcpStream,
+        ws: Option<&WsEndpoint>,
+        version: MqttVersion,
+        connect_packet: &[u8],
+        timeout: Duration,
+    ) -> Result<(Session, bool), ConnectError> {
         // A CONNACK is a handful of bytes: a small private buffer, freed when the handshake ends. What
         // follows the CONNACK (a persistent session's queued messages) stays in `partial_in` for the
         // first read of the connected session.
@@ -173,38 +241,60 @@ impl Session {
             version,
             partial_in: Vec::new(),
             pending_out: Vec::new(),
+            ws: None,
         };
         let fut = async {
-            s.stream
-                .write_all(connect_packet)
-                .await
-                .map_err(ConnectError::from_io)?;
+            // wire bytes that followed the upgrade reply (WebSocket frames)
+            if let Some(endpoint) = ws {
+                let seed = ws::seed();
+                let rest = upgrade(&mut s.stream, endpoint, &ws::client_key(seed)).await?;
+                s.ws = Some(WsLink::new(seed));
+                let n = rest.len();
+                scratch.resize(n.max(256), 0);
+                scratch[..n].copy_from_slice(&rest);
+                filled = n;
+            }
+            s.try_send(connect_packet).map_err(ConnectError::from_io)?;
+            s.flush().await.map_err(ConnectError::from_io)?;
+            // what is unwrapped so far (the MQTT bytes; wire bytes follow up to `filled`)
+            let mut mqtt_end = 0;
+            let mut fresh = filled > 0;
             loop {
-                s.stream.readable().await.map_err(ConnectError::from_io)?;
-                if filled == scratch.len() {
-                    scratch.resize(filled * 2, 0);
-                }
-                match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
-                    // Closed with nothing said is a reset; closed in the middle of a reply is a
-                    // malformed reply.
-                    Ok(0) if filled == 0 => return Err(ConnectError::Reset),
-                    Ok(0) => {
-                        return Err(ConnectError::Protocol(format!(
-                            "the broker closed the connection after {filled} bytes of an incomplete CONNACK"
-                        )))
+                if !fresh {
+                    s.stream.readable().await.map_err(ConnectError::from_io)?;
+                    if filled == scratch.len() {
+                        scratch.resize(filled * 2, 0);
                     }
-                    Ok(n) => filled += n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue
+                    match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
+                        // Closed with nothing said is a reset; closed in the middle of a reply is a
+                        // malformed reply.
+                        Ok(0) if filled == 0 => return Err(ConnectError::Reset),
+                        Ok(0) => {
+                            return Err(ConnectError::Protocol(format!(
+                                "the broker closed the connection after {filled} bytes of an incomplete CONNACK"
+                            )))
+                        }
+                        Ok(n) => filled += n,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            continue
+                        }
+                        Err(e) => return Err(ConnectError::from_io(e)),
                     }
-                    Err(e) => return Err(ConnectError::from_io(e)),
                 }
-                let got = scratch.get(..filled).unwrap_or_default();
+                fresh = false;
+                let (end, wire_end, closed) = s
+                    .unframe(scratch.get_mut(..filled).unwrap_or_default(), mqtt_end)
+                    .map_err(|e| ConnectError::Protocol(e.to_string()))?;
+                (mqtt_end, filled) = (end, wire_end);
+                if let Some(code) = closed {
+                    return Err(ConnectError::Protocol(WsError::Closed { code }.to_string()));
+                }
+                let got = scratch.get(..mqtt_end).unwrap_or_default();
                 // The first packet a broker sends must be CONNACK: anything else is known to be
                 // wrong from its first byte, without waiting for a length that may never come.
                 if let Some(&first) = got.first() {
@@ -219,8 +309,12 @@ impl Session {
                 let Some((packet, used)) = parsed else {
                     continue;
                 };
+                // what followed: MQTT bytes, then wire bytes of an incomplete frame
                 s.partial_in
-                    .extend_from_slice(got.get(used..).unwrap_or_default());
+                    .extend_from_slice(scratch.get(used..filled).unwrap_or_default());
+                if let Some(link) = s.ws.as_mut() {
+                    link.reader.set_raw_carry(filled - mqtt_end);
+                }
                 return match packet {
                     Incoming::ConnAck {
                         session_present,
@@ -300,8 +394,12 @@ impl Session {
                 Err(e) => return Err(SessionError::Io(e)),
             };
             let filled = carry + n;
+            // WebSocket: unwrap the frames in place (the carry ends with `raw` wire bytes)
+            let raw = self.ws.map_or(0, |l| l.reader.raw_carry());
+            let (end, filled, closed) =
+                self.unframe(&mut scratch[..filled], carry.saturating_sub(raw))?;
             let mut at = 0;
-            while let Some((packet, used)) = codec::parse(&scratch[at..filled], self.version)? {
+            while let Some((packet, used)) = codec::parse(&scratch[at..end], self.version)? {
                 on(packet);
                 at += used;
             }
@@ -312,6 +410,9 @@ impl Session {
                 self.partial_in.clear();
                 self.partial_in.extend_from_slice(&scratch[at..filled]);
             }
+            if let Some(code) = closed {
+                return Err(WsError::Closed { code }.into());
+            }
             if drained || n < room {
                 return Ok(ReadStatus::Open);
             }
@@ -319,8 +420,63 @@ impl Session {
     }
 
     /// Write `bytes` without waiting; whatever the socket does not take is kept and must be sent with
-    /// [`Session::flush`] before anything else. Returns `true` when everything went out.
+    /// [`Session::flush`] before anything else. Returns `true` when everything went out. Over
+    /// WebSocket the bytes go out as one binary frame.
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<bool> {
+        let mask = match self.ws.as_mut() {
+            Some(link) if !bytes.is_empty() => link.writer.next_mask(),
+            _ => return self.send_wire(bytes),
+        };
+        ws::with_frame(bytes, mask, |frame| self.send_wire(frame))
+    }
+
+    /// Unwrap WebSocket frames in `buf` in place: `buf[..mqtt_end]` are MQTT bytes already, the rest
+    /// wire bytes. Returns the end of the MQTT bytes, the end of the wire bytes still incomplete (moved
+    /// to follow them) and, after a close frame, its code. Answers pings (a pong the socket does not
+    /// take at once is queued like any write; a failing socket shows on the next read or write).
+    /// Without WebSocket everything is MQTT bytes.
+    #[allow(clippy::type_complexity)]
+    fn unframe(
+        &mut self,
+        buf: &mut [u8],
+        mqtt_end: usize,
+    ) -> Result<(usize, usize, Option<Option<u16>>), WsError> {
+        let Some(mut link) = self.ws else {
+            return Ok((buf.len(), buf.len(), None));
+        };
+        let (mut out, mut at, mut closed) = (mqtt_end, mqtt_end, None);
+        loop {
+            let step = link.reader.unframe(buf, out, at);
+            self.ws = Some(link);
+            let step = step?;
+            (out, at) = (step.out, step.at);
+            match step.event {
+                Some(ws::Event::Ping(payload)) => {
+                    let pong = ws::ControlFrame::pong(
+                        buf.get(payload).unwrap_or_default(),
+                        link.writer.next_mask(),
+                    );
+                    let _ = self.send_wire(pong.as_bytes());
+                }
+                Some(ws::Event::Close { code }) => {
+                    let echo =
+                        ws::ControlFrame::close(code.unwrap_or(1000), link.writer.next_mask());
+                    let _ = self.send_wire(echo.as_bytes());
+                    closed = Some(code);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let rest = buf.len() - at;
+        buf.copy_within(at.., out);
+        link.reader.set_raw_carry(rest);
+        self.ws = Some(link);
+        Ok((out, out + rest, closed))
+    }
+
+    /// Write bytes as they are (already framed).
+    fn send_wire(&mut self, bytes: &[u8]) -> io::Result<bool> {
         if !self.pending_out.is_empty() {
             self.pending_out.extend_from_slice(bytes);
             return Ok(false);
@@ -423,9 +579,12 @@ impl Session {
         }
     }
 
-    /// Send DISCONNECT if the socket takes it at once, and close.
+    /// Send DISCONNECT (and over WebSocket a close frame) if the socket takes it at once, and close.
     pub fn close(mut self) {
         let _ = self.try_send(&codec::DISCONNECT);
+        if let Some(mask) = self.ws.as_mut().map(|l| l.writer.next_mask()) {
+            let _ = self.send_wire(ws::ControlFrame::close(1000, mask).as_bytes());
+        }
     }
 }
 
@@ -441,6 +600,147 @@ mod tests {
         let local = Some(std::net::IpAddr::from([192, 0, 2, 1]));
         let r = tcp_connect(addr, local, Duration::from_secs(2)).await;
         assert!(matches!(r, Err(ConnectError::NoPort(_))), "{r:?}");
+    }
+
+    /// Read one masked client frame from `c`: (opcode, unmasked payload).
+    async fn client_frame(c: &mut TcpStream) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).await.unwrap();
+        assert_eq!(h[1] & 0x80, 0x80, "client frames are masked");
+        let len = match h[1] & 0x7f {
+            126 => usize::from(c.read_u16().await.unwrap()),
+            127 => usize::try_from(c.read_u64().await.unwrap()).unwrap(),
+            n => usize::from(n),
+        };
+        let mut mask = [0u8; 4];
+        c.read_exact(&mut mask).await.unwrap();
+        let mut p = vec![0u8; len];
+        c.read_exact(&mut p).await.unwrap();
+        ws::apply_mask(&mut p, mask);
+        assert_eq!(h[0] & 0x80, 0x80, "FIN");
+        (h[0] & 0x0f, p)
+    }
+
+    #[tokio::test]
+    async fn a_websocket_session_upgrades_unwraps_answers_pings_and_ends_on_close() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect: &[u8] = &[0x10, 3, 1, 2, 3];
+        let server = tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut b = [0u8; 256];
+                let n = c.read(&mut b).await.unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            let req = String::from_utf8(req).unwrap();
+            assert!(req.starts_with("GET /mqtt HTTP/1.1\r\n"), "{req}");
+            let key = req
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            // The reply, and in the same write: CONNACK split over two frames, a ping, and a
+            // PUBLISH split over a fragmented message.
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+                ws::accept_key(key)
+            )
+            .into_bytes();
+            out.extend_from_slice(&[0x82, 2, 0x20, 2, 0x82, 2, 0, 0]);
+            out.extend_from_slice(&[0x89, 2, b'h', b'i']);
+            out.extend_from_slice(&[0x02, 3, 0x30, 4, 0, 0x80, 3, 1, b't', b'x']);
+            c.write_all(&out).await.unwrap();
+            let (op, p) = client_frame(&mut c).await;
+            assert_eq!(
+                (op, p.as_slice()),
+                (2, connect),
+                "CONNECT as one binary frame"
+            );
+            let (op, p) = client_frame(&mut c).await;
+            assert_eq!(
+                (op, p.as_slice()),
+                (0xA, &b"hi"[..]),
+                "the pong echoes the ping"
+            );
+            // then the broker closes with 1001
+            c.write_all(&[0x88, 2, 0x03, 0xe9]).await.unwrap();
+            let (op, p) = client_frame(&mut c).await;
+            assert_eq!(
+                (op, p.as_slice()),
+                (8, &[0x03, 0xe9][..]),
+                "the close is echoed"
+            );
+        });
+        let stream = tcp_connect(addr, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let endpoint = WsEndpoint::new("127.0.0.1", addr.port(), 80, "/mqtt");
+        let (mut s, present) = Session::handshake_with(
+            stream,
+            Some(&endpoint),
+            MqttVersion::V311,
+            connect,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(!present);
+        let mut scratch = Vec::new();
+        let mut publishes = Vec::new();
+        let end = loop {
+            let r = s.read_available(&mut scratch, &mut |p| {
+                if let Incoming::Publish { topic, payload, .. } = p {
+                    publishes.push((topic.to_vec(), payload.to_vec()));
+                }
+            });
+            match r {
+                Ok(_) => s.readable().await.unwrap(),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(publishes, vec![(b"t".to_vec(), b"x".to_vec())]);
+        assert!(
+            matches!(
+                end,
+                SessionError::WebSocket(WsError::Closed { code: Some(1001) })
+            ),
+            "{end:?}"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_upgrade_is_an_upgrade_error_naming_the_status() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut b = [0u8; 1024];
+            let _ = c.read(&mut b).await.unwrap();
+            // the status line only, then close: the cut-short header still names its status
+            c.write_all(b"HTTP/1.1 403 Forbidden\r\n").await.unwrap();
+        });
+        let stream = tcp_connect(addr, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let endpoint = WsEndpoint::new("127.0.0.1", addr.port(), 80, "/nope");
+        let r = Session::handshake_with(
+            stream,
+            Some(&endpoint),
+            MqttVersion::V311,
+            &[0x10, 0],
+            Duration::from_secs(5),
+        )
+        .await;
+        let Err(ConnectError::Upgrade(UpgradeError::Refused { status, reason })) = r else {
+            panic!("{r:?}");
+        };
+        assert_eq!((status, reason.as_str()), (403, "Forbidden"));
     }
 
     #[test]

@@ -54,19 +54,23 @@ pub use crate::mqtt::{MqttVersion, Qos};
 /// Where the broker is. `None` in [`BrokerSettings::url`] means: start the embedded broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokerUrl {
-    /// `mqtt` or `tcp` (both plain TCP) for now.
+    /// `mqtt` or `tcp` (both plain TCP), `ws` (WebSocket over TCP).
     pub scheme: String,
     pub host: String,
     pub port: u16,
+    /// The upgrade request's path (ws only; `/mqtt` when the URL has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {
-            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)?;
         } else {
-            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)?;
         }
+        f.write_str(self.path.as_deref().unwrap_or_default())
     }
 }
 

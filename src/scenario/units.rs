@@ -92,7 +92,8 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 /// Parse `mqtt://host:port` or `tcp://host:port` (default port 1883, IPv6 in brackets).
 pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
     let text = s.trim();
-    let example = "write e.g. `mqtt://127.0.0.1:1883` or `tcp://broker.local:1883`";
+    let example =
+        "write e.g. `mqtt://127.0.0.1:1883`, `tcp://broker.local:1883` or `ws://broker.local:8080/mqtt`";
     let Some((scheme, _)) = text.split_once("://") else {
         return Err(format!(
             "broker URL `{}` has no scheme; {example}",
@@ -101,10 +102,10 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
     };
     let scheme = scheme.to_ascii_lowercase();
     match scheme.as_str() {
-        "mqtt" | "tcp" => {}
-        "mqtts" | "ssl" | "tls" | "ws" | "wss" => {
+        "mqtt" | "tcp" | "ws" => {}
+        "mqtts" | "ssl" | "tls" | "wss" => {
             return Err(format!(
-            "broker URL scheme `{scheme}` is not supported yet (only plain TCP: mqtt:// or tcp://)"
+            "broker URL scheme `{scheme}` is not supported yet (plain TCP: mqtt:// or tcp://, WebSocket: ws://)"
         ))
         }
         _ => {
@@ -122,7 +123,13 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
             shown(text)
         ));
     }
-    if !(url.path().is_empty() || url.path() == "/")
+    let websocket = scheme == "ws";
+    // WebSocket: the path of the upgrade request, `/mqtt` when the URL has none
+    let path = websocket.then(|| match url.path() {
+        "" | "/" => "/mqtt".to_owned(),
+        p => p.to_owned(),
+    });
+    if !(websocket || url.path().is_empty() || url.path() == "/")
         || url.query().is_some()
         || url.fragment().is_some()
     {
@@ -140,7 +147,7 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
             ))
         }
     };
-    let port = url.port().unwrap_or(1883);
+    let port = url.port().unwrap_or(if websocket { 80 } else { 1883 });
     if port == 0 {
         return Err(format!(
             "broker URL `{}` has port 0; {example}",
@@ -151,6 +158,7 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
         scheme,
         host: host.to_owned(),
         port,
+        path,
     })
 }
 
@@ -188,8 +196,17 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 1884));
         assert_eq!(u.to_string(), "mqtt://[::1]:1884");
         assert_eq!(parse_broker_url("tcp://h").unwrap().port, 1883);
-        assert!(parse_broker_url("ws://h")
+        let w = parse_broker_url("ws://h").unwrap();
+        assert_eq!((w.port, w.path.as_deref()), (80, Some("/mqtt")));
+        assert_eq!(w.to_string(), "ws://h:80/mqtt");
+        let w = parse_broker_url("WS://[::1]:8080/ws/mqtt").unwrap();
+        assert_eq!((w.host.as_str(), w.port), ("::1", 8080));
+        assert_eq!(w.path.as_deref(), Some("/ws/mqtt"));
+        assert_eq!(w.to_string(), "ws://[::1]:8080/ws/mqtt");
+        assert_eq!(parse_broker_url("mqtt://h").unwrap().path, None);
+        assert!(parse_broker_url("mqtt://h/x")
             .unwrap_err()
-            .contains("not supported yet"));
+            .contains("no path"));
+        assert!(parse_broker_url("ws://h/mqtt?x=1").is_err());
     }
 }
