@@ -12,6 +12,11 @@ fn mosquitto_url() -> Option<String> {
     match std::env::var("FLEETSTORM_MOSQUITTO_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            // .ci/run sets FLEETSTORM_REQUIRE_BROKERS: there a missing broker is a failure
+            assert!(
+                std::env::var_os("FLEETSTORM_REQUIRE_BROKERS").is_none(),
+                "FLEETSTORM_MOSQUITTO_URL not set although FLEETSTORM_REQUIRE_BROKERS is"
+            );
             eprintln!("SKIPPED: FLEETSTORM_MOSQUITTO_URL not set (CI always sets it)");
             None
         }

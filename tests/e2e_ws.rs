@@ -30,6 +30,11 @@ fn amqtt_bin() -> Option<String> {
             .find(|f| f.is_file())
     });
     if on_path.is_none() {
+        // .ci/run sets FLEETSTORM_REQUIRE_BROKERS: there a missing broker is a failure, not a skip
+        assert!(
+            std::env::var_os("FLEETSTORM_REQUIRE_BROKERS").is_none(),
+            "no amqtt although FLEETSTORM_REQUIRE_BROKERS is set: set FLEETSTORM_AMQTT"
+        );
         eprintln!("SKIPPED: no amqtt (set FLEETSTORM_AMQTT; .ci/run installs it)");
     }
     on_path.map(|p| p.to_string_lossy().into_owned())
