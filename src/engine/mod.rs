@@ -10,13 +10,14 @@ mod device;
 mod failure;
 pub mod limits;
 mod observer;
+mod outcome;
 mod primary_host;
 pub mod processes;
 pub mod prometheus;
 mod sparkplug;
 mod threads;
 mod ticker;
-pub mod ui;
+mod watch;
 mod watchdog;
 mod worker;
 
@@ -33,8 +34,11 @@ use crate::metrics::{
     Clock, Counters, IntervalHistograms, RunSnapshot, SeriesPoint, SnapshotError,
 };
 use crate::plan::Plan;
-use crate::report::Outcome;
 use crate::scenario::{BrokerUrl, MqttVersion};
+
+pub use outcome::{Outcome, RunStatus};
+pub use prometheus::{Exposition, Prometheus};
+pub use watch::{Second, Watch};
 
 /// One second of a running shard, as a worker process streams it to its parent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -59,30 +63,27 @@ pub type TickHook = Arc<dyn Fn(&TickSample) + Send + Sync>;
 pub struct RunOptions {
     /// Worker threads; 0 means one per core.
     pub threads: usize,
-    /// Show live progress on stderr (only when it is a terminal).
-    pub progress: bool,
     /// How long devices wait for outstanding acks after the last phase.
     pub drain: Duration,
     /// The run's start (µs since the Unix epoch) when shards must share it; default: now + 100 ms.
     pub start_at_us: Option<u64>,
     /// Receives the 1 Hz samples (worker processes stream them to their parent).
     pub tick_hook: Option<TickHook>,
-    /// Serve live OpenMetrics text here during the run.
-    pub prometheus: Option<SocketAddr>,
-    /// Feed the `--ui` live view (already serving) once a second.
-    pub ui: Option<ui::Ui>,
+    /// Serve live metrics (OpenMetrics text, written by the given exposition) during the run.
+    pub prometheus: Option<Prometheus>,
+    /// Fed once a second (the progress bar, the `--ui` live view); notes nobody shows go to stderr.
+    pub watchers: Vec<Arc<dyn Watch>>,
 }
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("threads", &self.threads)
-            .field("progress", &self.progress)
             .field("drain", &self.drain)
             .field("start_at_us", &self.start_at_us)
             .field("tick_hook", &self.tick_hook.is_some())
             .field("prometheus", &self.prometheus)
-            .field("ui", &self.ui)
+            .field("watchers", &self.watchers.len())
             .finish()
     }
 }
@@ -91,12 +92,11 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             threads: 0,
-            progress: false,
             drain: Duration::from_secs(5),
             start_at_us: None,
             tick_hook: None,
             prometheus: None,
-            ui: None,
+            watchers: Vec::new(),
         }
     }
 }

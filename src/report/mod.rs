@@ -1,19 +1,12 @@
-//! Reports: a [`Report`] is built once from a [`RunRecord`] (percentiles computed here, once), then
-//! written by separate writers: [`console`], [`json`] (`report.json`), [`markdown`] (`summary.md`),
-//! [`html`] (`report.html`), [`hlog`] (`<metric>.hlog`), [`junit`] (`junit.xml`, gate results) and
-//! [`compare`] (the text of `report compare`).
+//! The report model: a [`Report`] is built once from a [`RunRecord`] (percentiles computed here,
+//! once), merged from shards ([`merge`]), saved and loaded as `report.json` ([`json`], [`load`]).
+//! It sits below `gate`, which reads it; the writers that print reports and verdicts (console,
+//! Markdown, HTML, hlog, JUnit, OpenMetrics, the compare text) are in [`crate::output`], above `gate`.
 //! No network, no clock; only the functions that take a directory do I/O.
 
-pub mod compare;
-pub mod console;
-pub mod hlog;
-pub mod html;
 pub mod json;
-pub mod junit;
-pub mod markdown;
 pub mod merge;
 mod model;
-pub mod openmetrics;
 mod record;
 pub(crate) mod units;
 
@@ -78,33 +71,6 @@ pub enum ReportError {
         found: u64,
         supported: u32,
     },
-}
-
-/// Create `dir` and write `report.json`, `summary.md`, `report.html` and one `<metric>.hlog` per
-/// measured metric into it; returns the paths written.
-pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    write_with_gates(report, &[], None, dir)
-}
-
-/// Like [`write_all`], with the gate results: the HTML shows the verdicts, and `junit.xml` is
-/// written when there are verdicts or a comparison.
-pub fn write_with_gates(
-    report: &Report,
-    verdicts: &[crate::gate::Verdict],
-    comparison: Option<&crate::gate::Comparison>,
-    dir: &Path,
-) -> Result<Vec<PathBuf>, ReportError> {
-    create_dir(dir)?;
-    let mut paths = vec![
-        json::write(report, dir)?,
-        markdown::write(report, verdicts, comparison, dir)?,
-        html::write(report, verdicts, dir)?,
-    ];
-    paths.extend(hlog::write(report, dir)?);
-    if !verdicts.is_empty() || comparison.is_some() {
-        paths.push(junit::write(report, verdicts, comparison, dir)?);
-    }
-    Ok(paths)
 }
 
 /// The default report directory: `root/<scenario name>-<UTC start, YYYYMMDDTHHMMSSZ>`.
@@ -199,7 +165,7 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
     json::parse(&text).map_err(|e| e.at(&file))
 }
 
-fn create_dir(dir: &Path) -> Result<(), ReportError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
         path: dir.to_path_buf(),
         source,
@@ -207,7 +173,7 @@ fn create_dir(dir: &Path) -> Result<(), ReportError> {
 }
 
 /// Write `contents` to `dir/name` through a temporary file, so a reader never sees half a file.
-fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, ReportError> {
+pub(crate) fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, ReportError> {
     create_dir(dir)?;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
