@@ -105,7 +105,11 @@ pub(crate) async fn drive<U: Units>(
     } = run;
     let start_us = timeline.start_us;
     let live_view = match &opts.prometheus {
-        Some(at) => Some(prometheus::serve(at, plan.scenario.name.clone()).await?),
+        Some(at) => Some(
+            prometheus::serve(at, plan.scenario.name.clone())
+                .await
+                .map_err(|e| EngineError::Prometheus(at.addr, e))?,
+        ),
         None => None,
     };
     let mut seconds = Seconds::default().with_watchers(&opts.watchers);

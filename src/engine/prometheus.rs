@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::EngineError;
 use crate::metrics::{Counters, IntervalHistograms};
 
 /// Writes the exposition: (scenario name, cumulative counters, devices connected, the latency
@@ -70,11 +69,8 @@ impl LiveView {
 }
 
 /// Bind `at.addr` and serve until the runtime ends.
-pub async fn serve(at: &Prometheus, scenario: String) -> Result<LiveView, EngineError> {
-    let addr = at.addr;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| EngineError::Prometheus(addr, e))?;
+pub async fn serve(at: &Prometheus, scenario: String) -> std::io::Result<LiveView> {
+    let listener = TcpListener::bind(at.addr).await?;
     let view = LiveView {
         scenario: scenario.into(),
         exposition: at.exposition.clone(),

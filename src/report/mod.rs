@@ -4,6 +4,7 @@
 //! Markdown, HTML, hlog, JUnit, OpenMetrics, the compare text) are in [`crate::output`], above `gate`.
 //! No network, no clock; only the functions that take a directory do I/O.
 
+mod error;
 pub mod json;
 pub mod merge;
 mod model;
@@ -12,6 +13,7 @@ pub(crate) mod units;
 
 use std::path::{Path, PathBuf};
 
+pub use error::ReportError;
 pub use model::{
     Deliveries, GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report,
     Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
@@ -19,59 +21,10 @@ pub use model::{
 pub use record::{Environment, Outcome, RunRecord, RunStatus, Shards};
 pub(crate) use units::{latency as latency_text, pad_right};
 
-use crate::metrics::histogram::HistogramError;
-
 /// File name of the JSON report inside a report directory.
 pub const REPORT_JSON: &str = "report.json";
 /// File name of the Markdown summary inside a report directory.
 pub const SUMMARY_MD: &str = "summary.md";
-
-/// What can go wrong building, writing or loading a report.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("cannot merge histograms: {0}")]
-    Histogram(#[from] HistogramError),
-    #[error("{0}")]
-    Snapshot(#[from] crate::metrics::SnapshotError),
-    #[error("snapshot has an inconsistent shape: {0}")]
-    Shape(String),
-    #[error("group name `{0}` appears twice")]
-    DuplicateGroup(String),
-    #[error("timestamp {0} µs is outside the representable date range")]
-    Timestamp(u64),
-    #[error("cannot create report directory {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot encode the report as JSON: {0}")]
-    Encode(#[source] serde_json::Error),
-    #[error("{} is not a valid report: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        source: serde_path_to_error::Error<serde_json::Error>,
-    },
-    #[error("{} is not a regular file ({kind}); a report is a report.json file or the directory holding one", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
-    #[error("{} is larger than {limit} bytes, more than any report fleetstorm writes; refusing to read it", path.display())]
-    TooLarge { path: PathBuf, limit: u64 },
-    #[error("{} has report schema version {found}; this build reads up to {supported}", path.display())]
-    SchemaVersion {
-        path: PathBuf,
-        found: u64,
-        supported: u32,
-    },
-}
 
 /// The default report directory: `root/<scenario name>-<UTC start, YYYYMMDDTHHMMSSZ>`.
 /// Characters that do not belong in a file name become `-`.
@@ -184,26 +137,6 @@ pub(crate) fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<Path
     std::fs::write(&tmp, contents).map_err(write_err)?;
     std::fs::rename(&tmp, &path).map_err(write_err)?;
     Ok(path)
-}
-
-impl ReportError {
-    /// Name the file a parse error came from.
-    fn at(self, file: &Path) -> ReportError {
-        match self {
-            ReportError::Parse { source, .. } => ReportError::Parse {
-                path: file.to_path_buf(),
-                source,
-            },
-            ReportError::SchemaVersion {
-                found, supported, ..
-            } => ReportError::SchemaVersion {
-                path: file.to_path_buf(),
-                found,
-                supported,
-            },
-            other => other,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::ReportError;
 use super::record::{Environment, Outcome, RunRecord, Shards};
-use super::ReportError;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::{
     Basis, Counter, Counters, GroupSnapshot, Metric, MissingShard, PhaseSnapshot, RunSnapshot,
