@@ -5,6 +5,7 @@
 //! No network, no clock; only the functions that take a directory do I/O.
 
 mod error;
+mod files;
 pub mod json;
 pub mod merge;
 mod model;
@@ -14,6 +15,8 @@ pub(crate) mod units;
 use std::path::{Path, PathBuf};
 
 pub use error::ReportError;
+pub(crate) use files::{create_dir, write_file};
+pub use json::REPORT_JSON;
 pub use model::{
     Deliveries, GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report,
     Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
@@ -21,8 +24,6 @@ pub use model::{
 pub use record::{Environment, Outcome, RunRecord, RunStatus, Shards};
 pub(crate) use units::{latency as latency_text, pad_right};
 
-/// File name of the JSON report inside a report directory.
-pub const REPORT_JSON: &str = "report.json";
 /// File name of the Markdown summary inside a report directory.
 pub const SUMMARY_MD: &str = "summary.md";
 
@@ -116,27 +117,6 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
         return Err(too_large());
     }
     json::parse(&text).map_err(|e| e.at(&file))
-}
-
-pub(crate) fn create_dir(dir: &Path) -> Result<(), ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// Write `contents` to `dir/name` through a temporary file, so a reader never sees half a file.
-pub(crate) fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, ReportError> {
-    create_dir(dir)?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write_err = |source| ReportError::Write {
-        path: path.clone(),
-        source,
-    };
-    std::fs::write(&tmp, contents).map_err(write_err)?;
-    std::fs::rename(&tmp, &path).map_err(write_err)?;
-    Ok(path)
 }
 
 #[cfg(test)]
