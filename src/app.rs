@@ -2,6 +2,7 @@
 //! together and maps every outcome to an exit code. `main.rs` only parses and calls [`main`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app_gates;
@@ -10,9 +11,12 @@ use crate::engine::processes::{self, PipeMessage, WorkerCommand};
 use crate::engine::{self, limits, RunOptions};
 use crate::error::{CommandError, Exit};
 use crate::metrics::Clock;
+use crate::output;
 use crate::plan::{Plan, Shard};
+use crate::progress::Progress;
 use crate::report::{self, Environment, Report, RunRecord, RunStatus, Shards};
 use crate::scenario::{self, Overrides, PhaseKind, Scenario};
+use crate::ui::Ui;
 
 /// Run a parsed command line; returns the exit code. Prints the summary to stdout, errors to stderr.
 pub fn main(cli: Cli) -> Exit {
@@ -493,8 +497,8 @@ fn merge(args: &MergeArgs) -> Result<Exit, CommandError> {
         ),
     };
     let (verdicts, comparison) = app_gates::judge(&gates, &report);
-    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir)?;
-    println!("{}", report::console::render(&report));
+    let written = output::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir)?;
+    println!("{}", output::console::render(&report));
     println!("merged {} reports", reports.len());
     let passed = app_gates::print(&gates, &report, &verdicts, comparison.as_ref());
     for p in &written {
@@ -547,17 +551,24 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     check_out(args.out.as_deref())?;
     eprint!("{}", describe(&plan));
     let ui = start_ui(args.ui)?;
+    let mut watchers: Vec<Arc<dyn engine::Watch>> =
+        vec![Arc::new(Progress::new(!args.no_progress))];
+    if let Some(ui) = &ui {
+        watchers.push(Arc::new(ui.clone()));
+    }
     let options = RunOptions {
         threads: args.threads,
-        progress: !args.no_progress,
         drain: Duration::from_secs(5),
         start_at_us: args.start_at_us,
         tick_hook: None,
-        prometheus: args.prometheus,
-        ui: ui.clone(),
+        prometheus: args.prometheus.map(|addr| engine::Prometheus {
+            addr,
+            exposition: Arc::new(output::openmetrics::render),
+        }),
+        watchers,
         start_gate: None,
     };
-    let output = if workers > 1 {
+    let ran = if workers > 1 {
         eprintln!("workers: {workers} processes");
         let exe = std::env::current_exe()
             .map_err(|e| CommandError::Usage(format!("cannot find this program's path: {e}")))?;
@@ -580,16 +591,16 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     } else {
         engine::run(&plan, &options)?
     };
-    eprintln!("broker: {}", output.broker_label);
-    finish(&plan, args, &gates, output, soft, ui.as_ref())
+    eprintln!("broker: {}", ran.broker_label);
+    finish(&plan, args, &gates, ran, soft, ui.as_ref())
 }
 
 /// Start the `--ui` live view and say where it is.
-fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<engine::ui::Ui>, CommandError> {
+fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<Ui>, CommandError> {
     let Some(at) = at else {
         return Ok(None);
     };
-    let ui = engine::ui::Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let ui = Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
     eprintln!("live view: http://{}/", ui.addr());
     Ok(Some(ui))
 }
@@ -598,23 +609,22 @@ fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<engine::ui::Ui>, 
 fn run_worker_child(plan: &Plan, args: &RunArgs) -> Result<Exit, CommandError> {
     let options = RunOptions {
         threads: args.threads,
-        progress: false,
         drain: Duration::from_secs(5),
         start_at_us: args.start_at_us,
         tick_hook: Some(processes::stdout_tick_hook()),
         prometheus: None,
-        ui: None,
+        watchers: Vec::new(),
         // without a shared start time, the parent gives one once every worker is ready
         start_gate: args.start_at_us.is_none().then(processes::stdin_start_gate),
     };
-    let output = engine::run(plan, &options)?;
-    let status = output.outcome.status;
+    let ran = engine::run(plan, &options)?;
+    let status = ran.outcome.status;
     processes::write_line(&PipeMessage::Final {
-        outcome: output.outcome,
-        snapshot: output.snapshot,
-        started_at_us: output.started_at_us,
-        ended_at_us: output.ended_at_us,
-        worker_threads: output.worker_threads,
+        outcome: ran.outcome,
+        snapshot: ran.snapshot,
+        started_at_us: ran.started_at_us,
+        ended_at_us: ran.ended_at_us,
+        worker_threads: ran.worker_threads,
     });
     Ok(if status == RunStatus::Completed {
         Exit::Success
@@ -628,27 +638,27 @@ fn finish(
     plan: &Plan,
     args: &RunArgs,
     gates: &app_gates::Gates,
-    output: engine::EngineOutput,
+    ran: engine::EngineOutput,
     open_files: u64,
-    ui: Option<&engine::ui::Ui>,
+    ui: Option<&Ui>,
 ) -> Result<Exit, CommandError> {
     let scenario = serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null);
     let shards = Shards::new(
         &scenario,
-        output.started_at_us,
+        ran.started_at_us,
         plan.shard.index,
         plan.shard.count,
     );
     let record = RunRecord {
         scenario,
         scenario_name: plan.scenario.name.clone(),
-        broker: output.broker_label.clone(),
-        environment: environment(open_files, output.worker_threads),
-        outcome: output.outcome.clone(),
-        started_at_us: output.started_at_us,
-        ended_at_us: output.ended_at_us,
-        snapshot: output.snapshot,
-        series: output.series,
+        broker: ran.broker_label.clone(),
+        environment: environment(open_files, ran.worker_threads),
+        outcome: ran.outcome.clone(),
+        started_at_us: ran.started_at_us,
+        ended_at_us: ran.ended_at_us,
+        snapshot: ran.snapshot,
+        series: ran.series,
         shards: Some(shards),
     };
     let report = Report::build(&record)?;
@@ -663,9 +673,9 @@ fn finish(
         ),
     };
     let (verdicts, comparison) = app_gates::judge(gates, &report);
-    let written = report::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir);
+    let written = output::write_with_gates(&report, &verdicts, comparison.as_ref(), &dir);
     // The summary comes first, whatever happened to the files: the run is never lost.
-    println!("{}", report::console::render(&report));
+    println!("{}", output::console::render(&report));
     let passed = app_gates::print(gates, &report, &verdicts, comparison.as_ref());
     if let Some(ui) = ui {
         ui.finish(&report, &verdicts, Duration::from_secs(3));
@@ -686,7 +696,7 @@ fn finish(
                 record.started_at_us,
             );
             eprintln!("error: cannot write the report to {}: {e}", dir.display());
-            match report::write_with_gates(&report, &verdicts, comparison.as_ref(), &fallback) {
+            match output::write_with_gates(&report, &verdicts, comparison.as_ref(), &fallback) {
                 Ok(w) => {
                     for p in &w {
                         println!("wrote {}", p.display());

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{CompareArgs, MergeArgs, RenderArgs, RenderFormat, RunArgs};
 use crate::error::{CommandError, Exit};
 use crate::gate::{self, Comparison, Threshold, Verdict};
+use crate::output;
 use crate::report::{self, Report, RunStatus};
 use crate::scenario::Scenario;
 
@@ -237,9 +238,9 @@ pub fn failures(verdicts: &[Verdict], comparison: Option<&Comparison>) -> Vec<St
             format!(
                 "gate failed: baseline {}: {} -> {} ({}, tolerance {}%)",
                 ch.quantity.name(),
-                report::compare::value(&ch.quantity, ch.base),
-                report::compare::value(&ch.quantity, ch.current),
-                report::compare::change(ch),
+                output::compare::value(&ch.quantity, ch.base),
+                output::compare::value(&ch.quantity, ch.current),
+                output::compare::change(ch),
                 (c.max_regression * 1000.0).round() / 10.0
             )
         }));
@@ -260,11 +261,11 @@ pub fn print(
         return true;
     }
     if !verdicts.is_empty() {
-        println!("{}", report::console::render_verdicts(verdicts));
+        println!("{}", output::console::render_verdicts(verdicts));
     }
     if let (Some(c), Some((path, base))) = (comparison, &gates.baseline) {
         println!("baseline {}:", path.display());
-        println!("{}", report::compare::render(base, report, c));
+        println!("{}", output::compare::render(base, report, c));
     }
     gate::passed(verdicts) && !comparison.is_some_and(Comparison::regressed)
 }
@@ -284,17 +285,17 @@ pub fn render(args: &RenderArgs) -> Result<Exit, CommandError> {
     };
     let written: Vec<PathBuf> = match args.format {
         RenderFormat::Console => {
-            println!("{}", report::console::render(&r));
+            println!("{}", output::console::render(&r));
             Vec::new()
         }
-        RenderFormat::Html => vec![report::html::write(&r, &verdicts, &dir)?],
-        RenderFormat::Md => vec![report::markdown::write(&r, &verdicts, None, &dir)?],
+        RenderFormat::Html => vec![output::html::write(&r, &verdicts, &dir)?],
+        RenderFormat::Md => vec![output::markdown::write(&r, &verdicts, None, &dir)?],
         RenderFormat::Json => vec![report::json::write(&r, &dir)?],
-        RenderFormat::Junit => vec![report::junit::write(&r, &verdicts, None, &dir)?],
-        RenderFormat::Hlog => report::hlog::write(&r, &dir)?,
+        RenderFormat::Junit => vec![output::junit::write(&r, &verdicts, None, &dir)?],
+        RenderFormat::Hlog => output::hlog::write(&r, &dir)?,
     };
     // The verdicts in every format: `--threshold` is a gate, and a gate says what it found.
-    print!("{}", report::console::render_verdicts(&verdicts));
+    print!("{}", output::console::render_verdicts(&verdicts));
     for p in written {
         println!("wrote {}", p.display());
     }
@@ -315,7 +316,7 @@ pub fn compare(args: &CompareArgs) -> Result<Exit, CommandError> {
     let current = load_report(&args.current, "CURRENT", "the current report")?;
     let tolerance = parse_regression(args.max_regression.as_deref(), gate::DEFAULT_MAX_REGRESSION)?;
     let c = gate::compare(&base, &current, tolerance);
-    println!("{}", report::compare::render(&base, &current, &c));
+    println!("{}", output::compare::render(&base, &current, &c));
     Ok(if c.regressed() {
         Exit::GateFailed
     } else {

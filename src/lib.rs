@@ -1,8 +1,9 @@
 //! fleetstorm: a load tester and simulator for fleets of industrial MQTT devices.
 //!
 //! Data flows `scenario` (YAML → validated [`scenario::Scenario`]) → `plan` (what will happen, when) →
-//! `engine` (device tasks over `mqtt` sessions, measured by `metrics`) → `report` (written once from a
-//! merged snapshot). See DESIGN.md in the shared folder for the architecture.
+//! `engine` (device tasks over `mqtt` sessions, measured by `metrics`) → `report` (the model, built once
+//! from a merged snapshot) → `gate` (verdicts) → `output` (the writers). Imports go one way, down the
+//! layer order in README's Architecture section (checked by `tests/layers.rs`).
 
 pub mod app;
 mod app_docs;
@@ -15,8 +16,11 @@ pub mod error;
 pub mod gate;
 pub mod metrics;
 pub mod mqtt;
+pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod telemetry;
+pub mod threshold;
+pub mod ui;

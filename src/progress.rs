@@ -1,88 +1,111 @@
-//! Live progress on stderr: one indicatif bar fed once a second from the workers' atomic counters.
-//! Hidden when stderr is not a terminal or when disabled. Never on the hot path.
+//! Live progress on stderr: one indicatif bar fed once a second from the workers' atomic counters,
+//! as one of the engine's [`Watch`]ers. Hidden when stderr is not a terminal or when disabled.
+//! Never on the hot path.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::metrics::{Counter, Counters, SeriesPoint};
-use crate::plan::Timeline;
+use crate::engine::{Second, Watch};
+use crate::metrics::{Counter, SeriesPoint};
+use crate::plan::{Plan, Timeline};
 
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// The bar, once the run has started.
+struct Bar {
+    bar: ProgressBar,
     devices: u64,
     timeline: Timeline,
 }
 
+/// The progress view: one of the engine's watchers ([`Watch`]).
+pub struct Progress {
+    enabled: bool,
+    bar: OnceLock<Bar>,
+}
+
 impl Progress {
-    /// A progress view for `devices` over the timeline; inert unless `enabled` and stderr is a terminal.
-    pub fn new(enabled: bool, devices: u64, timeline: &Timeline) -> Progress {
-        let total_ms = (timeline.end_us().saturating_sub(timeline.start_us)) / 1000;
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some(total_ms),
-                ProgressDrawTarget::stderr_with_hz(4),
-            );
-            let style = ProgressStyle::with_template(
-                "{spinner} {prefix:>8} [{elapsed_precise}] {wide_bar:.cyan/blue} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar.enable_steady_tick(Duration::from_millis(250));
-            bar
-        });
+    /// A progress view; inert unless `enabled` and stderr is a terminal. The bar appears when the
+    /// run starts.
+    pub fn new(enabled: bool) -> Progress {
         Progress {
+            enabled: enabled && std::io::stderr().is_terminal(),
+            bar: OnceLock::new(),
+        }
+    }
+}
+
+impl Watch for Progress {
+    fn start(&self, _plan: &Plan, timeline: &Timeline, devices: u64) {
+        if !self.enabled {
+            return;
+        }
+        let total_ms = (timeline.end_us().saturating_sub(timeline.start_us)) / 1000;
+        let bar =
+            ProgressBar::with_draw_target(Some(total_ms), ProgressDrawTarget::stderr_with_hz(4));
+        let style = ProgressStyle::with_template(
+            "{spinner} {prefix:>8} [{elapsed_precise}] {wide_bar:.cyan/blue} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(250));
+        let _ = self.bar.set(Bar {
             bar,
             devices,
             timeline: timeline.clone(),
-        }
+        });
     }
 
     /// Refresh from cumulative counters now and one second ago, and the second's series point (for
     /// its latency).
-    pub fn update(
-        &self,
-        now_us: u64,
-        connected: i64,
-        now: &Counters,
-        prev: &Counters,
-        point: &SeriesPoint,
-    ) {
-        let Some(bar) = &self.bar else {
+    fn second(&self, s: &Second<'_>) {
+        let Some(Bar {
+            bar,
+            devices,
+            timeline,
+        }) = self.bar.get()
+        else {
             return;
         };
-        let phase = self
-            .timeline
+        if s.last || bar.is_finished() {
+            return;
+        }
+        let phase = timeline
             .phases
-            .get(self.timeline.phase_at(now_us))
+            .get(timeline.phase_at(s.now_us))
             .map_or("", |p| p.name.as_str());
         bar.set_prefix(phase.to_owned());
-        bar.set_position(now_us.saturating_sub(self.timeline.start_us) / 1000);
-        let rate = now
+        bar.set_position(s.now_us.saturating_sub(timeline.start_us) / 1000);
+        let rate = s
+            .now
             .get(Counter::Published)
-            .saturating_sub(prev.get(Counter::Published));
-        let errors = now.connect_failures() + now.disconnects() + now.get(Counter::PublishFailed);
+            .saturating_sub(s.prev.get(Counter::Published));
+        let errors =
+            s.now.connect_failures() + s.now.disconnects() + s.now.get(Counter::PublishFailed);
         bar.set_message(format!(
-            "connected {connected}/{} | {rate} msg/s | acked {} | {} | errors {errors}",
-            self.devices,
-            now.get(Counter::Acked),
-            latency_text(point),
+            "connected {}/{devices} | {rate} msg/s | acked {} | {} | errors {errors}",
+            s.connected,
+            s.now.get(Counter::Acked),
+            latency_text(s.point),
         ));
     }
 
-    /// Print a line above the bar (or to stderr when there is no bar).
-    pub fn note(&self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+    /// Print a line above the bar (when there is none, the engine prints it on stderr).
+    fn note(&self, text: &str) -> bool {
+        match self.bar.get() {
+            Some(b) => {
+                b.bar.println(text);
+                true
+            }
+            None => false,
         }
     }
 
     /// Remove the bar.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+    fn stop(&self) {
+        if let Some(b) = self.bar.get() {
+            b.bar.finish_and_clear();
         }
     }
 }

@@ -192,7 +192,6 @@ phases:
     let tx = std::sync::Mutex::new(tx);
     let opts = RunOptions {
         threads: 1,
-        progress: false,
         drain: Duration::from_secs(3),
         tick_hook: Some(Arc::new(move |t: &TickSample| {
             if let Ok(tx) = tx.lock() {

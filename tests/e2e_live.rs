@@ -120,7 +120,7 @@ fn grafana_dashboard_queries_metrics_we_export() {
         }
     }
     assert!(exprs.len() >= 5);
-    let counters = fleetstorm::report::openmetrics::render(
+    let counters = fleetstorm::output::openmetrics::render(
         "x",
         &fleetstorm::metrics::Counters::default(),
         0,

@@ -11,10 +11,9 @@ use std::time::Duration;
 use fault::{FaultBroker, Script};
 use fleetstorm::engine::{self, EngineOutput, RunOptions};
 use fleetstorm::metrics::Counter;
+use fleetstorm::output::{console, markdown};
 use fleetstorm::plan::{Plan, Shard};
-use fleetstorm::report::{
-    console, markdown, Deliveries, Environment, Report, RunRecord, RunStatus,
-};
+use fleetstorm::report::{Deliveries, Environment, Report, RunRecord, RunStatus};
 
 fn run(yaml: &str) -> EngineOutput {
     let s = fleetstorm::scenario::parse(yaml, "fault-restart.yaml").expect("valid scenario");
@@ -22,7 +21,6 @@ fn run(yaml: &str) -> EngineOutput {
         &Plan::new(s, Shard::default()),
         &RunOptions {
             threads: 1,
-            progress: false,
             drain: Duration::from_secs(2),
             ..RunOptions::default()
         },

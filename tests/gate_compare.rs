@@ -141,7 +141,7 @@ fn compare_text_lists_every_quantity_and_flags_regressions() {
     let base = build(&scaled(1, 1, 100));
     let cur = build(&scaled(12, 10, 150));
     let c = compare(&base, &cur, 0.10);
-    let text = fleetstorm::report::compare::render(&base, &cur, &c);
+    let text = fleetstorm::output::compare::render(&base, &cur, &c);
     assert!(text.contains("tolerance 10%"), "{text}");
     let p50 = text
         .lines()

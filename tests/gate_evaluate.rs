@@ -187,7 +187,7 @@ fn gate_lines_and_tables_print_the_same_latency() {
         !r.summary.latency.is_empty(),
         "the fixture measures latency"
     );
-    let md = fleetstorm::report::markdown::render(&r, &[], None);
+    let md = fleetstorm::output::markdown::render(&r, &[], None);
     for metric in r.summary.latency.keys() {
         let v = &evaluate(&r, &[t(&format!("{}.p99 < 1000s", metric.name()))])[0];
         assert!(v.passed, "{}", v.detail);

@@ -77,7 +77,6 @@ fn run(plan: &Plan) -> EngineOutput {
         plan,
         &RunOptions {
             threads: 1,
-            progress: false,
             drain: Duration::from_secs(2),
             ..RunOptions::default()
         },

@@ -4,6 +4,7 @@
 mod report_fixture;
 
 use fleetstorm::metrics::{Basis, Counter, Counters, Metric};
+use fleetstorm::output;
 use fleetstorm::report::{self, json, LatencyStats, Report, ReportError, RUN_SECTION_NAME};
 use report_fixture::{hist, record_with_phases, sample, scratch_dir, unreachable};
 
@@ -220,7 +221,7 @@ fn reports_merge_exactly_through_their_histograms() {
 fn write_all_then_load_from_dir_or_file() {
     let report = Report::build(&sample()).unwrap();
     let dir = scratch_dir("write_all").join("nested");
-    let paths = report::write_all(&report, &dir).unwrap();
+    let paths = output::write_all(&report, &dir).unwrap();
     assert_eq!(
         paths,
         vec![
@@ -233,7 +234,7 @@ fn write_all_then_load_from_dir_or_file() {
         ]
     );
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
-    assert_eq!(md, report::markdown::render(&report, &[], None));
+    assert_eq!(md, output::markdown::render(&report, &[], None));
     assert_eq!(report::load(&dir).unwrap().snapshot(), report.snapshot());
     let from_file = report::load(&dir.join("report.json")).unwrap();
     assert_eq!(from_file.summary.latency, report.summary.latency);
@@ -288,16 +289,16 @@ fn unreachable_broker_still_renders_and_writes() {
     assert_eq!(report.summary.publish_rate_per_s, 0.0);
     assert!(report.summary.latency.is_empty());
     assert!(report.totals.totals.latency.is_empty());
-    let console = report::console::render(&report);
+    let console = output::console::render(&report);
     assert!(
         console.contains("broker_unreachable: no device connected within 10 s"),
         "{console}"
     );
     assert!(console.contains("no latency recorded"), "{console}");
-    let md = report::markdown::render(&report, &[], None);
+    let md = output::markdown::render(&report, &[], None);
     assert!(md.contains("_All counters are zero._"), "{md}");
     let dir = scratch_dir("unreachable");
-    let paths = report::write_all(&report, &dir).unwrap();
+    let paths = output::write_all(&report, &dir).unwrap();
     assert_eq!(paths.len(), 3);
     assert_eq!(report::load(&dir).unwrap(), report);
 }
@@ -309,8 +310,8 @@ fn a_run_without_phases_still_renders() {
     record.ended_at_us = record.started_at_us; // zero duration: rates stay finite
     let report = Report::build(&record).unwrap();
     assert_eq!(report.summary.phase, None);
-    assert!(report::console::render(&report).contains("no phase ran"));
-    assert!(report::markdown::render(&report, &[], None).contains("no phase ran"));
+    assert!(output::console::render(&report).contains("no phase ran"));
+    assert!(output::markdown::render(&report, &[], None).contains("no phase ran"));
     let text = json::render(&report).unwrap();
     assert!(text.contains("\"phase\": null"));
     assert_eq!(json::parse(&text).unwrap(), report);

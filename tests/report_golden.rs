@@ -6,7 +6,8 @@ mod report_fixture;
 
 use std::path::PathBuf;
 
-use fleetstorm::report::{console, markdown, Report};
+use fleetstorm::output::{console, markdown};
+use fleetstorm::report::Report;
 use report_fixture::{sample, unreachable};
 
 fn check(name: &str, actual: &str) {

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use fleetstorm::gate::{evaluate, parse_threshold, Verdict};
 use fleetstorm::metrics::Metric;
-use fleetstorm::report::{html, Report};
+use fleetstorm::output::html;
+use fleetstorm::report::Report;
 use report_fixture::{sample, scratch_dir, unreachable};
 
 fn verdicts(report: &Report) -> Vec<Verdict> {

@@ -7,7 +7,8 @@ mod report_fixture;
 use fleetstorm::gate::{compare, evaluate, parse_threshold, Verdict};
 use fleetstorm::metrics::histogram::decode;
 use fleetstorm::metrics::{Basis, Metric};
-use fleetstorm::report::{self, hlog, junit, Report};
+use fleetstorm::output::{self, hlog, junit};
+use fleetstorm::report::Report;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use report_fixture::{sample, scratch_dir};
 
@@ -178,7 +179,7 @@ fn write_with_gates_writes_everything() {
     let report = Report::build(&sample()).unwrap();
     let v = verdicts(&report);
     let dir = scratch_dir("write_with_gates");
-    let paths = report::write_with_gates(&report, &v, None, &dir).unwrap();
+    let paths = output::write_with_gates(&report, &v, None, &dir).unwrap();
     let mut names: Vec<String> = paths
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -204,7 +205,7 @@ fn write_with_gates_writes_everything() {
     assert_eq!(on_disk, names, "no temporary files left behind");
     // Without gates: no junit.xml.
     let dir = scratch_dir("write_all_html");
-    let paths = report::write_all(&report, &dir).unwrap();
+    let paths = output::write_all(&report, &dir).unwrap();
     assert_eq!(paths.len(), 6);
     assert!(!dir.join("junit.xml").exists());
 }

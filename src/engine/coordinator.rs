@@ -10,14 +10,13 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
+use super::outcome::{Outcome, RunStatus};
 use super::prometheus;
 use super::ticker::Seconds;
 use super::watchdog::{Abort, Watchdog};
 use super::{failure::Refusal, EngineError, EngineOutput, RunOptions, TickSample};
 use crate::metrics::{Clock, Counters, IntervalHistograms, RunSnapshot, GROUP_SLOTS};
 use crate::plan::{Plan, Timeline};
-use crate::progress::Progress;
-use crate::report::{Outcome, RunStatus};
 use crate::scenario::MqttVersion;
 
 /// The units' cumulative counters at one moment.
@@ -105,13 +104,37 @@ pub(crate) async fn drive<U: Units>(
         broker_label,
     } = run;
     let start_us = timeline.start_us;
-    let live_view = match opts.prometheus {
-        Some(at) => Some(prometheus::serve(at, plan.scenario.name.clone()).await?),
+    let live_view = match &opts.prometheus {
+        Some(at) => Some(
+            prometheus::serve(at, plan.scenario.name.clone())
+                .await
+                .map_err(|e| EngineError::Prometheus(at.addr, e))?,
+        ),
         None => None,
     };
-    let mut seconds = Seconds::default().with_ui(opts.ui.as_ref(), plan, timeline);
-    let progress = Progress::new(opts.progress, devices, timeline);
-    let want_groups = opts.ui.is_some() || opts.tick_hook.is_some();
+    let mut seconds = Seconds::default().with_watchers(&opts.watchers);
+    for w in &opts.watchers {
+        w.start(plan, timeline, devices);
+    }
+    let note = |text: &str| {
+        // `|` not `||`: every watcher hears the note.
+        let shown = opts
+            .watchers
+            .iter()
+            .fold(false, |shown, w| w.note(text) | shown);
+        if !shown {
+            eprintln!("{text}");
+        }
+    };
+    let watch_groups = opts.watchers.iter().any(|w| w.wants_groups());
+    let tell_groups = |groups: &[[u64; GROUP_SLOTS]]| {
+        if watch_groups {
+            for w in &opts.watchers {
+                w.groups(groups);
+            }
+        }
+    };
+    let want_groups = watch_groups || opts.tick_hook.is_some();
     // When the run was stopped early (signal or watchdog): its phases end there.
     let mut stopped_at_us: Option<u64> = None;
     let mut abort: Option<Abort> = None;
@@ -127,13 +150,13 @@ pub(crate) async fn drive<U: Units>(
         tokio::select! {
             step = units.next() => match step {
                 Step::Latency(h) => seconds.add_latency(&h, live_view.as_ref()),
-                Step::Note(text) => progress.note(&text),
+                Step::Note(text) => note(&text),
                 Step::Busy => {}
                 Step::Done => break,
             },
             _ = &mut signal, if !interrupted => {
                 interrupted = true;
-                progress.note(U::INTERRUPT_NOTE);
+                note(U::INTERRUPT_NOTE);
                 stopped_at_us.get_or_insert(clock.now_us());
                 units.stop();
             }
@@ -142,9 +165,7 @@ pub(crate) async fn drive<U: Units>(
                     continue;
                 }
                 let live = units.live(want_groups);
-                if let Some(ui) = &opts.ui {
-                    ui.set_groups(&live.groups);
-                }
+                tell_groups(&live.groups);
                 if let Some(hook) = &opts.tick_hook {
                     hook(&TickSample {
                         tick,
@@ -155,13 +176,13 @@ pub(crate) async fn drive<U: Units>(
                     });
                 }
                 last_close_us = clock.now_us();
-                seconds.close(tick, live.connected, live.counters, last_close_us, live_view.as_ref(), &progress);
+                seconds.close(tick, live.connected, live.counters, last_close_us, live_view.as_ref());
                 tick = tick.saturating_add(1);
                 if let (Some(w), None) = (watchdog.as_mut(), stopped_at_us) {
                     w.set_refusal(units.refusal(w.version()));
                     if let Some(a) = w.check(clock.now_us(), seconds.last(), live.connected) {
                         let o = w.outcome(a, seconds.last());
-                        progress.note(&o.message);
+                        note(&o.message);
                         abort = Some(a);
                         stopped_at_us = Some(clock.now_us());
                         units.stop();
@@ -170,16 +191,16 @@ pub(crate) async fn drive<U: Units>(
             }
         }
     }
-    progress.finish();
+    for w in &opts.watchers {
+        w.stop();
+    }
     let now_us = clock.now_us();
     let ending = units.finish(now_us, stopped_at_us)?;
     // The last, partial second: what the units counted after the last second the coordinator read.
     for h in &ending.late {
         seconds.add_latency(h, live_view.as_ref());
     }
-    if let Some(ui) = &opts.ui {
-        ui.set_groups(&ending.last.groups);
-    }
+    tell_groups(&ending.last.groups);
     let window_s = now_us.saturating_sub(last_close_us) as f64 / 1e6;
     seconds.finish(
         tick,

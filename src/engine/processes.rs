@@ -14,10 +14,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::coordinator::{self, Ending, Live, Step, Units};
 use super::failure::Refusal;
+use super::outcome::{Outcome, RunStatus};
 use super::{broker_target, observer, EngineError, EngineOutput, RunOptions, TickSample};
 use crate::metrics::{Clock, Counters, IntervalHistograms, MissingShard, RunSnapshot};
 use crate::plan::{Plan, Shard};
-use crate::report::{Outcome, RunStatus};
 use crate::scenario::MqttVersion;
 
 /// One line a worker process writes on its stdout.

@@ -1,5 +1,7 @@
 //! The live metrics endpoint: a minimal HTTP server on the coordinator's runtime that answers every
-//! request with the current OpenMetrics exposition. Updated once a second, never from the hot path.
+//! request with the current exposition. Updated once a second, never from the hot path. The text is
+//! written by the [`Exposition`] given at start (OpenMetrics, from `output::openmetrics`): the engine
+//! serves figures, it does not format them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -7,9 +9,27 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::EngineError;
 use crate::metrics::{Counters, IntervalHistograms};
-use crate::report::openmetrics;
+
+/// Writes the exposition: (scenario name, cumulative counters, devices connected, the latency
+/// histograms of the run so far) → the response body.
+pub type Exposition =
+    Arc<dyn Fn(&str, &Counters, i64, &IntervalHistograms) -> String + Send + Sync>;
+
+/// Where to serve the live metrics, and how to write them.
+#[derive(Clone)]
+pub struct Prometheus {
+    pub addr: SocketAddr,
+    pub exposition: Exposition,
+}
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -22,6 +42,7 @@ struct State {
 #[derive(Clone)]
 pub struct LiveView {
     scenario: Arc<str>,
+    exposition: Exposition,
     state: Arc<Mutex<State>>,
 }
 
@@ -41,19 +62,18 @@ impl LiveView {
 
     fn render(&self) -> String {
         match self.state.lock() {
-            Ok(s) => openmetrics::render(&self.scenario, &s.counters, s.connected, &s.latency),
+            Ok(s) => (self.exposition)(&self.scenario, &s.counters, s.connected, &s.latency),
             Err(_) => "# EOF\n".into(),
         }
     }
 }
 
-/// Bind `addr` and serve until the runtime ends.
-pub async fn serve(addr: SocketAddr, scenario: String) -> Result<LiveView, EngineError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| EngineError::Prometheus(addr, e))?;
+/// Bind `at.addr` and serve until the runtime ends.
+pub async fn serve(at: &Prometheus, scenario: String) -> std::io::Result<LiveView> {
+    let listener = TcpListener::bind(at.addr).await?;
     let view = LiveView {
         scenario: scenario.into(),
+        exposition: at.exposition.clone(),
         state: Arc::new(Mutex::new(State::default())),
     };
     let served = view.clone();

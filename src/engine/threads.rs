@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::coordinator::{self, Ending, Live, Step, Units};
 use super::failure::{self, Refusal};
+use super::outcome::{Outcome, RunStatus};
 use super::watchdog::Watchdog;
 use super::{
     broker_target, observer, worker, EngineError, EngineOutput, IntervalSender, RunOptions,
 };
 use crate::metrics::{Clock, Counter, IntervalHistograms, LiveCounters, RunSnapshot, GROUP_SLOTS};
 use crate::plan::Plan;
-use crate::report::{Outcome, RunStatus};
 use crate::scenario::MqttVersion;
 
 /// After the devices are done, how long observers of a run with Sparkplug groups listen with nothing

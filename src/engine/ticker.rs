@@ -1,12 +1,12 @@
 //! The coordinator's once-a-second bookkeeping (see [`super::coordinator`], which drives threads and
 //! worker processes alike): a time-series point (with that second's latency percentiles), the live view for
-//! `--prometheus`, and the progress bar.
+//! `--prometheus`, and the watchers (progress bar, `--ui` live view).
+
+use std::sync::Arc;
 
 use super::prometheus::LiveView;
-use super::ui::Ui;
+use super::watch::{Second, Watch};
 use crate::metrics::{Counters, IntervalHistograms, SeriesPoint};
-use crate::plan::{Plan, Timeline};
-use crate::progress::Progress;
 
 /// Cumulative readings turned into one point per second.
 #[derive(Default)]
@@ -14,23 +14,28 @@ pub struct Seconds {
     prev: Counters,
     pending: IntervalHistograms,
     pub series: Vec<SeriesPoint>,
-    /// The `--ui` live view, with the timeline that names each second's phase.
-    ui: Option<(Ui, Timeline)>,
+    /// Who is told of each closed second.
+    watchers: Vec<Arc<dyn Watch>>,
 }
 
 impl Seconds {
-    /// Also feed each closed second to the `--ui` live view (which learns the plan now).
-    pub fn with_ui(mut self, ui: Option<&Ui>, plan: &Plan, timeline: &Timeline) -> Seconds {
-        if let Some(ui) = ui {
-            ui.set_plan(plan, timeline);
-            self.ui = Some((ui.clone(), timeline.clone()));
-        }
+    /// Also tell these watchers of each closed second.
+    pub fn with_watchers(mut self, watchers: &[Arc<dyn Watch>]) -> Seconds {
+        self.watchers = watchers.to_vec();
         self
     }
 
-    fn to_ui(&self, point: &SeriesPoint, now_us: u64, now: &Counters) {
-        if let Some((ui, timeline)) = &self.ui {
-            ui.push(point, timeline.phase_at(now_us), now);
+    fn tell(&self, now_us: u64, connected: i64, point: &SeriesPoint, now: &Counters, last: bool) {
+        let second = Second {
+            now_us,
+            connected,
+            point,
+            now,
+            prev: &self.prev,
+            last,
+        };
+        for w in &self.watchers {
+            w.second(&second);
         }
     }
 
@@ -55,7 +60,6 @@ impl Seconds {
         now: Counters,
         now_us: u64,
         live: Option<&LiveView>,
-        progress: &Progress,
     ) {
         if let Some(view) = live {
             view.set_counters(&now, connected);
@@ -63,8 +67,7 @@ impl Seconds {
         let mut point = SeriesPoint::from_delta(tick, connected, &self.prev, &now);
         self.pending.annotate(&mut point);
         self.pending = IntervalHistograms::default();
-        progress.update(now_us, connected, &now, &self.prev, &point);
-        self.to_ui(&point, now_us, &now);
+        self.tell(now_us, connected, &point, &now, false);
         self.series.push(point);
         self.prev = now;
     }
@@ -81,7 +84,7 @@ impl Seconds {
             SeriesPoint::from_window(tick, connected, &self.prev, &now, window_s.max(1e-3));
         self.pending.annotate(&mut point);
         self.pending = IntervalHistograms::default();
-        self.to_ui(&point, now_us, &now);
+        self.tell(now_us, connected, &point, &now, true);
         self.series.push(point);
         self.prev = now;
     }

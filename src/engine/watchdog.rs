@@ -4,9 +4,9 @@
 //! outcome come from [`super::failure`].
 
 use super::failure::{self, Refusal};
+use super::outcome::{Outcome, RunStatus};
 use crate::metrics::{Counter, Counters};
 use crate::plan::Timeline;
-use crate::report::{Outcome, RunStatus};
 use crate::scenario::MqttVersion;
 
 /// Why the watchdog failed the run.

@@ -1,11 +1,8 @@
 //! Baseline comparison: the summary phase of two reports, metric by metric.
 
-use super::threshold::{Quantity, Stat};
 use crate::metrics::Metric;
 use crate::report::{GroupReport, Report};
-
-/// The tolerance used when none is given: 10 %.
-pub const DEFAULT_MAX_REGRESSION: f64 = 0.10;
+use crate::threshold::{Quantity, Stat};
 
 /// The percentiles compared for each latency metric.
 const COMPARED_STATS: [Stat; 5] = [Stat::P50, Stat::P90, Stat::P99, Stat::P99_9, Stat::Max];
@@ -81,8 +78,8 @@ pub fn compare(base: &Report, current: &Report, max_regression: f64) -> Comparis
                 for stat in COMPARED_STATS {
                     changes.push(change(
                         Quantity::Latency { metric, stat },
-                        stat.of(&bs),
-                        stat.of(&cs),
+                        bs.stat(stat),
+                        cs.stat(stat),
                         max_regression,
                     ));
                 }

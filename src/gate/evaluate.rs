@@ -1,7 +1,7 @@
 //! Threshold evaluation: find the section a threshold is about, measure, compare.
 
-use super::threshold::{format_value, Quantity, Threshold};
 use crate::report::{GroupReport, PhaseReport, Report, RUN_SECTION_NAME};
+use crate::threshold::{format_value, Quantity, Threshold};
 
 /// The result of one threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +110,7 @@ fn measure(q: &Quantity, phase: &PhaseReport, g: &GroupReport) -> Result<f64, St
     let c = &g.counters;
     Ok(match q {
         Quantity::Latency { metric, stat } => match g.latency.get(metric) {
-            Some(l) if l.corrected.count > 0 => stat.of(&l.corrected),
+            Some(l) if l.corrected.count > 0 => l.corrected.stat(*stat),
             _ => {
                 return Err(format!(
                     "no {} latency was recorded here{}",

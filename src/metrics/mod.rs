@@ -8,6 +8,7 @@ mod kinds;
 mod recorder;
 mod series;
 mod snapshot;
+mod timeline;
 
 pub use clock::Clock;
 pub use kinds::{Basis, Counter, Metric};
@@ -17,3 +18,4 @@ pub use snapshot::{
     Counters, GroupSnapshot, HistKey, MissingShard, Observed, PhaseSnapshot, RunSnapshot,
     SnapshotError, MAX_PHASES, MAX_PHASE_GROUPS,
 };
+pub use timeline::{PhaseWindow, Timeline};

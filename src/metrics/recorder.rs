@@ -11,7 +11,7 @@ use super::histogram::{self, new_histogram, HistogramError, LatencyHistogram};
 use super::kinds::{Basis, Counter, Metric};
 use super::series::IntervalHistograms;
 use super::snapshot::{Counters, RunSnapshot};
-use crate::plan::Timeline;
+use super::timeline::Timeline;
 
 /// Counters of one worker, readable from any thread at any time (for progress and the time series).
 /// Only the owning worker writes them.
@@ -329,7 +329,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::PhaseWindow;
+    use crate::metrics::PhaseWindow;
 
     fn timeline() -> Arc<Timeline> {
         Arc::new(Timeline {

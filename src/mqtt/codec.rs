@@ -569,13 +569,10 @@ mod tests {
 
     #[test]
     fn parser_never_panics_on_junk() {
-        let mut seed = 1u64;
+        let mut rng = crate::telemetry::Rng::new(1);
         for _ in 0..20_000 {
-            seed = crate::plan::pacer::splitmix64(seed);
-            let len = (seed % 40) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| (crate::plan::pacer::splitmix64(seed + i as u64) & 0xFF) as u8)
-                .collect();
+            let len = (rng.next_u64() % 40) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| (rng.next_u64() & 0xFF) as u8).collect();
             let _ = parse(&bytes, MqttVersion::V311);
             let _ = parse(&bytes, MqttVersion::V5);
         }

@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{write_file, Report, ReportError, REPORT_JSON, SCHEMA_VERSION};
+use super::error::ReportError;
+use super::files::write_file;
+use super::model::{Report, SCHEMA_VERSION};
+
+/// File name of the JSON report inside a report directory.
+pub const REPORT_JSON: &str = "report.json";
 
 /// The report as pretty-printed JSON text (with a final newline).
 pub fn render(report: &Report) -> Result<String, ReportError> {

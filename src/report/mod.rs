@@ -1,24 +1,22 @@
-//! Reports: a [`Report`] is built once from a [`RunRecord`] (percentiles computed here, once), then
-//! written by separate writers: [`console`], [`json`] (`report.json`), [`markdown`] (`summary.md`),
-//! [`html`] (`report.html`), [`hlog`] (`<metric>.hlog`), [`junit`] (`junit.xml`, gate results) and
-//! [`compare`] (the text of `report compare`).
+//! The report model: a [`Report`] is built once from a [`RunRecord`] (percentiles computed here,
+//! once), merged from shards ([`merge`]), saved and loaded as `report.json` ([`json`], [`load`]).
+//! It sits below `gate`, which reads it; the writers that print reports and verdicts (console,
+//! Markdown, HTML, hlog, JUnit, OpenMetrics, the compare text) are in [`crate::output`], above `gate`.
 //! No network, no clock; only the functions that take a directory do I/O.
 
-pub mod compare;
-pub mod console;
-pub mod hlog;
-pub mod html;
+mod error;
+mod files;
 pub mod json;
-pub mod junit;
-pub mod markdown;
 pub mod merge;
 mod model;
-pub mod openmetrics;
 mod record;
 pub(crate) mod units;
 
 use std::path::{Path, PathBuf};
 
+pub use error::ReportError;
+pub(crate) use files::{create_dir, write_file};
+pub use json::REPORT_JSON;
 pub use model::{
     Deliveries, GroupReport, Headline, LatencyStats, MetricLatency, PhaseReport, Rates, Report,
     Summary, RUN_SECTION_NAME, SCHEMA_VERSION,
@@ -26,86 +24,8 @@ pub use model::{
 pub use record::{Environment, Outcome, RunRecord, RunStatus, Shards};
 pub(crate) use units::{latency as latency_text, pad_right};
 
-use crate::metrics::histogram::HistogramError;
-
-/// File name of the JSON report inside a report directory.
-pub const REPORT_JSON: &str = "report.json";
 /// File name of the Markdown summary inside a report directory.
 pub const SUMMARY_MD: &str = "summary.md";
-
-/// What can go wrong building, writing or loading a report.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("cannot merge histograms: {0}")]
-    Histogram(#[from] HistogramError),
-    #[error("{0}")]
-    Snapshot(#[from] crate::metrics::SnapshotError),
-    #[error("snapshot has an inconsistent shape: {0}")]
-    Shape(String),
-    #[error("group name `{0}` appears twice")]
-    DuplicateGroup(String),
-    #[error("timestamp {0} µs is outside the representable date range")]
-    Timestamp(u64),
-    #[error("cannot create report directory {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot encode the report as JSON: {0}")]
-    Encode(#[source] serde_json::Error),
-    #[error("{} is not a valid report: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        source: serde_path_to_error::Error<serde_json::Error>,
-    },
-    #[error("{} is not a regular file ({kind}); a report is a report.json file or the directory holding one", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
-    #[error("{} is larger than {limit} bytes, more than any report fleetstorm writes; refusing to read it", path.display())]
-    TooLarge { path: PathBuf, limit: u64 },
-    #[error("{} has report schema version {found}; this build reads up to {supported}", path.display())]
-    SchemaVersion {
-        path: PathBuf,
-        found: u64,
-        supported: u32,
-    },
-}
-
-/// Create `dir` and write `report.json`, `summary.md`, `report.html` and one `<metric>.hlog` per
-/// measured metric into it; returns the paths written.
-pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    write_with_gates(report, &[], None, dir)
-}
-
-/// Like [`write_all`], with the gate results: the HTML shows the verdicts, and `junit.xml` is
-/// written when there are verdicts or a comparison.
-pub fn write_with_gates(
-    report: &Report,
-    verdicts: &[crate::gate::Verdict],
-    comparison: Option<&crate::gate::Comparison>,
-    dir: &Path,
-) -> Result<Vec<PathBuf>, ReportError> {
-    create_dir(dir)?;
-    let mut paths = vec![
-        json::write(report, dir)?,
-        markdown::write(report, verdicts, comparison, dir)?,
-        html::write(report, verdicts, dir)?,
-    ];
-    paths.extend(hlog::write(report, dir)?);
-    if !verdicts.is_empty() || comparison.is_some() {
-        paths.push(junit::write(report, verdicts, comparison, dir)?);
-    }
-    Ok(paths)
-}
 
 /// The default report directory: `root/<scenario name>-<UTC start, YYYYMMDDTHHMMSSZ>`.
 /// Characters that do not belong in a file name become `-`.
@@ -197,47 +117,6 @@ pub fn load(path: &Path) -> Result<Report, ReportError> {
         return Err(too_large());
     }
     json::parse(&text).map_err(|e| e.at(&file))
-}
-
-fn create_dir(dir: &Path) -> Result<(), ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// Write `contents` to `dir/name` through a temporary file, so a reader never sees half a file.
-fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<PathBuf, ReportError> {
-    create_dir(dir)?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write_err = |source| ReportError::Write {
-        path: path.clone(),
-        source,
-    };
-    std::fs::write(&tmp, contents).map_err(write_err)?;
-    std::fs::rename(&tmp, &path).map_err(write_err)?;
-    Ok(path)
-}
-
-impl ReportError {
-    /// Name the file a parse error came from.
-    fn at(self, file: &Path) -> ReportError {
-        match self {
-            ReportError::Parse { source, .. } => ReportError::Parse {
-                path: file.to_path_buf(),
-                source,
-            },
-            ReportError::SchemaVersion {
-                found, supported, ..
-            } => ReportError::SchemaVersion {
-                path: file.to_path_buf(),
-                found,
-                supported,
-            },
-            other => other,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::ReportError;
 use super::record::{Environment, Outcome, RunRecord, Shards};
-use super::ReportError;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::{
     Basis, Counter, Counters, GroupSnapshot, Metric, MissingShard, PhaseSnapshot, RunSnapshot,
     SeriesPoint,
 };
+use crate::threshold::Stat;
 
 /// The version of the report.json layout this build writes (and the newest it reads).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -213,6 +214,19 @@ pub struct LatencyStats {
 }
 
 impl LatencyStats {
+    /// The value of a threshold's statistic in this distribution, µs.
+    pub fn stat(&self, stat: Stat) -> f64 {
+        match stat {
+            Stat::P50 => self.p50_us as f64,
+            Stat::P90 => self.p90_us as f64,
+            Stat::P99 => self.p99_us as f64,
+            Stat::P99_9 => self.p99_9_us as f64,
+            Stat::P99_99 => self.p99_99_us as f64,
+            Stat::Max => self.max_us as f64,
+            Stat::Mean => self.mean_us,
+        }
+    }
+
     /// Read a histogram (values at quantiles as HdrHistogram defines them).
     pub fn from_histogram(h: &LatencyHistogram) -> LatencyStats {
         if h.is_empty() {

@@ -1,11 +1,11 @@
 //! Validation of the behaviour phases: `churn` (devices drop and reconnect at a rate) and `storm` (a
 //! fraction of the fleet drops at once and reconnects).
 
+use crate::scenario::context::Validator;
 use crate::scenario::error::ScenarioError;
 use crate::scenario::model::PhaseKind;
 use crate::scenario::raw::{RawPhase, Value};
 use crate::scenario::units::parse_rate;
-use crate::scenario::validate::Validator;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 

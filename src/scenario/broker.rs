@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use crate::scenario::context::{loc, Validator, DEFAULT_CLIENT_ID};
 use crate::scenario::error::{ErrorKind, ScenarioError};
 use crate::scenario::model::{BrokerAssign, BrokerSettings, MqttVersion};
 use crate::scenario::raw::{RawBroker, RawScenario, Value};
 use crate::scenario::template::{Template, Var};
 use crate::scenario::units::parse_broker_url;
-use crate::scenario::validate::{loc, Validator, DEFAULT_CLIENT_ID};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::scenario::context::{loc, Validator};
 use crate::scenario::error::{ErrorKind, ScenarioError};
 use crate::scenario::model::SessionSettings;
 use crate::scenario::model::{BrokerSettings, Commands, MqttVersion, PayloadKind, Qos};
@@ -10,7 +11,6 @@ use crate::scenario::raw::{RawGroup, RawScenario};
 use crate::scenario::template::{Template, Var};
 use crate::scenario::topic::{filters_intersect, group_filter};
 use crate::scenario::units::parse_rate;
-use crate::scenario::validate::{loc, Validator};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 

@@ -1,10 +1,10 @@
 //! Validation of `thresholds:` and `baseline:`: CI gates written in the scenario.
 
-use crate::gate::{parse_percent, parse_threshold, Threshold, DEFAULT_MAX_REGRESSION};
+use crate::scenario::context::Validator;
 use crate::scenario::error::ScenarioError;
 use crate::scenario::model::Baseline;
 use crate::scenario::raw::RawScenario;
-use crate::scenario::validate::Validator;
+use crate::threshold::{parse_percent, parse_threshold, Threshold, DEFAULT_MAX_REGRESSION};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 

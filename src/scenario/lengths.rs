@@ -3,11 +3,11 @@
 //! (the last device of each group has the longest `{index}` and `{global_index}`), so a scenario that
 //! validates has no device that could not start.
 
+use super::context::{loc, Validator};
 use super::error::{ErrorKind, ScenarioError};
 use super::model::{BrokerSettings, Group, PayloadKind};
 use super::raw::{RawScenario, Scalar};
 use super::template::Template;
-use super::validate::{loc, Validator};
 
 /// The longest MQTT string (UTF-8 string or binary data): a two-byte length prefix.
 pub const MAX_MQTT_STRING: usize = 65_535;

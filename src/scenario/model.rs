@@ -27,7 +27,7 @@ pub struct Scenario {
     /// Subscriber sessions that audit what the broker delivers.
     pub observers: Vec<Observer>,
     /// Pass/fail gates evaluated on the report (exit code 1 when one fails).
-    pub thresholds: Vec<crate::gate::Threshold>,
+    pub thresholds: Vec<crate::threshold::Threshold>,
     /// A previous report to compare against (exit code 1 on a regression beyond the tolerance).
     pub baseline: Option<Baseline>,
 }

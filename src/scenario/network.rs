@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
+use crate::scenario::context::{loc, Validator};
 use crate::scenario::error::{ErrorKind, ScenarioError};
 use crate::scenario::model::{BrokerAssign, BrokerSettings};
 use crate::scenario::raw::{RawBroker, Scalar};
 use crate::scenario::units::parse_broker_url;
-use crate::scenario::validate::{loc, Validator};
 
 /// Most source addresses a pool may expand to.
 pub const MAX_SOURCE_ADDRESSES: usize = 65_536;

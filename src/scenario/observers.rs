@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::scenario::context::{loc, Validator};
 use crate::scenario::error::{ErrorKind, ScenarioError};
 use crate::scenario::model::{BrokerSettings, Group, MqttVersion, Observer, Qos, SparkplugHost};
 use crate::scenario::raw::{RawObserver, RawScenario};
@@ -10,7 +11,6 @@ use crate::scenario::template::TemplateVars;
 use crate::scenario::topic::{
     filter_covers, filters_intersect, group_filter, template_filter, valid_filter,
 };
-use crate::scenario::validate::{loc, Validator};
 
 /// Most sessions in one observer group.
 pub const MAX_OBSERVER_SESSIONS: i128 = 1000;

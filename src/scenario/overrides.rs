@@ -1,9 +1,9 @@
 //! Command-line overrides applied on top of a validated scenario.
 
+use crate::scenario::context::MAX_DEVICES;
 use crate::scenario::error::ScenarioError;
 use crate::scenario::model::{PhaseKind, Scenario};
 use crate::scenario::units::{parse_broker_url, parse_duration};
-use crate::scenario::validate::MAX_DEVICES;
 
 /// Values from `--broker`, `--duration`, `--devices` and `--seed`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

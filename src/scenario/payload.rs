@@ -1,10 +1,10 @@
 //! Validation of a group's `payload:` and `sparkplug:` keys.
 
+use crate::scenario::context::Validator;
 use crate::scenario::error::ScenarioError;
 use crate::scenario::model::{DeviceOutages, PayloadKind};
 use crate::scenario::raw::{RawGroup, RawOutages};
 use crate::scenario::units::parse_rate;
-use crate::scenario::validate::Validator;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -85,7 +85,7 @@ impl Validator<'_> {
             ("json", None) => Ok(PayloadKind::Json),
             ("json", Some(s)) => Err(self.r.error(
                 crate::scenario::error::ErrorKind::InvalidValue,
-                crate::scenario::validate::loc(&s.referenced),
+                crate::scenario::context::loc(&s.referenced),
                 Some(p("sparkplug")),
                 "`sparkplug:` settings need `payload: sparkplug`",
                 Some("add `payload: sparkplug` to the group, or remove `sparkplug:`".into()),

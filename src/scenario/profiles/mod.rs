@@ -1,54 +1,20 @@
 //! Device profiles in scenario files: the built-in ones (YAML files under `profiles/`, compiled in) and the
 //! ones a scenario defines under `profiles:`. Both are read by the same validator.
 
+pub(crate) mod builtin;
 pub(crate) mod raw;
 mod validate;
 
 use std::sync::Arc;
 
+pub use builtin::BUILTIN_NAMES;
 pub(crate) use raw::RawProfile;
 
+use crate::scenario::context::Validator;
 use crate::scenario::error::{ErrorKind, Reporter, ScenarioError};
-use crate::scenario::validate::Validator;
+use crate::scenario::yaml::deserialize;
 use crate::telemetry::Profile;
-
-/// The built-in profiles: (name, file, text).
-const BUILTIN: [(&str, &str, &str); 5] = [
-    (
-        "cnc-machine",
-        "profiles/cnc-machine.yaml",
-        include_str!("../../../profiles/cnc-machine.yaml"),
-    ),
-    (
-        "plc-line",
-        "profiles/plc-line.yaml",
-        include_str!("../../../profiles/plc-line.yaml"),
-    ),
-    (
-        "energy-meter",
-        "profiles/energy-meter.yaml",
-        include_str!("../../../profiles/energy-meter.yaml"),
-    ),
-    (
-        "vibration-sensor",
-        "profiles/vibration-sensor.yaml",
-        include_str!("../../../profiles/vibration-sensor.yaml"),
-    ),
-    (
-        "environment-sensor",
-        "profiles/environment-sensor.yaml",
-        include_str!("../../../profiles/environment-sensor.yaml"),
-    ),
-];
-
-/// Names of the built-in profiles.
-pub const BUILTIN_NAMES: [&str; 5] = [
-    BUILTIN[0].0,
-    BUILTIN[1].0,
-    BUILTIN[2].0,
-    BUILTIN[3].0,
-    BUILTIN[4].0,
-];
+use builtin::BUILTIN;
 
 /// Every built-in profile, read from its compiled-in YAML.
 pub fn builtin_profiles() -> Result<Vec<Arc<Profile>>, ScenarioError> {
@@ -67,7 +33,7 @@ pub fn builtin_profile(name: &str) -> Option<Arc<Profile>> {
 /// Read a profile definition file (the format of one item of a scenario's `profiles:` list).
 pub fn parse_profile(text: &str, file: &str) -> Result<Arc<Profile>, ScenarioError> {
     let r = Reporter { file, text };
-    let raw: RawProfile = super::deserialize(&r, "the profile is empty")?;
+    let raw: RawProfile = deserialize(&r, "the profile is empty")?;
     let v = Validator { r };
     let def = v.profile(&raw, "")?;
     v.build_profile(def, &raw.name.referenced, "name")
@@ -118,7 +84,7 @@ impl Validator<'_> {
         Profile::new(def).map(Arc::new).map_err(|e| {
             self.r.error(
                 ErrorKind::InvalidValue,
-                super::validate::loc(at),
+                crate::scenario::context::loc(at),
                 Some(path.to_owned()),
                 e.to_string(),
                 Some("see profiles/cnc-machine.yaml for a complete example".into()),

@@ -6,7 +6,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::scenario::raw::{Scalar, Value};
+use crate::scenario::value::{Scalar, Value};
 
 /// A profile as written.
 #[derive(Debug, Deserialize)]

@@ -3,10 +3,10 @@
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{RawAlarm, RawAnomalies, RawMetric, RawParam, RawProfile, RawQuality, RawState};
+use crate::scenario::context::{loc, valid_name, Validator};
 use crate::scenario::error::{did_you_mean, list_keys, ErrorKind, ScenarioError};
 use crate::scenario::raw::{Scalar, Value};
 use crate::scenario::units::parse_rate;
-use crate::scenario::validate::{loc, valid_name, Validator};
 use crate::telemetry::{
     Alarm, Anomalies, AnomalyKind, MetricDef, Model, Param, ProfileDef, Quality, RampEnd, StateDef,
     ValueType, MAX_METRICS, MAX_STATES,

@@ -10,7 +10,14 @@ mod step;
 
 use std::time::Duration;
 
-pub use step::Sample;
+/// One published value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample<'a> {
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+    Text(&'a str),
+}
 
 /// Most states a profile's state machine may have.
 pub const MAX_STATES: usize = 16;
@@ -473,7 +480,7 @@ impl Profile {
         };
         let level = level.max(metric.min).min(metric.max);
         match metric.value_type {
-            ValueType::Int => Sample::Int(step::to_int(level)),
+            ValueType::Int => Sample::Int(to_int(level)),
             ValueType::Float { .. } => Sample::Float(level),
         }
     }
@@ -593,6 +600,11 @@ fn stationary_cdf(states: &[StateDef]) -> Box<[f64]> {
             cumulative
         })
         .collect()
+}
+
+/// A whole number from a float: rounded, saturating, NaN as 0.
+fn to_int(value: f64) -> i64 {
+    value.round() as i64
 }
 
 #[cfg(test)]

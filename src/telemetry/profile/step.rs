@@ -4,8 +4,8 @@
 use std::f64::consts::TAU;
 
 use super::{
-    AnomalyKind, Layout, MetricDef, Model, Profile, RampEnd, ValueType, QUALITY_BAD, QUALITY_GOOD,
-    QUALITY_UNCERTAIN,
+    to_int, AnomalyKind, Layout, MetricDef, Model, Profile, RampEnd, Sample, ValueType,
+    QUALITY_BAD, QUALITY_GOOD, QUALITY_UNCERTAIN,
 };
 use crate::telemetry::rng::{unit_symmetric, Rng};
 use crate::telemetry::signal::{clamp, sanitize_dt, Counter, OrnsteinUhlenbeck, SineNoise};
@@ -16,15 +16,6 @@ const SALT_AMPLITUDE: u64 = 0x414D_504C;
 const SALT_PHASE: u64 = 0x5048_4153;
 const SALT_STEPS: u64 = 0x5354_4550;
 
-/// One published value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sample<'a> {
-    Float(f64),
-    Int(i64),
-    Bool(bool),
-    Text(&'a str),
-}
-
 /// One metric while a device steps: its definition, the device's key for it, the machine state, and where
 /// every metric of the profile keeps its value.
 struct Metric<'a> {
@@ -32,11 +23,6 @@ struct Metric<'a> {
     key: u64,
     state: usize,
     layouts: &'a [Layout],
-}
-
-/// A whole number from a float: rounded, saturating, NaN as 0.
-pub(super) fn to_int(value: f64) -> i64 {
-    value.round() as i64
 }
 
 /// One exact Ornstein-Uhlenbeck step from `value` towards `mean` (time constant `tau_s`, long-run standard

@@ -27,6 +27,7 @@
 //! bits), Int64/UInt64/DateTime in `long_value`; readers truncate, so zero-extended narrow negatives also read
 //! correctly.
 
+mod error;
 mod node;
 pub mod payload;
 mod state;
@@ -34,6 +35,7 @@ pub mod topic;
 mod validator;
 mod value;
 
+pub use error::SparkplugError;
 pub use node::{
     DeviceSpec, EdgeNode, Message, MetricSpec, NodeCommand, Outbox, QoS, BD_SEQ,
     DEVICE_STATE_BYTES, REBIRTH,
@@ -43,36 +45,6 @@ pub use state::{StateChange, StateError, StateGate};
 pub use topic::{MessageType, Topic, TopicError};
 pub use validator::{Validator, Violation, Violations};
 pub use value::{Deadband, Value};
-
-use thiserror::Error;
-
-/// Errors of the edge node model.
-#[derive(Debug, Error)]
-pub enum SparkplugError {
-    #[error("invalid {what} id: {source}")]
-    InvalidId {
-        what: &'static str,
-        source: TopicError,
-    },
-    #[error("duplicate device id `{0}`")]
-    DuplicateId(Box<str>),
-    #[error("invalid metric name `{0}` (empty, duplicate, or reserved)")]
-    InvalidMetric(Box<str>),
-    #[error("data type {0:?} is not simulated by the edge node model")]
-    UnsupportedDataType(DataType),
-    #[error("value does not fit data type {0:?}")]
-    ValueMismatch(DataType),
-    #[error("no device with index {0}")]
-    NoSuchDevice(usize),
-    #[error("no metric with index {0}")]
-    NoSuchMetric(usize),
-    #[error("not born: publish births (or the device's birth) first")]
-    NotBorn,
-    #[error("too many metrics for 32-bit aliases")]
-    TooManyMetrics,
-    #[error("payload does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
-}
 
 /// An NCMD payload asking an edge node for a rebirth (`Node Control/Rebirth` = true), as a primary host
 /// sends it.

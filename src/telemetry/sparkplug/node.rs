@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use super::error::SparkplugError;
 use super::payload::{metric, DataType, Metric, Payload};
 use super::topic::{self, MessageType};
 use super::value::{Deadband, Value};
-use super::SparkplugError;
 
 /// Name of the node birth/death sequence metric (Int64) in NBIRTH and NDEATH.
 pub const BD_SEQ: &str = "bdSeq";

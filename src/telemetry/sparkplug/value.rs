@@ -1,7 +1,7 @@
 //! Metric values of the edge node model, their wire mapping, and report-by-exception deadbands.
 
+use super::error::SparkplugError;
 use super::payload::{metric, DataType};
-use super::SparkplugError;
 
 /// A scalar metric value (24 bytes). Which variant a metric holds follows its [`DataType`]:
 ///

@@ -1,6 +1,7 @@
 //! The live view (`--ui ADDR`): a self-contained page (inline HTML, CSS and JS; no network beyond
-//! this server) and a server-sent event stream fed by the coordinator's 1 Hz ticker, the same
-//! snapshot that feeds progress and `--prometheus`.
+//! this server) and a server-sent event stream fed by the coordinator's 1 Hz ticker (as one of the
+//! engine's [`Watch`]ers), the same snapshot that feeds progress and `--prometheus`. It sits above
+//! `gate`: it shows the verdicts and the report's figures at the end.
 //!
 //! Everything it carries is aggregate and bounded: one point per second of fixed size (the series
 //! point plus a fixed set of cumulative counters), at most [`MAX_POINTS`] of them kept for clients
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::engine::{Second, Watch};
 use crate::gate::Verdict;
 use crate::metrics::{Counter, Counters, Metric, SeriesPoint, GROUP_SLOTS, GROUP_SLOT_NAMES};
 use crate::plan::{Plan, Timeline};
@@ -48,6 +50,8 @@ struct State {
     /// The latest per-group counters of the shown groups, with a version number.
     groups: Option<(u64, Arc<str>)>,
     final_view: Option<Arc<str>>,
+    /// The run's timeline, which names each second's phase.
+    timeline: Option<Timeline>,
 }
 
 struct Inner {
@@ -192,6 +196,33 @@ fn latencies(g: &crate::report::GroupReport) -> Vec<(&'static str, LatencyView)>
         .collect()
 }
 
+/// The live view is one of the engine's watchers: the coordinator hands it the plan, each closed
+/// second and the group counters.
+impl Watch for Ui {
+    fn start(&self, plan: &Plan, timeline: &Timeline, _devices: u64) {
+        self.set_plan(plan, timeline);
+    }
+
+    fn wants_groups(&self) -> bool {
+        true
+    }
+
+    fn groups(&self, groups: &[[u64; GROUP_SLOTS]]) {
+        self.set_groups(groups);
+    }
+
+    fn second(&self, second: &Second<'_>) {
+        let phase = self
+            .inner
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.timeline.as_ref().map(|t| t.phase_at(second.now_us)))
+            .unwrap_or(0);
+        self.push(second.point, phase, second.now);
+    }
+}
+
 impl Ui {
     /// Bind `addr` (port 0 picks one) and serve from a thread of its own until the process ends.
     pub fn start(addr: SocketAddr) -> Result<Ui, UiError> {
@@ -282,9 +313,13 @@ impl Ui {
             max_points: MAX_POINTS,
             group_slots: GROUP_SLOT_NAMES,
         };
-        if let Ok(text) = serde_json::to_string(&meta) {
-            self.update(|s| s.meta = Some(text.into()));
-        }
+        let text = serde_json::to_string(&meta).ok();
+        self.update(|s| {
+            if let Some(text) = text {
+                s.meta = Some(text.into());
+            }
+            s.timeline = Some(timeline.clone());
+        });
     }
 
     /// One closed second: its series point, the phase it ends in and the cumulative counters.

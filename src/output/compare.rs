@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::units::{columns, latency, rate};
-use super::Report;
 use crate::gate::{Change, Comparison, Quantity};
+use crate::report::units::{columns, latency, rate};
+use crate::report::Report;
 
 /// Render the comparison of `current` against `base` (ends with a newline).
 pub fn render(base: &Report, current: &Report, comparison: &Comparison) -> String {

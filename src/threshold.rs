@@ -1,4 +1,7 @@
-//! Thresholds: `[SCOPE:]QUANTITY OP VALUE`, parsed from text and printed back canonically.
+//! The threshold grammar: `[SCOPE:]QUANTITY OP VALUE`, parsed from text and printed back
+//! canonically, and the baseline tolerance. Below both `scenario` (which reads `thresholds:` and
+//! `baseline:`) and `gate` (which evaluates them against a report); it knows metrics and counters, not
+//! reports.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,6 +9,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Counter, Metric};
+
+/// The tolerance used when none is given: 10 %.
+pub const DEFAULT_MAX_REGRESSION: f64 = 0.10;
 
 /// A threshold that could not be parsed: what is wrong, and an example of what would work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,19 +70,6 @@ impl Stat {
 
     pub fn from_name(s: &str) -> Option<Stat> {
         Stat::ALL.into_iter().find(|x| x.name() == s)
-    }
-
-    /// The value of this statistic in `s`, µs.
-    pub fn of(self, s: &crate::report::LatencyStats) -> f64 {
-        match self {
-            Stat::P50 => s.p50_us as f64,
-            Stat::P90 => s.p90_us as f64,
-            Stat::P99 => s.p99_us as f64,
-            Stat::P99_9 => s.p99_9_us as f64,
-            Stat::P99_99 => s.p99_99_us as f64,
-            Stat::Max => s.max_us as f64,
-            Stat::Mean => s.mean_us,
-        }
     }
 }
 

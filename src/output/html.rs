@@ -4,12 +4,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::units::{latency, rate, seconds};
-use super::RunStatus;
-use super::{write_file, GroupReport, PhaseReport, Report, ReportError};
 use crate::gate::Verdict;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::{Basis, Counter, GroupSnapshot, Metric};
+use crate::report::units::{latency, rate, seconds};
+use crate::report::RunStatus;
+use crate::report::{write_file, GroupReport, PhaseReport, Report, ReportError};
 
 /// File name of the HTML report inside a report directory.
 pub const REPORT_HTML: &str = "report.html";

@@ -10,9 +10,9 @@ use hdrhistogram::serialization::interval_log::{
 };
 use hdrhistogram::serialization::V2DeflateSerializer;
 
-use super::{write_file, Report, ReportError};
 use crate::metrics::histogram::HistogramError;
 use crate::metrics::{Basis, Metric};
+use crate::report::{write_file, Report, ReportError};
 
 /// The legend line HdrHistogram's Java `HistogramLogWriter` writes before the intervals.
 const LEGEND: &str =

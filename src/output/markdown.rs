@@ -3,10 +3,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::units::{latency, rate, seconds, Achieved};
-use super::{compare, write_file, PhaseReport, Report, ReportError, SUMMARY_MD};
+use super::compare;
 use crate::gate::{Comparison, Verdict};
 use crate::metrics::{Counter, Metric};
+use crate::report::units::{latency, rate, seconds, Achieved};
+use crate::report::{write_file, PhaseReport, Report, ReportError, SUMMARY_MD};
 
 /// Render the summary (ends with a newline), with the gate results: the verdict of each threshold
 /// and of the baseline comparison, or why no gate was evaluated.

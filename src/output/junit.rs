@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{compare, write_file, Report, ReportError};
+use super::compare;
 use crate::gate::{Comparison, Verdict};
+use crate::report::{write_file, Report, ReportError};
 
 /// File name of the JUnit report inside a report directory.
 pub const JUNIT_XML: &str = "junit.xml";

@@ -1,9 +1,9 @@
 //! The end-of-run summary for a terminal: header, whole-run counters, the summary phase's latency
 //! table, one line per other phase. Plain text, aligned columns, no colours.
 
-use super::units::{columns, latency, pad_left, pad_right, rate, seconds, Achieved};
-use super::{PhaseReport, Report};
 use crate::metrics::{Basis, Counter, Counters};
+use crate::report::units::{columns, latency, pad_left, pad_right, rate, seconds, Achieved};
+use crate::report::{PhaseReport, Report};
 
 /// Render the summary (ends with a newline).
 pub fn render(report: &Report) -> String {
