@@ -86,7 +86,8 @@ pub struct Arrival<'a> {
     pub version: MqttVersion,
     /// CONNACK of the current connection (µs): a command sent before it was queued while offline.
     pub connack_us: u64,
-    pub next_pkid: &'a mut u16,
+    /// A packet id for a QoS 1/2 reply from the connection's protocol state (`None`: none free).
+    pub take_pkid: &'a mut dyn FnMut(Qos) -> Option<u16>,
     pub out: &'a mut Vec<u8>,
 }
 
@@ -156,7 +157,11 @@ impl DeviceCommands {
         let pkid = if self.qos == Qos::AtMostOnce {
             0
         } else {
-            take_pkid(a.next_pkid)
+            match (a.take_pkid)(self.qos) {
+                Some(p) => p,
+                // every packet id in flight: no reply (the commander counts it unanswered)
+                None => return,
+            }
         };
         codec::encode_publish(
             a.out,

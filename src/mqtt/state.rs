@@ -141,6 +141,13 @@ impl<M: Copy> Inflight<M> {
     }
 }
 
+fn stage_of(qos: Qos) -> Stage {
+    match qos {
+        Qos::ExactlyOnce => Stage::Pubrec,
+        Qos::AtLeastOnce | Qos::AtMostOnce => Stage::Puback,
+    }
+}
+
 /// The protocol state of one MQTT session (see the module documentation).
 #[derive(Debug)]
 pub struct ProtocolState<M> {
@@ -181,20 +188,37 @@ impl<M: Copy> ProtocolState<M> {
     /// Take the next free packet id for a QoS 1/2 PUBLISH with its metadata. Ids still in flight are
     /// skipped; when `window` ids are in flight, nothing is taken.
     pub fn publish(&mut self, qos: Qos, meta: M) -> Result<u16, WindowFull> {
-        let stage = match qos {
-            Qos::ExactlyOnce => Stage::Pubrec,
-            Qos::AtLeastOnce | Qos::AtMostOnce => Stage::Puback,
-        };
-        self.allocate(stage, meta)
+        if self.inflight.len >= self.window {
+            return Err(WindowFull(self.inflight.len));
+        }
+        self.allocate(stage_of(qos), meta)
     }
 
-    /// Take the next free packet id for a SUBSCRIBE (its SUBACK frees it).
+    /// [`ProtocolState::publish`] for a message that answers the broker (a command reply): in flight
+    /// like any other, but not held back by the window. Fails only when every packet id is in flight.
+    pub fn publish_reply(&mut self, qos: Qos, meta: M) -> Result<u16, WindowFull> {
+        self.allocate(stage_of(qos), meta)
+    }
+
+    /// Take the next free packet id for a SUBSCRIBE (its SUBACK frees it). Not held back by the
+    /// window; fails only when every packet id is in flight.
     pub fn subscribe(&mut self, meta: M) -> Result<u16, WindowFull> {
         self.allocate(Stage::Suback, meta)
     }
 
+    /// The packet id the next allocation tries first (to carry the sequence over a reconnect).
+    pub fn next_pkid(&self) -> u16 {
+        self.next_pkid
+    }
+
+    /// Start the packet id sequence at `pkid` (0 is taken as 1).
+    pub fn with_next_pkid(mut self, pkid: u16) -> ProtocolState<M> {
+        self.next_pkid = pkid.max(1);
+        self
+    }
+
     fn allocate(&mut self, stage: Stage, meta: M) -> Result<u16, WindowFull> {
-        if self.inflight.len >= self.window {
+        if self.inflight.len >= usize::from(u16::MAX) {
             return Err(WindowFull(self.inflight.len));
         }
         self.inflight.grow_if_needed();
@@ -503,9 +527,24 @@ mod tests {
         }
         assert!(!s.has_room());
         assert_eq!(s.publish(Qos::AtLeastOnce, 9), Err(WindowFull(4)));
-        assert_eq!(s.subscribe(9), Err(WindowFull(4)));
+        // answers and subscriptions are not held back by the window, but take their own ids
+        let reply = s.publish_reply(Qos::AtLeastOnce, 9).unwrap();
+        let sub = s.subscribe(9).unwrap();
+        assert_eq!((reply, sub), (5, 6));
+        assert!(matches!(ack(&mut s, reply), Event::Acked { meta: 9, .. }));
+        let mut out = Vec::new();
+        s.handle(
+            Incoming::SubAck {
+                pkid: sub,
+                codes: &[0],
+            },
+            &mut out,
+        );
         ack(&mut s, 2);
-        assert_eq!(s.publish(Qos::AtLeastOnce, 9), Ok(5));
+        assert_eq!(s.publish(Qos::AtLeastOnce, 9), Ok(7));
+        // the sequence carries over to a new state
+        let s2: ProtocolState<u64> = ProtocolState::new(4, 0, 0).with_next_pkid(s.next_pkid());
+        assert_eq!(s2.next_pkid(), 8);
         // every id of the protocol in flight at once
         let mut s = state(usize::from(u16::MAX));
         for m in 0..u64::from(u16::MAX) {
@@ -514,6 +553,11 @@ mod tests {
         assert_eq!(
             s.publish(Qos::AtLeastOnce, 0),
             Err(WindowFull(usize::from(u16::MAX)))
+        );
+        assert_eq!(
+            s.publish_reply(Qos::AtLeastOnce, 0),
+            Err(WindowFull(usize::from(u16::MAX))),
+            "no id left at all"
         );
         ack(&mut s, 40_000);
         assert_eq!(s.publish(Qos::AtLeastOnce, 0), Ok(40_000));
