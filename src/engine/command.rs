@@ -59,13 +59,6 @@ impl CommandStamp {
     }
 }
 
-/// The next packet id from a device's counter (1..=65535, wrapping).
-pub fn take_pkid(next: &mut u16) -> u16 {
-    let p = *next;
-    *next = if p == u16::MAX { 1 } else { p + 1 };
-    p
-}
-
 /// The command side of one device.
 #[derive(Debug)]
 pub struct DeviceCommands {
@@ -196,12 +189,5 @@ mod tests {
         other[0] = b'{';
         assert_eq!(CommandStamp::decode(&other), None);
         assert_eq!(CommandStamp::decode(b"{\"seq\":1}"), None);
-    }
-
-    #[test]
-    fn pkids_wrap_past_zero() {
-        let mut next = u16::MAX - 1;
-        let got: Vec<u16> = (0..3).map(|_| take_pkid(&mut next)).collect();
-        assert_eq!(got, [u16::MAX - 1, u16::MAX, 1]);
     }
 }
