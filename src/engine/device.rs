@@ -172,14 +172,20 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                 let mut session = up.session;
                 attempt = 0;
                 ctx.recorder.connected_delta(1);
+                // This connection's protocol state (freed with it); packet ids continue the device's
+                // sequence.
+                let mut state = State::new(group.max_inflight, ctx.keep_alive_us, up.connack_us)
+                    .with_next_pkid(device.next_pkid);
                 let ended = connected(
                     &ctx,
                     group,
                     &mut device,
-                    &mut session,
+                    (&mut session, &mut state),
                     (up.session_kept, up.connack_us),
                 )
                 .await;
+                device.next_pkid = state.next_pkid();
+                drop(state);
                 ctx.recorder.connected_delta(-1);
                 let reason = match ended {
                     Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
@@ -360,44 +366,18 @@ struct ReadFlags {
 }
 
 /// The connected period: publish on schedule, handle acks, keep alive. `(session_kept, connack_us)`:
-/// whether the broker kept a persistent session, and when this connection's CONNACK arrived.
+/// whether the broker kept a persistent session, and when this connection's CONNACK arrived;
+/// `inflight`: this connection's protocol state.
 async fn connected(
     ctx: &WorkerCtx,
     group: &GroupRuntime,
     device: &mut Device,
-    session: &mut Session,
+    (session, inflight): (&mut Session, &mut State),
     (session_kept, connack_us): (bool, u64),
 ) -> Ended {
     if let Some(h) = device.host.as_mut() {
         h.reconnected();
     }
-    let now = ctx.recorder.now_us();
-    // This connection's protocol state (freed with it); packet ids continue the device's sequence.
-    let mut state =
-        State::new(group.max_inflight, ctx.keep_alive_us, now).with_next_pkid(device.next_pkid);
-    let ended = connected_with(
-        ctx,
-        group,
-        device,
-        session,
-        (session_kept, connack_us),
-        &mut state,
-    )
-    .await;
-    device.next_pkid = state.next_pkid();
-    ended
-}
-
-/// [`connected`] with the connection's protocol state.
-#[allow(clippy::too_many_arguments)]
-async fn connected_with(
-    ctx: &WorkerCtx,
-    group: &GroupRuntime,
-    device: &mut Device,
-    session: &mut Session,
-    (session_kept, connack_us): (bool, u64),
-    inflight: &mut State,
-) -> Ended {
     let rec = &ctx.recorder;
     let g = device.dev.group;
     let end_us = rec.timeline().end_us();
@@ -455,7 +435,12 @@ async fn connected_with(
                 {
                     let before = out.len();
                     c.on_connected(&mut out, ctx.version, pkid, now, session_kept);
-                    batch += usize::from(out.len() > before);
+                    if out.len() > before {
+                        batch += 1;
+                    } else {
+                        // The broker kept the subscription: the id was not used.
+                        inflight.forget(pkid);
+                    }
                 }
             }
             if !subscribed {
@@ -467,13 +452,16 @@ async fn connected_with(
                     if let Some(h) = &device.host {
                         filters.push((h.topic().to_owned(), Qos::AtLeastOnce));
                     }
-                    let pkid = inflight.subscribe(None);
-                    if let Some(sub) = pkid
-                        .ok()
-                        .and_then(|p| codec::encode_subscribe(ctx.version, p, &filters).ok())
-                    {
-                        out.extend_from_slice(&sub);
-                        batch += 1;
+                    if let Ok(pkid) = inflight.subscribe(None) {
+                        match codec::encode_subscribe(ctx.version, pkid, &filters) {
+                            Ok(sub) => {
+                                out.extend_from_slice(&sub);
+                                batch += 1;
+                            }
+                            Err(_) => {
+                                inflight.forget(pkid);
+                            }
+                        }
                     }
                 }
             }

@@ -81,7 +81,7 @@ pub enum Event<'a, M> {
 #[derive(Debug)]
 struct Inflight<M> {
     slots: Vec<Option<Entry<M>>>,
-    len: usize,
+    len: u16,
 }
 
 /// Slots at most: one per packet id (slot 0 holds ids that are multiples of the table size).
@@ -89,6 +89,10 @@ const MAX_SLOTS: usize = 1 << 16;
 const FIRST_SLOTS: usize = 4;
 
 impl<M: Copy> Inflight<M> {
+    fn count(&self) -> usize {
+        usize::from(self.len)
+    }
+
     fn index(&self, pkid: u16) -> Option<usize> {
         let mask = self.slots.len().checked_sub(1)?;
         Some(usize::from(pkid) & mask)
@@ -124,7 +128,7 @@ impl<M: Copy> Inflight<M> {
     /// Make room when three quarters of the slots are taken (amortised: a handful of times per table).
     fn grow_if_needed(&mut self) {
         let cap = self.slots.len();
-        if cap >= MAX_SLOTS || (cap > 0 && self.len * 4 < cap * 3) {
+        if cap >= MAX_SLOTS || (cap > 0 && self.count() * 4 < cap * 3) {
             return;
         }
         let new_cap = if cap == 0 { FIRST_SLOTS } else { cap * 2 };
@@ -154,7 +158,7 @@ pub struct ProtocolState<M> {
     inflight: Inflight<M>,
     next_pkid: u16,
     /// At most this many packet ids in flight (1..=65535).
-    window: usize,
+    window: u16,
     keepalive: KeepAlive,
     /// The broker ended the session (DISCONNECT).
     ended: bool,
@@ -170,7 +174,7 @@ impl<M: Copy> ProtocolState<M> {
                 len: 0,
             },
             next_pkid: 1,
-            window: window.clamp(1, usize::from(u16::MAX)),
+            window: u16::try_from(window).unwrap_or(u16::MAX).max(1),
             keepalive: KeepAlive::new(keep_alive_us, now_us),
             ended: false,
         }
@@ -189,7 +193,7 @@ impl<M: Copy> ProtocolState<M> {
     /// skipped; when `window` ids are in flight, nothing is taken.
     pub fn publish(&mut self, qos: Qos, meta: M) -> Result<u16, WindowFull> {
         if self.inflight.len >= self.window {
-            return Err(WindowFull(self.inflight.len));
+            return Err(WindowFull(self.inflight.count()));
         }
         self.allocate(stage_of(qos), meta)
     }
@@ -218,8 +222,8 @@ impl<M: Copy> ProtocolState<M> {
     }
 
     fn allocate(&mut self, stage: Stage, meta: M) -> Result<u16, WindowFull> {
-        if self.inflight.len >= usize::from(u16::MAX) {
-            return Err(WindowFull(self.inflight.len));
+        if self.inflight.len == u16::MAX {
+            return Err(WindowFull(self.inflight.count()));
         }
         self.inflight.grow_if_needed();
         // With fewer ids in flight than slots, a free slot is found within one pass over the ids.
@@ -235,12 +239,18 @@ impl<M: Copy> ProtocolState<M> {
                 return Ok(pkid);
             }
         }
-        Err(WindowFull(self.inflight.len))
+        Err(WindowFull(self.inflight.count()))
+    }
+
+    /// Give back a packet id that was taken but never sent (its packet could not be built, or was not
+    /// needed after all); its metadata, if it was in flight.
+    pub fn forget(&mut self, pkid: u16) -> Option<M> {
+        self.inflight.take(pkid).map(|e| e.meta)
     }
 
     /// Packet ids in flight (publishes and subscriptions awaiting their acknowledgement).
     pub fn inflight(&self) -> usize {
-        self.inflight.len
+        self.inflight.count()
     }
 
     /// Whether another packet id can be taken now.
@@ -699,6 +709,11 @@ mod tests {
                 meta: Some(11)
             }
         );
+        assert_eq!(s.inflight(), 1);
+        // an id taken for a packet that was never sent is given back
+        let unused = s.subscribe(13).unwrap();
+        assert_eq!(s.forget(unused), Some(13));
+        assert_eq!(s.forget(unused), None);
         assert_eq!(s.inflight(), 1);
         assert_eq!(
             s.handle(
