@@ -264,3 +264,67 @@ phases:
         "commands went on and were answered after the restart"
     );
 }
+
+#[test]
+fn a_broker_disconnect_ends_device_and_observer_sessions_even_when_the_socket_stays_open() {
+    // The broker sends DISCONNECT at 2.5 s and leaves every socket open: devices and the observer must
+    // end their sessions on the packet itself, count it, and reconnect.
+    let broker = FaultBroker::start(Script::new().disconnect_at(Duration::from_millis(2500)));
+    let out = run(&format!(
+        r#"
+name: fault-disconnect
+seed: 13
+broker: {{ url: "{}", protocol: "3.1.1", client_id: "disc-{{group}}-{{index}}" }}
+groups:
+  - name: d
+    count: 3
+    profile: environment-sensor
+    interval: 50ms
+    qos: 1
+phases:
+  - ramp: {{ connect_rate: 20/s }}
+  - steady: {{ duration: 6s }}
+observers:
+  - name: audit
+    count: 1
+"#,
+        broker.url()
+    ));
+    let wire = broker.wait_all_closed(Duration::from_secs(5));
+    let c = out.snapshot.total().expect("merge").counters;
+    eprintln!(
+        "disconnect: outcome {:?} | sent {} | server disconnects {} connects {} | observer disconnects {} reconnects {}",
+        out.outcome.status,
+        wire.disconnects_sent,
+        c.get(Counter::DisconnectServer),
+        c.get(Counter::ConnectSuccesses),
+        c.get(Counter::ObserverDisconnects),
+        c.get(Counter::ObserverReconnects),
+    );
+    assert_eq!(
+        wire.disconnects_sent, 4,
+        "three devices and the observer were told"
+    );
+    assert_eq!(
+        c.get(Counter::DisconnectServer),
+        3,
+        "each device ended on the DISCONNECT"
+    );
+    assert_eq!(c.disconnects(), 3, "and for no other reason");
+    assert_eq!(c.get(Counter::ConnectSuccesses), 6, "and came back");
+    assert_eq!(
+        c.get(Counter::ObserverDisconnects),
+        1,
+        "the observer ended its session too"
+    );
+    assert_eq!(
+        c.get(Counter::ObserverReconnects),
+        1,
+        "and subscribed again"
+    );
+    // Conservation holds across the forced reconnect.
+    assert_eq!(
+        c.get(Counter::Published),
+        c.get(Counter::Acked) + c.get(Counter::PublishFailed) + c.get(Counter::InflightAtEnd)
+    );
+}

@@ -37,11 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// File pairs allowed to import each other for now, each with the issue that removes the exception.
-const MUTUAL_EXCEPTIONS: &[(&str, &str)] = &[
-    // Issue 15: the protocol-core rewrite of engine/device.rs, commander.rs and observer.rs untangles
-    // this pair (shared `ObsCtx`, `subscribed`); remove this line when it lands.
-    ("engine/commander.rs", "engine/observer.rs"),
-];
+const MUTUAL_EXCEPTIONS: &[(&str, &str)] = &[];
 
 /// One source file: its module path and its text with comments and literals blanked.
 struct File {

@@ -5,19 +5,18 @@
 //! echoed stamp. A group's book says which commands went out and which were answered; at the end every
 //! command sent without a reply is counted as unanswered, so sent = replies + unanswered holds.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::command::CommandStamp;
 use super::context::broker_index;
-use super::observer::{backoff, subscribed, Ended, ObsCtx, Ready, Reconnecting};
+use super::monitor::{backoff, subscribed, Ended, ObsCtx, Ready, Reconnecting, Subscribed};
 use crate::metrics::{Counter, Metric, Recorder};
-use crate::mqtt::codec::{self, Incoming};
-use crate::mqtt::{KeepAlive, KeepAliveAction, Session};
+use crate::mqtt::codec;
+use crate::mqtt::{Event, KeepAliveAction, ProtocolState, Session};
 use crate::plan::commands::CommandSchedule;
 use crate::plan::{DeviceRef, Plan};
 use crate::scenario::template::TemplateVars;
@@ -26,41 +25,6 @@ use crate::scenario::Qos;
 
 /// Most commands written in one `write` when the commander is behind.
 const MAX_BATCH: u64 = 256;
-
-/// Commander connections per broker target: one per group with commands.
-pub fn count(plan: &Plan) -> usize {
-    plan.groups()
-        .iter()
-        .filter(|g| g.commands.is_some())
-        .count()
-}
-
-/// Groups whose commands are not all answered yet; `done` is cancelled when none is left.
-pub(super) struct Settling {
-    open: Cell<usize>,
-    done: CancellationToken,
-}
-
-impl Settling {
-    pub(super) fn new(plan: &Plan, done: CancellationToken) -> Settling {
-        let open = count(plan);
-        if open == 0 {
-            done.cancel();
-        }
-        Settling {
-            open: Cell::new(open),
-            done,
-        }
-    }
-
-    fn settled(&self) {
-        let left = self.open.get().saturating_sub(1);
-        self.open.set(left);
-        if left == 0 {
-            self.done.cancel();
-        }
-    }
-}
 
 /// Which commands of one group went out and which were answered.
 pub(super) struct Book {
@@ -192,8 +156,6 @@ async fn commander(
     let mut reconnecting = Reconnecting::default();
     let mut sender = Sender {
         n: 0,
-        // pkid 1 is the SUBSCRIBE
-        next_pkid: 2,
         sending: true,
         resumed: false,
     };
@@ -202,9 +164,14 @@ async fn commander(
             _ = ctx.cancel.cancelled() => None,
             r = subscribed(&ctx, target, (client_id.clone(), None), &filters) => Some(r),
         };
-        let mut session = match started {
+        let Subscribed {
+            mut session,
+            mut state,
+            ..
+        } = match started {
             None => break,
-            Some(Ok((s, sent, done))) => {
+            Some(Ok(up)) => {
+                let (sent, done) = (up.sent_us, up.done_us);
                 match first.take() {
                     Some(ready) => {
                         let _ = ready.send(Ok((sent, done)));
@@ -215,7 +182,7 @@ async fn commander(
                     }
                 }
                 attempt = 0;
-                s
+                up
             }
             Some(Err(e)) => {
                 if let Some(ready) = first.take() {
@@ -237,7 +204,15 @@ async fn commander(
             session.close();
             break;
         };
-        let ended = run(&ctx, rec, &book, broker, &mut session, &mut sender).await;
+        let ended = run(
+            &ctx,
+            rec,
+            &book,
+            broker,
+            (&mut session, &mut state),
+            &mut sender,
+        )
+        .await;
         session.close();
         if ended == Ended::Cancelled {
             break;
@@ -257,7 +232,6 @@ async fn commander(
 struct Sender {
     /// Next command of the schedule.
     n: u64,
-    next_pkid: u16,
     /// Still has commands to send ([`sender_done`] not yet called).
     sending: bool,
     /// The connection was re-established: commands due before now fell in the outage.
@@ -282,7 +256,7 @@ async fn run(
     rec: &Recorder,
     book: &RefCell<Book>,
     broker: usize,
-    session: &mut Session,
+    (session, state): (&mut Session, &mut ProtocolState<()>),
     sender: &mut Sender,
 ) -> Ended {
     let plan = &ctx.plan;
@@ -306,8 +280,6 @@ async fn run(
         .sum();
     let run_id = rec.timeline().start_us;
     let stamp_group = u32::try_from(group).unwrap_or(u32::MAX);
-    let keep_alive_us = u64::try_from(s.broker.keep_alive.as_micros()).unwrap_or(0);
-    let mut keepalive = KeepAlive::new(keep_alive_us, rec.now_us());
     let (mut client_id, mut topic) = (String::new(), String::new());
     let mut topic_bytes: Vec<u8> = Vec::new();
     let device = |n: u64| {
@@ -337,7 +309,12 @@ async fn run(
             // Never ahead of the slot: a command's phase is that of its intended time, for its
             // counters and its latency alike (a timer fires up to a millisecond late, which the
             // corrected latency shows).
-            while sender.n < len && schedule.due(sender.n) <= now && batch < MAX_BATCH {
+            // With every packet id in flight (a broker that stopped acknowledging), commands wait.
+            while sender.n < len
+                && schedule.due(sender.n) <= now
+                && batch < MAX_BATCH
+                && (spec.qos == Qos::AtMostOnce || state.has_room())
+            {
                 let n = sender.n;
                 let d = device(n);
                 if broker_index(s.broker.assign, ctx.brokers.len(), d) == broker {
@@ -365,7 +342,10 @@ async fn run(
                         let pkid = if spec.qos == Qos::AtMostOnce {
                             0
                         } else {
-                            super::command::take_pkid(&mut sender.next_pkid)
+                            match state.publish(spec.qos, ()) {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            }
                         };
                         codec::encode_publish(
                             &mut out,
@@ -386,7 +366,7 @@ async fn run(
             }
             let failed = !out.is_empty() && session.try_send(&out).is_err();
             if !out.is_empty() {
-                keepalive.sent(now);
+                state.sent(now);
             }
             drop(out);
             if failed {
@@ -407,19 +387,19 @@ async fn run(
                 return Ended::Lost;
             }
         }
-        match keepalive.poll(now) {
-            KeepAliveAction::TimedOut => return Ended::Lost,
-            KeepAliveAction::SendPing => {
-                if session.try_send(&codec::PINGREQ).is_err() {
-                    return Ended::Lost;
-                }
-                keepalive.ping_sent(now);
+        let ping = {
+            let mut out = ctx.write_buf.borrow_mut();
+            out.clear();
+            match state.tick(now, &mut out) {
+                KeepAliveAction::TimedOut => return Ended::Lost,
+                KeepAliveAction::SendPing => session.try_send(&out).is_ok(),
+                KeepAliveAction::Nothing => true,
             }
-            KeepAliveAction::Nothing => {}
+        };
+        if !ping {
+            return Ended::Lost;
         }
-        let mut wake = keepalive
-            .next_deadline()
-            .min(now.saturating_add(60_000_000));
+        let mut wake = state.next_deadline().min(now.saturating_add(60_000_000));
         if sender.sending {
             wake = wake.min(schedule.due(sender.n));
         }
@@ -428,7 +408,7 @@ async fn run(
             biased;
             _ = ctx.cancel.cancelled() => return Ended::Cancelled,
             r = session.readable() => {
-                if r.is_err() || !receive(ctx, rec, book, run_id, session, &mut keepalive) {
+                if r.is_err() || !receive(ctx, rec, book, run_id, (session, state)) {
                     return Ended::Lost;
                 }
             }
@@ -444,23 +424,18 @@ fn receive(
     rec: &Recorder,
     book: &RefCell<Book>,
     run_id: u64,
-    session: &mut Session,
-    keepalive: &mut KeepAlive,
+    (session, state): (&mut Session, &mut ProtocolState<()>),
 ) -> bool {
     let group = book.borrow().group;
     let stamp_group = u32::try_from(group).unwrap_or(u32::MAX);
-    let mut pong = false;
-    let mut gone = false;
     let mut settled = false;
     let result = {
         let mut scratch = ctx.read_buf.borrow_mut();
         let mut out = ctx.write_buf.borrow_mut();
         out.clear();
         let done = rec.now_us();
-        let r = session.read_available(&mut scratch, &mut |p| match p {
-            Incoming::Publish {
-                qos, pkid, payload, ..
-            } => {
+        let r = session.read_available(&mut scratch, &mut |p| {
+            if let Event::Publish { payload, .. } = state.handle(p, &mut out) {
                 if let Some(st) = CommandStamp::decode(payload) {
                     if st.group == stamp_group && st.run == run_id {
                         let mut b = book.borrow_mut();
@@ -477,21 +452,14 @@ fn receive(
                         }
                     }
                 }
-                match qos {
-                    1 => codec::encode_ack(&mut out, codec::PUBACK, pkid),
-                    2 => codec::encode_ack(&mut out, codec::PUBREC, pkid),
-                    _ => {}
-                }
             }
-            Incoming::PubRec { pkid, .. } => codec::encode_ack(&mut out, codec::PUBREL, pkid),
-            Incoming::PubRel { pkid } => codec::encode_ack(&mut out, codec::PUBCOMP, pkid),
-            Incoming::PingResp => pong = true,
-            Incoming::Disconnect { .. } => gone = true,
-            _ => {}
         });
         session.quick_ack();
         match r {
-            Ok(_) if !out.is_empty() => session.try_send(&out).is_ok(),
+            Ok(_) if !out.is_empty() => {
+                state.sent(done);
+                session.try_send(&out).is_ok()
+            }
             Ok(_) => true,
             Err(_) => false,
         }
@@ -499,8 +467,6 @@ fn receive(
     if settled {
         ctx.commands.settled();
     }
-    if pong {
-        keepalive.pong();
-    }
-    result && !gone
+    // A broker DISCONNECT ends the connection.
+    result && !state.ended()
 }

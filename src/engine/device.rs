@@ -8,10 +8,11 @@ use tokio::time::Instant;
 
 use super::context::{GroupRuntime, WorkerCtx};
 use crate::metrics::{Counter, Metric};
-use crate::mqtt::codec::{self, ConnectOptions, Incoming};
+use crate::mqtt::codec::{self, ConnectOptions};
 use crate::mqtt::ws::WsError;
 use crate::mqtt::{
-    bound_send_buffer, tcp_connect, ConnectError, KeepAlive, KeepAliveAction, Session, SessionError,
+    bound_send_buffer, tcp_connect, ConnectError, Event, KeepAliveAction, ProtocolState, Session,
+    SessionError,
 };
 use crate::plan::pacer::{self, Schedule};
 use crate::plan::{DeviceRef, Disruption};
@@ -20,7 +21,7 @@ use crate::scenario::Qos;
 use crate::telemetry::sparkplug::Message as SpbMessage;
 use crate::telemetry::DeviceTelemetry;
 
-use super::command::{self, Arrival, DeviceCommands};
+use super::command::{Arrival, DeviceCommands};
 use super::primary_host::{HostEvent, HostGate};
 use super::sparkplug::{self, SparkplugNode};
 
@@ -45,13 +46,16 @@ pub const DEVICE_SEND_BUFFER: u32 = 16 * 1024;
 /// After the run's end, how often a QoS 0 device looks whether its send queue has drained.
 const UNSENT_POLL_US: u64 = 10_000;
 
-/// A QoS 1/2 publish waiting for its acknowledgement.
+/// What a QoS 1/2 publish of the schedule needs when its acknowledgement arrives.
 #[derive(Debug, Clone, Copy)]
-struct Inflight {
-    pkid: u16,
+struct Pending {
     intended_us: u64,
     sent_us: u64,
 }
+
+/// A device's protocol state: in flight are publishes of the schedule (`Some`) and, uncounted,
+/// subscriptions and command replies (`None`).
+type State = ProtocolState<Option<Pending>>;
 
 /// Why a connected period ended.
 enum Ended {
@@ -75,6 +79,7 @@ struct Device {
     telemetry: Option<DeviceTelemetry>,
     schedule: Schedule,
     seq: u64,
+    /// The packet id sequence, carried over reconnects.
     next_pkid: u16,
     /// The Sparkplug B edge node, for groups with `payload: sparkplug`.
     spb: Option<Box<SparkplugNode>>,
@@ -82,12 +87,6 @@ struct Device {
     commands: Option<Box<DeviceCommands>>,
     /// The Sparkplug primary host whose STATE gates the node's births, if the group names one.
     host: Option<HostGate>,
-}
-
-impl Device {
-    fn pkid(&mut self) -> u16 {
-        command::take_pkid(&mut self.next_pkid)
-    }
 }
 
 /// A connection that came up: the session, whether the broker kept a persistent session, and when
@@ -174,14 +173,20 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
                 let mut session = up.session;
                 attempt = 0;
                 ctx.recorder.connected_delta(1);
+                // This connection's protocol state (freed with it); packet ids continue the device's
+                // sequence.
+                let mut state = State::new(group.max_inflight, ctx.keep_alive_us, up.connack_us)
+                    .with_next_pkid(device.next_pkid);
                 let ended = connected(
                     &ctx,
                     group,
                     &mut device,
-                    &mut session,
+                    (&mut session, &mut state),
                     (up.session_kept, up.connack_us),
                 )
                 .await;
+                device.next_pkid = state.next_pkid();
+                drop(state);
                 ctx.recorder.connected_delta(-1);
                 let reason = match ended {
                     Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
@@ -361,7 +366,6 @@ fn connect_options(
 /// Flags the read handler sets for the loop.
 #[derive(Default)]
 struct ReadFlags {
-    pingresp: bool,
     server_disconnect: bool,
     /// A Sparkplug host asked for a rebirth (NCMD `Node Control/Rebirth`).
     rebirth: bool,
@@ -370,19 +374,22 @@ struct ReadFlags {
 }
 
 /// The connected period: publish on schedule, handle acks, keep alive. `(session_kept, connack_us)`:
-/// whether the broker kept a persistent session, and when this connection's CONNACK arrived.
+/// whether the broker kept a persistent session, and when this connection's CONNACK arrived;
+/// `inflight`: this connection's protocol state.
 async fn connected(
     ctx: &WorkerCtx,
     group: &GroupRuntime,
     device: &mut Device,
-    session: &mut Session,
+    (session, inflight): (&mut Session, &mut State),
     (session_kept, connack_us): (bool, u64),
 ) -> Ended {
+    if let Some(h) = device.host.as_mut() {
+        h.reconnected();
+    }
     let rec = &ctx.recorder;
     let g = device.dev.group;
     let end_us = rec.timeline().end_us();
     let drain_until = end_us.saturating_add(ctx.drain_us);
-    let keep_alive = ctx.keep_alive_us;
     // Sparkplug data goes at QoS 0, as the specification requires.
     let acked = group.qos != Qos::AtMostOnce && device.spb.is_none();
     // Births go out once the primary host (if any) is online; a new session waits for its STATE again.
@@ -390,24 +397,22 @@ async fn connected(
     // Devices with commands listen until the commander has its replies (or the drain ends).
     let listening = device.commands.is_some();
     let mut subscribe_due = listening;
-    if let Some(h) = device.host.as_mut() {
-        h.reconnected();
-    }
     let mut subscribed = false;
     let mut topic_buf: Vec<u8> = Vec::new();
-    let mut inflight: Vec<Inflight> = Vec::new();
     let now = rec.now_us();
     let mut next_slot = device.schedule.first_slot_at_or_after(now);
     // When a churn or storm phase makes this device drop (computed, like every time here).
     let disruption = ctx.plan.next_disruption(rec.timeline(), device.dev, now);
-    let mut keepalive = KeepAlive::new(keep_alive, now);
     // What this session wrote, to turn queued bytes into messages at the end.
     let mut sent = Sent::default();
 
-    let lose = |reason: Counter, inflight: &mut Vec<Inflight>| {
-        for f in inflight.drain(..) {
-            rec.count(Counter::PublishFailed, g, f.intended_us);
-        }
+    // The one place a lost connection fails what it had in flight.
+    let lose = |reason: Counter, inflight: &mut State| {
+        inflight.drain(|f| {
+            if let Some(f) = f {
+                rec.count(Counter::PublishFailed, g, f.intended_us);
+            }
+        });
         Ended::Lost(reason)
     };
 
@@ -433,11 +438,17 @@ async fn connected(
             let mut payload = ctx.payload_buf.borrow_mut();
             if subscribe_due {
                 subscribe_due = false;
-                let pkid = device.pkid();
-                if let Some(c) = device.commands.as_deref_mut() {
+                if let (Some(c), Ok(pkid)) =
+                    (device.commands.as_deref_mut(), inflight.subscribe(None))
+                {
                     let before = out.len();
                     c.on_connected(&mut out, ctx.version, pkid, now, session_kept);
-                    batch += usize::from(out.len() > before);
+                    if out.len() > before {
+                        batch += 1;
+                    } else {
+                        // The broker kept the subscription: the id was not used.
+                        inflight.forget(pkid);
+                    }
                 }
             }
             if !subscribed {
@@ -449,9 +460,16 @@ async fn connected(
                     if let Some(h) = &device.host {
                         filters.push((h.topic().to_owned(), Qos::AtLeastOnce));
                     }
-                    if let Ok(sub) = codec::encode_subscribe(ctx.version, 1, &filters) {
-                        out.extend_from_slice(&sub);
-                        batch += 1;
+                    if let Ok(pkid) = inflight.subscribe(None) {
+                        match codec::encode_subscribe(ctx.version, pkid, &filters) {
+                            Ok(sub) => {
+                                out.extend_from_slice(&sub);
+                                batch += 1;
+                            }
+                            Err(_) => {
+                                inflight.forget(pkid);
+                            }
+                        }
                     }
                 }
             }
@@ -476,7 +494,7 @@ async fn connected(
                 && (device.schedule.due(next_slot) <= now
                     || device.schedule.due(next_slot) < phase_end_now)
                 && device.schedule.due(next_slot) < end_us
-                && (!acked || inflight.len() < group.max_inflight)
+                && (!acked || inflight.has_room())
             {
                 if group.skip_late && device.schedule.is_overrun(next_slot, now) {
                     // A whole interval late: drop the slots already missed rather than send them late.
@@ -493,7 +511,18 @@ async fn connected(
                     continue;
                 }
                 let intended = device.schedule.due(next_slot).min(now);
-                let pkid = if acked { device.pkid() } else { 0 };
+                let pkid = if acked {
+                    let pending = Pending {
+                        intended_us: intended,
+                        sent_us: now,
+                    };
+                    match inflight.publish(group.qos, Some(pending)) {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    }
+                } else {
+                    0
+                };
                 let messages = match device.spb.as_deref_mut() {
                     Some(spb) => {
                         let data = spb.data(intended);
@@ -535,23 +564,16 @@ async fn connected(
                 if group.fanout > 0 {
                     rec.count_n(Counter::ExpectedDeliveries, g, intended, group.fanout);
                 }
-                if acked {
-                    inflight.push(Inflight {
-                        pkid,
-                        intended_us: intended,
-                        sent_us: now,
-                    });
-                }
                 device.seq += 1;
                 next_slot += 1;
                 batch += 1;
             }
             if batch > 0 {
                 if let Err(_e) = session.try_send(&out) {
-                    return lose(Counter::DisconnectReset, &mut inflight);
+                    return lose(Counter::DisconnectReset, inflight);
                 }
                 sent.bytes += out.len() as u64;
-                keepalive.sent(now);
+                inflight.sent(now);
             }
         }
         if session.has_pending_out() {
@@ -559,7 +581,7 @@ async fn connected(
             // then skipped), the drain's end, or a keep-alive deadline.
             let until = phase_close_us(rec, &device.schedule, next_slot)
                 .min(drain_until)
-                .min(keepalive.next_deadline())
+                .min(inflight.next_deadline())
                 .max(now.saturating_add(1));
             timer
                 .as_mut()
@@ -571,10 +593,8 @@ async fn connected(
                 _ = &mut timer => Some(Ok(())),
             };
             match flushed {
-                None => {
-                    return Ended::Cancelled(at_end(rec, g, &mut inflight, session, (!acked, sent)))
-                }
-                Some(Err(_)) => return lose(Counter::DisconnectReset, &mut inflight),
+                None => return Ended::Cancelled(at_end(rec, g, inflight, session, (!acked, sent))),
+                Some(Err(_)) => return lose(Counter::DisconnectReset, inflight),
                 Some(Ok(())) => {}
             }
         }
@@ -585,20 +605,26 @@ async fn connected(
                     Disruption::Churn => Counter::ChurnDrops,
                     Disruption::Storm => Counter::StormDrops,
                 };
-                return lose(reason, &mut inflight);
+                return lose(reason, inflight);
             }
         }
 
         // 2. keep-alive
-        match keepalive.poll(now) {
-            KeepAliveAction::TimedOut => return lose(Counter::DisconnectKeepalive, &mut inflight),
-            KeepAliveAction::SendPing => {
-                if session.try_send(&codec::PINGREQ).is_err() {
-                    return lose(Counter::DisconnectReset, &mut inflight);
-                }
-                rec.count(Counter::PingSent, g, now);
-                keepalive.ping_sent(now);
+        let (action, ping_ok) = {
+            let mut out = ctx.write_buf.borrow_mut();
+            out.clear();
+            let a = inflight.tick(now, &mut out);
+            (
+                a,
+                a != KeepAliveAction::SendPing || session.try_send(&out).is_ok(),
+            )
+        };
+        match action {
+            KeepAliveAction::TimedOut => return lose(Counter::DisconnectKeepalive, inflight),
+            KeepAliveAction::SendPing if !ping_ok => {
+                return lose(Counter::DisconnectReset, inflight)
             }
+            KeepAliveAction::SendPing => rec.count(Counter::PingSent, g, now),
             KeepAliveAction::Nothing => {}
         }
 
@@ -611,14 +637,14 @@ async fn connected(
         // reading): what is unacknowledged is in flight at the end, what is still queued is unsent.
         let queued = !publishing && now >= end_us && !acked && session.unsent_bytes() > 0;
         if now >= drain_until
-            || (!publishing && now >= end_us && inflight.is_empty() && !queued && answered)
+            || (!publishing && now >= end_us && inflight.inflight() == 0 && !queued && answered)
         {
-            return Ended::Finished(at_end(rec, g, &mut inflight, session, (!acked, sent)));
+            return Ended::Finished(at_end(rec, g, inflight, session, (!acked, sent)));
         }
 
         // 4. sleep until the next thing to do, or until the broker says something
         let mut wake = u64::MAX;
-        if publishing && (!acked || inflight.len() < group.max_inflight) {
+        if publishing && (!acked || inflight.has_room()) {
             let due = device.schedule.due(next_slot);
             // Early, but not before the slot's phase began.
             wake = due.saturating_sub(EARLY_US);
@@ -634,7 +660,7 @@ async fn connected(
         if queued {
             wake = wake.min(now.saturating_add(UNSENT_POLL_US));
         }
-        wake = wake.min(keepalive.next_deadline());
+        wake = wake.min(inflight.next_deadline());
         if let Some((at, _)) = disruption {
             wake = wake.min(at);
         }
@@ -643,11 +669,11 @@ async fn connected(
         ));
         tokio::select! {
             biased;
-            _ = &mut cancelled => return Ended::Cancelled(at_end(rec, g, &mut inflight, session, (!acked, sent))),
+            _ = &mut cancelled => return Ended::Cancelled(at_end(rec, g, inflight, session, (!acked, sent))),
             _ = &mut commands_done, if listening && !ctx.commands_done.is_cancelled() => {}
             r = session.readable() => {
                 if r.is_err() {
-                    return lose(Counter::DisconnectReset, &mut inflight);
+                    return lose(Counter::DisconnectReset, inflight);
                 }
                 let mut flags = ReadFlags::default();
                 let status = {
@@ -657,10 +683,10 @@ async fn connected(
                     let done_us = rec.now_us();
                     let spb = device.spb.as_deref();
                     let mut commands = device.commands.as_deref_mut();
-                    let next_pkid = &mut device.next_pkid;
                     let mut host = device.host.as_mut();
                     let result = session.read_available(&mut scratch, &mut |p| {
-                        if let Incoming::Publish { topic, payload, .. } = p {
+                        let event = inflight.handle(p, &mut out);
+                        if let Event::Publish { topic, payload, .. } = event {
                             if let Some(s) = spb {
                                 flags.rebirth |= s.wants_rebirth(topic, payload);
                             }
@@ -671,16 +697,17 @@ async fn connected(
                             }
                         }
                         if let Some(c) = commands.as_deref_mut() {
-                            match p {
-                                Incoming::Publish { payload, .. } => {
-                                    let a = Arrival { rec, version: ctx.version, connack_us, next_pkid: &mut *next_pkid, out: &mut out };
+                            match event {
+                                Event::Publish { payload, .. } => {
+                                    let mut reply_pkid = |q| inflight.publish_reply(q, None).ok();
+                                    let a = Arrival { rec, version: ctx.version, connack_us, take_pkid: &mut reply_pkid, out: &mut out };
                                     c.on_publish(a, g, payload);
                                 }
-                                Incoming::SubAck { pkid, .. } => c.on_suback(rec, g, pkid, done_us),
+                                Event::SubAck { pkid, .. } => c.on_suback(rec, g, pkid, done_us),
                                 _ => {}
                             }
                         }
-                        on_packet(rec, g, done_us, p, &mut inflight, &mut out, &mut flags)
+                        on_event(rec, g, done_us, event, &mut flags);
                     });
                     match result {
                         Ok(_) if !out.is_empty() => session.try_send(&out).map_err(SessionError::Io),
@@ -688,9 +715,6 @@ async fn connected(
                         Err(e) => Err(e),
                     }
                 };
-                if flags.pingresp {
-                    keepalive.pong();
-                }
                 match flags.host {
                     Some(HostEvent::Online) => births_due = true,
                     // Sparkplug publishes are QoS 0: nothing is in flight.
@@ -701,15 +725,15 @@ async fn connected(
                     births_due = true;
                 }
                 if flags.server_disconnect {
-                    return lose(Counter::DisconnectServer, &mut inflight);
+                    return lose(Counter::DisconnectServer, inflight);
                 }
                 match status {
                     Ok(_) => {}
-                    Err(SessionError::Closed) => return lose(Counter::DisconnectClosed, &mut inflight),
-                    Err(SessionError::Io(_)) => return lose(Counter::DisconnectReset, &mut inflight),
-                    Err(SessionError::Protocol(_)) => return lose(Counter::DisconnectProtocol, &mut inflight),
-                    Err(SessionError::WebSocket(WsError::Closed { .. })) => return lose(Counter::DisconnectClosed, &mut inflight),
-                    Err(SessionError::WebSocket(_)) => return lose(Counter::DisconnectProtocol, &mut inflight),
+                    Err(SessionError::Closed) => return lose(Counter::DisconnectClosed, inflight),
+                    Err(SessionError::Io(_)) => return lose(Counter::DisconnectReset, inflight),
+                    Err(SessionError::Protocol(_)) => return lose(Counter::DisconnectProtocol, inflight),
+                    Err(SessionError::WebSocket(WsError::Closed { .. })) => return lose(Counter::DisconnectClosed, inflight),
+                    Err(SessionError::WebSocket(_)) => return lose(Counter::DisconnectProtocol, inflight),
                 }
             }
             _ = &mut timer => {}
@@ -722,7 +746,7 @@ async fn connected(
 fn at_end(
     rec: &crate::metrics::Recorder,
     g: usize,
-    inflight: &mut Vec<Inflight>,
+    inflight: &mut State,
     session: &Session,
     (qos0, sent): (bool, Sent),
 ) -> Unsent {
@@ -731,10 +755,12 @@ fn at_end(
 }
 
 /// The one place `inflight_at_end` is counted.
-fn inflight_at_end(rec: &crate::metrics::Recorder, g: usize, inflight: &mut Vec<Inflight>) {
-    for f in inflight.drain(..) {
-        rec.count(Counter::InflightAtEnd, g, f.intended_us);
-    }
+fn inflight_at_end(rec: &crate::metrics::Recorder, g: usize, inflight: &mut State) {
+    inflight.drain(|f| {
+        if let Some(f) = f {
+            rec.count(Counter::InflightAtEnd, g, f.intended_us);
+        }
+    });
 }
 
 /// Publishes and bytes one connected period wrote.
@@ -829,61 +855,36 @@ fn skip_closed_phases(
     }
 }
 
-/// Handle one packet from the broker while connected.
-fn on_packet(
+/// What one packet from the broker means for the device's counters (the protocol state already
+/// matched acks to their publishes, once each, and wrote the replies owed).
+fn on_event(
     rec: &crate::metrics::Recorder,
     g: usize,
     done_us: u64,
-    packet: Incoming<'_>,
-    inflight: &mut Vec<Inflight>,
-    out: &mut Vec<u8>,
+    event: Event<'_, Option<Pending>>,
     flags: &mut ReadFlags,
 ) {
-    let take = |inflight: &mut Vec<Inflight>, pkid: u16| -> Option<Inflight> {
-        let i = inflight.iter().position(|f| f.pkid == pkid)?;
-        Some(inflight.remove(i))
-    };
-    match packet {
-        Incoming::PubAck { pkid, reason } => {
-            if let Some(f) = take(inflight, pkid) {
-                if reason >= 0x80 {
-                    rec.count(Counter::PublishFailed, g, f.intended_us);
-                } else {
-                    rec.latency(Metric::Puback, g, f.intended_us, f.sent_us, done_us);
-                    rec.count(Counter::Acked, g, f.intended_us);
-                }
-            }
-        }
-        Incoming::PubRec { pkid, reason } => {
-            if reason >= 0x80 {
-                if let Some(f) = take(inflight, pkid) {
-                    rec.count(Counter::PublishFailed, g, f.intended_us);
-                }
+    match event {
+        Event::Acked { meta: Some(f), qos } => {
+            let metric = if qos == Qos::ExactlyOnce {
+                Metric::Pubcomp
             } else {
-                codec::encode_ack(out, codec::PUBREL, pkid);
-            }
+                Metric::Puback
+            };
+            rec.latency(metric, g, f.intended_us, f.sent_us, done_us);
+            rec.count(Counter::Acked, g, f.intended_us);
         }
-        Incoming::PubComp { pkid, reason } => {
-            if let Some(f) = take(inflight, pkid) {
-                if reason >= 0x80 {
-                    rec.count(Counter::PublishFailed, g, f.intended_us);
-                } else {
-                    rec.latency(Metric::Pubcomp, g, f.intended_us, f.sent_us, done_us);
-                    rec.count(Counter::Acked, g, f.intended_us);
-                }
-            }
+        Event::Refused { meta: Some(f), .. } => {
+            rec.count(Counter::PublishFailed, g, f.intended_us);
         }
-        Incoming::PingResp => flags.pingresp = true,
-        Incoming::Disconnect { .. } => flags.server_disconnect = true,
-        // Commands (and Sparkplug NCMD) are acknowledged here like any delivery.
-        Incoming::Publish { qos: 1, pkid, .. } => codec::encode_ack(out, codec::PUBACK, pkid),
-        Incoming::Publish { qos: 2, pkid, .. } => codec::encode_ack(out, codec::PUBREC, pkid),
-        Incoming::PubRel { pkid } => codec::encode_ack(out, codec::PUBCOMP, pkid),
-        Incoming::Publish { .. }
-        | Incoming::ConnAck { .. }
-        | Incoming::SubAck { .. }
-        | Incoming::UnsubAck { .. }
-        | Incoming::Auth => {}
+        Event::Disconnected { .. } => flags.server_disconnect = true,
+        // Command replies and subscriptions (no counters here), deliveries (handled by the caller).
+        Event::Acked { meta: None, .. }
+        | Event::Refused { meta: None, .. }
+        | Event::Publish { .. }
+        | Event::SubAck { .. }
+        | Event::Handled
+        | Event::Unexpected => {}
     }
 }
 

@@ -14,21 +14,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use super::monitor::Ready;
+use super::monitor::{backoff, subscribed, Ended, ObsCtx, Reconnecting, Settling, Subscribed};
 use super::primary_host::HostSession;
+use super::shard_audit::ShardAudit;
 use super::EngineError;
 use crate::metrics::audit::{Seen, StreamAudit};
-use crate::metrics::{Clock, Counter, LiveCounters, Metric, Observed, Recorder, RunSnapshot};
-use crate::mqtt::codec::{self, ConnectOptions, Incoming};
-use crate::mqtt::{tcp_connect, KeepAlive, KeepAliveAction, Session};
-use crate::plan::{pacer, Plan, Shard, Timeline};
-use crate::scenario::template::TemplateVars;
-use crate::scenario::topic::{group_filter, matches};
+use crate::metrics::{Clock, Counter, LiveCounters, Metric, Recorder, RunSnapshot};
+use crate::mqtt::{Event, KeepAliveAction, ProtocolState, Session};
+use crate::plan::{Plan, Timeline};
+use crate::scenario::topic::group_filter;
 use crate::scenario::{MqttVersion, Qos};
 use crate::telemetry::read_stamp;
 use crate::telemetry::sparkplug::{Validator, Violation};
-
-/// A session's start-up result: `Ok((subscribe sent, suback received))` or why it failed.
-pub type Ready = Result<(u64, u64), String>;
 
 /// Stream audits of one observer stream set (a session, or all sessions of a shared observer).
 type Streams = RefCell<StreamSet>;
@@ -41,122 +39,6 @@ struct StreamSet {
     /// Reconnects of the set's sessions so far: a stream's first new message in a later epoch shows
     /// what was due while a session was down.
     epoch: u32,
-}
-
-/// What the sessions of the observer thread (observers and commanders) share.
-pub(super) struct ObsCtx {
-    pub(super) plan: Arc<Plan>,
-    pub(super) clock: Clock,
-    live: Arc<LiveCounters>,
-    pub(super) recorder: OnceCell<Recorder>,
-    /// Every broker target: each observer opens its sessions on each (independent brokers).
-    pub(super) brokers: Vec<SocketAddr>,
-    /// The WebSocket endpoint of each broker target (ws://), by the index of `brokers`.
-    ws: Vec<Option<crate::mqtt::WsEndpoint>>,
-    pub(super) cancel: CancellationToken,
-    /// Cancelled once the recorder exists (the run has started).
-    pub(super) started: CancellationToken,
-    /// Commanders: groups whose commands are not all answered yet, and the token cancelled when none is.
-    pub(super) commands: super::commander::Settling,
-    /// `(filter, group)` for attributing a topic to its group.
-    group_filters: Vec<(String, usize)>,
-    /// `(Sparkplug group id, group)` for Sparkplug groups.
-    sparkplug_groups: Vec<(String, usize)>,
-    pub(super) read_buf: RefCell<Vec<u8>>,
-    pub(super) write_buf: RefCell<Vec<u8>>,
-    /// Runs with more than one worker shard: the observer counters split by device shard.
-    shards: Option<ShardAudit>,
-}
-
-/// Which worker shard each device stream belongs to, and the observer counters per phase, group and
-/// shard, so the parent can leave out a dead shard's part (see `RunSnapshot::leave_out_missing`).
-/// Built once, only when the plan has more than one shard; looked up once per new stream.
-struct ShardAudit {
-    of_client: HashMap<Box<str>, u16>,
-    shards: usize,
-    groups: usize,
-    /// `[phase][group][shard]`.
-    tally: RefCell<Vec<Observed>>,
-}
-
-impl ShardAudit {
-    fn new(plan: &Plan) -> Option<ShardAudit> {
-        let count = plan.shard.count;
-        if count <= 1 {
-            return None;
-        }
-        let total = plan.total_devices();
-        let scenario = &plan.scenario;
-        let mut of_client = HashMap::new();
-        let mut shard: u32 = 0;
-        let mut shard_end = Shard { index: 0, count }.range(total).1;
-        for global in 0..total {
-            while global >= shard_end && shard + 1 < count {
-                shard += 1;
-                shard_end = Shard {
-                    index: shard,
-                    count,
-                }
-                .range(total)
-                .1;
-            }
-            let d = plan.device(global);
-            let Some(g) = plan.groups().get(d.group) else {
-                continue;
-            };
-            if g.sparkplug_group().is_some() {
-                continue;
-            }
-            let id = scenario.broker.client_id.render(&TemplateVars {
-                group: &g.name,
-                index: d.index,
-                global_index: d.global,
-                client_id: "",
-            });
-            of_client.insert(
-                id.into_boxed_str(),
-                u16::try_from(shard).unwrap_or(u16::MAX),
-            );
-        }
-        let shards = count as usize;
-        let groups = plan.groups().len();
-        let phases = plan.timeline(0).phases.len().max(1);
-        Some(ShardAudit {
-            of_client,
-            shards,
-            groups,
-            tally: RefCell::new(vec![Observed::default(); phases * groups * shards]),
-        })
-    }
-
-    fn shard_of(&self, device_id: &str) -> u16 {
-        self.of_client.get(device_id).copied().unwrap_or(0)
-    }
-
-    fn add(&self, phase: usize, group: usize, shard: u16, c: Counter, n: u64) {
-        let cell = (phase * self.groups + group) * self.shards + usize::from(shard);
-        if let Some(o) = self.tally.borrow_mut().get_mut(cell) {
-            o.add(c, n);
-        }
-    }
-
-    /// Move the tallies into the snapshot's groups.
-    fn into_snapshot(self, snap: &mut RunSnapshot) {
-        let tally = self.tally.into_inner();
-        for (pi, p) in snap.phases.iter_mut().enumerate() {
-            for (gi, g) in p.groups.iter_mut().enumerate() {
-                for shard in 0..self.shards {
-                    let cell = (pi * self.groups + gi) * self.shards + shard;
-                    match (tally.get(cell), u32::try_from(shard)) {
-                        (Some(o), Ok(shard)) if *o != Observed::default() => {
-                            g.observed_by_shard.insert(shard, *o);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// What the observer thread needs.
@@ -184,7 +66,7 @@ pub fn session_count(plan: &Plan, brokers: usize) -> usize {
         .iter()
         .map(|o| o.count as usize)
         .sum();
-    (observers + super::commander::count(plan)) * brokers.max(1)
+    (observers + super::monitor::commander_count(plan)) * brokers.max(1)
 }
 
 /// Run every observer session on this thread until cancelled; returns what they measured.
@@ -210,7 +92,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         ws: super::ws_endpoints(&spec.plan),
         cancel: spec.cancel.clone(),
         started: CancellationToken::new(),
-        commands: super::commander::Settling::new(&spec.plan, spec.commands_done.clone()),
+        commands: Settling::new(&spec.plan, spec.commands_done.clone()),
         group_filters,
         sparkplug_groups: spec
             .plan
@@ -375,8 +257,13 @@ async fn session(
             _ = ctx.cancel.cancelled() => return,
             r = subscribed(&ctx, target, (client_id.clone(), will), &filters) => r,
         };
-        let mut s = match started {
-            Ok((s, sent, done)) => {
+        let Subscribed {
+            session: mut s,
+            mut state,
+            ..
+        } = match started {
+            Ok(up) => {
+                let (sent, done) = (up.sent_us, up.done_us);
                 if let Some(h) = host.as_mut() {
                     h.subscribed(done);
                 }
@@ -391,7 +278,7 @@ async fn session(
                     }
                 }
                 attempt = 0;
-                s
+                up
             }
             Err(e) => {
                 if let Some((ready, _)) = first.take() {
@@ -405,11 +292,12 @@ async fn session(
                 continue;
             }
         };
-        if receive(&ctx, version, &mut s, &streams, host.as_mut()).await == Ended::Cancelled {
-            if let Some(h) = host.as_mut() {
+        let ended = receive(&ctx, version, (&mut s, &mut state), &streams, host.as_mut()).await;
+        if ended == Ended::Cancelled {
+            if let (Some(h), Ok(pkid)) = (host.as_mut(), state.publish(Qos::AtLeastOnce, ())) {
                 // A clean end: the host says it is going offline (the DISCONNECT suppresses its will).
                 let mut out = Vec::new();
-                h.go_offline(version, &mut out);
+                h.go_offline(version, pkid, &mut out);
                 if s.try_send(&out).is_ok() {
                     let _ = tokio::time::timeout(timeout, s.flush()).await;
                 }
@@ -426,174 +314,48 @@ async fn session(
     }
 }
 
-/// Why a session's receive loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ended {
-    /// The run is over.
-    Cancelled,
-    /// The connection was lost (closed, reset, keep-alive timeout, protocol error).
-    Lost,
-}
-
-/// Disconnects and reconnects of one observer-thread session, counted once the run has started: a
-/// reconnect is counted only after a counted disconnect, so `observer_disconnects -
-/// observer_reconnects` is the number of sessions still down when the run ended.
-#[derive(Default)]
-pub(super) struct Reconnecting {
-    counted_down: bool,
-}
-
-impl Reconnecting {
-    /// The session lost its connection.
-    pub(super) fn down(&mut self, ctx: &ObsCtx, group: usize) {
-        if let Some(rec) = ctx.recorder.get() {
-            rec.count(Counter::ObserverDisconnects, group, rec.now_us());
-            self.counted_down = true;
-        }
-    }
-
-    /// The session is connected and subscribed again.
-    pub(super) fn up(&mut self, ctx: &ObsCtx, group: usize) {
-        if let (true, Some(rec)) = (self.counted_down, ctx.recorder.get()) {
-            rec.count(Counter::ObserverReconnects, group, rec.now_us());
-        }
-        self.counted_down = false;
-    }
-}
-
 /// A distinct jitter stream for each observer session (devices use their global index).
 fn session_jitter_id(observer: usize, broker: usize, index: u32) -> u64 {
     let (o, b) = (observer as u64, broker as u64);
     0xFEED_0000_0000_0000 ^ (o << 40) ^ (b << 24) ^ u64::from(index)
 }
 
-/// Wait out reconnect attempt `attempt` with the devices' backoff (exponential, full jitter, seeded by
-/// the scenario); `false` when the run ended meanwhile.
-pub(super) async fn backoff(ctx: &ObsCtx, attempt: u32, jitter_id: u64) -> bool {
-    let wait = pacer::backoff_us(
-        super::device::BACKOFF_BASE_US,
-        super::device::BACKOFF_CAP_US,
-        attempt,
-        ctx.plan.scenario.seed,
-        jitter_id,
-    );
-    let at = Instant::from_std(
-        ctx.clock
-            .instant_at(ctx.clock.now_us().saturating_add(wait)),
-    );
-    tokio::select! {
-        biased;
-        _ = ctx.cancel.cancelled() => false,
-        _ = tokio::time::sleep_until(at) => true,
-    }
-}
-
-/// Connect a clean session `(client id, will)` to `target` and subscribe to `filters`: the session,
-/// with when SUBSCRIBE went out and when its SUBACK came back (µs), or why it failed (within twice the
-/// connect timeout).
-pub(super) async fn subscribed(
-    ctx: &ObsCtx,
-    target: SocketAddr,
-    (client_id, will): (String, Option<codec::Will>),
-    filters: &[(String, Qos)],
-) -> Result<(Session, u64, u64), String> {
-    let broker = &ctx.plan.scenario.broker;
-    let version = broker.protocol;
-    let options = ConnectOptions {
-        version,
-        client_id,
-        keep_alive_s: u16::try_from(broker.keep_alive.as_secs()).unwrap_or(u16::MAX),
-        clean_session: true,
-        username: broker.username.clone(),
-        password: broker.password.clone(),
-        will,
-        session_expiry_s: None,
-    };
-    let timeout = broker.connect_timeout;
-    let start = async {
-        let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
-        let stream = tcp_connect(target, None, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ws = ctx
-            .brokers
-            .iter()
-            .position(|b| *b == target)
-            .and_then(|i| ctx.ws.get(i))
-            .and_then(Option::as_ref);
-        let (mut s, _) = Session::handshake_with(stream, ws, version, &packet, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sub = codec::encode_subscribe(version, 1, filters).map_err(|e| e.to_string())?;
-        let sent = ctx.clock.now_us();
-        s.try_send(&sub).map_err(|e| e.to_string())?;
-        s.flush().await.map_err(|e| e.to_string())?;
-        // wait for SUBACK
-        let mut codes: Option<Vec<u8>> = None;
-        let mut scratch = vec![0u8; 512];
-        while codes.is_none() {
-            s.readable().await.map_err(|e| e.to_string())?;
-            s.read_available(&mut scratch, &mut |p| {
-                if let Incoming::SubAck { codes: c, .. } = p {
-                    codes = Some(c.to_vec());
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        }
-        let done = ctx.clock.now_us();
-        if let Some(bad) = codes.iter().flatten().find(|&&c| c >= 0x80) {
-            return Err(format!(
-                "the broker refused the subscription (code {bad:#04x})"
-            ));
-        }
-        Ok::<_, String>((s, sent, done))
-    };
-    tokio::time::timeout(timeout * 2, start)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
-}
-
-impl ObsCtx {
-    fn group_of(&self, topic: &[u8]) -> Option<usize> {
-        let topic = std::str::from_utf8(topic).ok()?;
-        self.group_filters
-            .iter()
-            .find(|(f, _)| matches(f, topic))
-            .map(|(_, g)| *g)
-    }
-}
-
 /// Receive until cancelled or the connection is lost; a primary host goes online when due.
 async fn receive(
     ctx: &ObsCtx,
     version: MqttVersion,
-    s: &mut Session,
+    (s, state): (&mut Session, &mut ProtocolState<()>),
     streams: &Streams,
     mut host: Option<&mut HostSession>,
 ) -> Ended {
-    let keep_alive_us = u64::try_from(ctx.plan.scenario.broker.keep_alive.as_micros()).unwrap_or(0);
-    let mut keepalive = KeepAlive::new(keep_alive_us, ctx.clock.now_us());
     loop {
         let now = ctx.clock.now_us();
-        match keepalive.poll(now) {
-            KeepAliveAction::TimedOut => return Ended::Lost,
-            KeepAliveAction::SendPing => {
-                if s.try_send(&codec::PINGREQ).is_err() {
-                    return Ended::Lost;
-                }
-                keepalive.ping_sent(now);
+        let ping = {
+            let mut out = ctx.write_buf.borrow_mut();
+            out.clear();
+            match state.tick(now, &mut out) {
+                KeepAliveAction::TimedOut => return Ended::Lost,
+                KeepAliveAction::SendPing => s.try_send(&out).is_ok(),
+                KeepAliveAction::Nothing => true,
             }
-            KeepAliveAction::Nothing => {}
+        };
+        if !ping {
+            return Ended::Lost;
         }
-        let mut wake_us = keepalive.next_deadline().min(now + 60_000_000);
+        let mut wake_us = state.next_deadline().min(now + 60_000_000);
         if let Some(h) = host.as_deref_mut() {
             match h.online_due_us() {
                 Some(at) if at <= now => {
-                    let mut out = Vec::new();
-                    h.go_online(version, &mut out);
-                    let sent = s.try_send(&out).is_ok();
-                    if !sent || (s.has_pending_out() && s.flush().await.is_err()) {
-                        return Ended::Lost;
+                    // The STATE message is acknowledged like any publish of ours; with every packet
+                    // id in flight it waits for the next turn.
+                    if let Ok(pkid) = state.publish(Qos::AtLeastOnce, ()) {
+                        let mut out = Vec::new();
+                        h.go_online(version, pkid, &mut out);
+                        let sent = s.try_send(&out).is_ok();
+                        state.sent(now);
+                        if !sent || (s.has_pending_out() && s.flush().await.is_err()) {
+                            return Ended::Lost;
+                        }
                     }
                 }
                 Some(at) => wake_us = wake_us.min(at),
@@ -613,37 +375,28 @@ async fn receive(
                 if r.is_err() {
                     return Ended::Lost;
                 }
-                let mut pong = false;
                 let result = {
                     let mut scratch = ctx.read_buf.borrow_mut();
                     let mut out = ctx.write_buf.borrow_mut();
                     out.clear();
                     let done = ctx.clock.now_us();
-                    let r = s.read_available(&mut scratch, &mut |p| match p {
-                        Incoming::Publish { qos, pkid, retain, topic, payload, .. } => {
-                            if !retain {
-                                audit(ctx, streams, topic, payload, done, pending_host);
-                            }
-                            match qos {
-                                1 => codec::encode_ack(&mut out, codec::PUBACK, pkid),
-                                2 => codec::encode_ack(&mut out, codec::PUBREC, pkid),
-                                _ => {}
-                            }
+                    let r = s.read_available(&mut scratch, &mut |p| {
+                        if let Event::Publish { retain: false, topic, payload, .. } = state.handle(p, &mut out) {
+                            audit(ctx, streams, topic, payload, done, pending_host);
                         }
-                        Incoming::PubRel { pkid } => codec::encode_ack(&mut out, codec::PUBCOMP, pkid),
-                        Incoming::PingResp => pong = true,
-                        _ => {}
                     });
+                    let wrote = !out.is_empty();
+                    if wrote {
+                        state.sent(done);
+                    }
                     match r {
-                        Ok(_) if !out.is_empty() => s.try_send(&out).map(|_| ()).map_err(|_| ()),
+                        Ok(_) if wrote => s.try_send(&out).map(|_| ()).map_err(|_| ()),
                         Ok(_) => Ok(()),
                         Err(_) => Err(()),
                     }
                 };
-                if pong {
-                    keepalive.pong();
-                }
-                if result.is_err() {
+                // A broker DISCONNECT ends the session like a lost connection: counted, reconnected.
+                if result.is_err() || state.ended() {
                     return Ended::Lost;
                 }
                 if s.has_pending_out() && s.flush().await.is_err() {
@@ -652,7 +405,6 @@ async fn receive(
             }
             _ = tokio::time::sleep_until(wake) => {}
         }
-        let _ = version;
     }
 }
 

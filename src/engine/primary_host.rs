@@ -67,10 +67,6 @@ pub fn state_payload(online: bool, timestamp_ms: u64) -> Vec<u8> {
     format!(r#"{{"online":{online},"timestamp":{timestamp_ms}}}"#).into_bytes()
 }
 
-/// Packet ids of the host's two QoS 1 publishes (the SUBSCRIBE uses 1).
-const ONLINE_PKID: u16 = 2;
-const OFFLINE_PKID: u16 = 3;
-
 /// The primary host application an observer session plays.
 pub struct HostSession {
     host_id: Box<str>,
@@ -126,14 +122,15 @@ impl HostSession {
         self.online
     }
 
-    /// Append the STATE online PUBLISH (QoS 1, retained) and count the host as online.
-    pub fn go_online(&mut self, version: MqttVersion, out: &mut Vec<u8>) {
-        self.online = self.encode(version, true, ONLINE_PKID, out);
+    /// Append the STATE online PUBLISH (QoS 1, retained, packet id `pkid` from the session's protocol
+    /// state) and count the host as online.
+    pub fn go_online(&mut self, version: MqttVersion, pkid: u16, out: &mut Vec<u8>) {
+        self.online = self.encode(version, true, pkid, out);
     }
 
-    /// Append the STATE offline PUBLISH (QoS 1, retained) for a clean end.
-    pub fn go_offline(&mut self, version: MqttVersion, out: &mut Vec<u8>) {
-        self.encode(version, false, OFFLINE_PKID, out);
+    /// Append the STATE offline PUBLISH (QoS 1, retained, packet id `pkid`) for a clean end.
+    pub fn go_offline(&mut self, version: MqttVersion, pkid: u16, out: &mut Vec<u8>) {
+        self.encode(version, false, pkid, out);
         self.online = false;
     }
 
@@ -231,7 +228,7 @@ mod tests {
         h.subscribed(1_000_000);
         assert_eq!(h.online_due_us(), Some(3_000_000));
         let mut out = Vec::new();
-        h.go_online(MqttVersion::V311, &mut out);
+        h.go_online(MqttVersion::V311, 2, &mut out);
         assert!(h.is_online());
         assert_eq!(h.online_due_us(), None);
         let (packet, used) = codec::parse(&out, MqttVersion::V311).unwrap().unwrap();
@@ -264,7 +261,7 @@ mod tests {
             Some(HostEvent::Online)
         );
         out.clear();
-        h.go_offline(MqttVersion::V311, &mut out);
+        h.go_offline(MqttVersion::V311, 3, &mut out);
         assert!(!h.is_online());
         assert!(!out.is_empty());
     }

@@ -28,6 +28,11 @@ impl KeepAlive {
         }
     }
 
+    /// The keep-alive interval (0: none).
+    pub fn interval_us(&self) -> u64 {
+        self.interval_us
+    }
+
     /// Something was written to the broker.
     pub fn sent(&mut self, now_us: u64) {
         self.last_out_us = now_us;

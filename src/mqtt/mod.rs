@@ -5,6 +5,7 @@ pub mod codec;
 mod keepalive;
 mod protocol;
 mod session;
+mod state;
 pub mod ws;
 
 pub use codec::{ConnectOptions, Incoming, Will};
@@ -13,4 +14,5 @@ pub use protocol::{MqttVersion, Qos};
 pub use session::{
     bound_send_buffer, tcp_connect, ConnectError, ReadStatus, Session, SessionError,
 };
+pub use state::{Event, ProtocolState, WindowFull};
 pub use ws::WsEndpoint;

@@ -15,6 +15,8 @@
 //! CONNECT ([`Script::no_connack`]), close each connection right after its CONNACK
 //! ([`Script::drop_after_connack`]), or write arbitrary bytes right after the CONNACK
 //! ([`Script::after_connack`], e.g. garbage or an oversized packet header).
+//! A scripted DISCONNECT ([`Script::disconnect_at`]) sends every open connection a broker DISCONNECT and
+//! leaves the socket open, so only a client that handles the packet ends its session.
 //! A scripted restart (`restart`) closes every connection and, for a window, closes each new connection as soon
 //! as it is accepted (a broker that is down or still starting), then serves again: every client must reconnect.
 //!
@@ -67,6 +69,8 @@ pub struct Script {
     /// Windows during which connections are not read (a broker too slow to take what is sent).
     pauses: Vec<Stall>,
     drops: Vec<Duration>,
+    /// Times at which every open connection is sent a DISCONNECT (and left open).
+    disconnects: Vec<Duration>,
     /// `(from, duration)`: new connections are closed at once.
     down: Vec<(Duration, Duration)>,
     duplicate: HashSet<u64>,
@@ -102,6 +106,14 @@ impl Script {
     /// At `at`, close every connection that was open then (withheld acknowledgements are discarded).
     pub fn drop_connections_at(mut self, at: Duration) -> Script {
         self.drops.push(at);
+        self
+    }
+
+    /// At `at`, write a DISCONNECT to every connection that was open then and keep serving it: the
+    /// broker has ended the session but leaves closing the socket to the client (counted in
+    /// [`Stats::disconnects_sent`]).
+    pub fn disconnect_at(mut self, at: Duration) -> Script {
+        self.disconnects.push(at);
         self
     }
 
@@ -184,6 +196,8 @@ pub struct Stats {
     pub acks_withheld: u64,
     /// Connections closed by `drop_connections_at`.
     pub dropped: u64,
+    /// DISCONNECT packets written by `disconnect_at`.
+    pub disconnects_sent: u64,
     /// PUBLISH packets written to subscribers (duplicates included).
     pub deliveries: u64,
     /// CONNACKs written.
@@ -547,9 +561,21 @@ fn connection(shared: &Shared, id: u64, stream: TcpStream) {
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut withheld = Withheld::default();
+    // Scripted DISCONNECTs already written to this connection.
+    let mut disconnected: HashSet<usize> = HashSet::new();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             break;
+        }
+        // Scripted DISCONNECTs: a connection open at that time is told once, and stays open.
+        if let Some(t0) = shared.first_connect.get() {
+            for (i, d) in shared.script.disconnects.iter().enumerate() {
+                let at = *t0 + *d;
+                if opened_at < at && Instant::now() >= at && disconnected.insert(i) {
+                    let _ = lock(&out).write_all(&[0xE0, 0]);
+                    lock(&shared.stats).disconnects_sent += 1;
+                }
+            }
         }
         // Release withheld acks once their stall is over.
         if withheld.release_at.is_some_and(|t| Instant::now() >= t) {
@@ -587,7 +613,7 @@ fn connection(shared: &Shared, id: u64, stream: TcpStream) {
             wake = wake.min(t);
         }
         if let Some(t0) = shared.first_connect.get() {
-            for d in &shared.script.drops {
+            for d in shared.script.drops.iter().chain(&shared.script.disconnects) {
                 let at = *t0 + *d;
                 if at > now && opened_at < at {
                     wake = wake.min(at);
