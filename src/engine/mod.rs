@@ -16,6 +16,7 @@ pub mod prometheus;
 mod sparkplug;
 mod threads;
 mod ticker;
+pub(crate) mod tls;
 pub mod ui;
 mod watchdog;
 mod worker;
@@ -171,11 +172,14 @@ pub(crate) async fn broker_target(plan: &Plan) -> Result<(Vec<SocketAddr>, Strin
     for u in &targets {
         addrs.push(resolve(u).await?);
     }
-    let label = targets
+    let mut label = targets
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    if tls::insecure(&plan.scenario.broker) {
+        label.push_str(" (TLS certificate not verified: insecure_skip_verify)");
+    }
     Ok((addrs, label))
 }
 

@@ -64,6 +64,8 @@ pub(super) struct ObsCtx {
     pub(super) write_buf: RefCell<Vec<u8>>,
     /// Runs with more than one worker shard: the observer counters split by device shard.
     shards: Option<ShardAudit>,
+    /// TLS clients index-aligned with `brokers` (`None`: plain TCP), or why `broker.tls` failed.
+    tls: Result<Vec<Option<crate::mqtt::TlsClient>>, String>,
 }
 
 /// Which worker shard each device stream belongs to, and the observer counters per phase, group and
@@ -200,6 +202,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         .map(|(i, g)| (group_filter(&g.topic, &g.name), i))
         .collect();
     let ctx = Rc::new(ObsCtx {
+        tls: super::tls::clients(&spec.plan.scenario.broker).map_err(|e| e.to_string()),
         plan: spec.plan.clone(),
         clock: spec.clock,
         live: spec.live.clone(),
@@ -509,7 +512,19 @@ pub(super) async fn subscribed(
     let timeout = broker.connect_timeout;
     let start = async {
         let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
+        let tls = match &ctx.tls {
+            Ok(list) => ctx
+                .brokers
+                .iter()
+                .position(|b| *b == target)
+                .and_then(|i| list.get(i))
+                .and_then(Option::as_ref),
+            Err(m) => return Err(m.clone()),
+        };
         let stream = tcp_connect(target, None, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (stream, _) = super::tls::open(stream, tls, timeout)
             .await
             .map_err(|e| e.to_string())?;
         let (mut s, _) = Session::handshake(stream, version, &packet, timeout)

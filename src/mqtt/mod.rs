@@ -5,10 +5,14 @@ pub mod codec;
 mod keepalive;
 mod protocol;
 mod session;
+mod transport;
 
 pub use codec::{ConnectOptions, Incoming, Will};
 pub use keepalive::{KeepAlive, KeepAliveAction};
 pub use protocol::{MqttVersion, Qos};
 pub use session::{
     bound_send_buffer, tcp_connect, ConnectError, ReadStatus, Session, SessionError,
+};
+pub use transport::{
+    tls_connect, Roots, TlsClient, TlsFailure, TlsHandshake, TlsOptions, TlsSetupError, Transport,
 };

@@ -6,11 +6,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::codec::{self, CodecError, Incoming};
 use super::protocol::MqttVersion;
+use super::transport::{TlsFailure, Transport};
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +30,22 @@ pub enum ConnectError {
     /// or a configured source address is not an address of this host.
     #[error("no local port or address to connect from: {0}")]
     NoPort(io::Error),
+    /// The TLS handshake failed (the broker's certificate did not verify, an alert, a timeout).
+    #[error("TLS handshake failed: {detail}; {}", .reason.advice())]
+    Tls { reason: TlsFailure, detail: String },
     #[error("socket error: {0}")]
     Io(io::Error),
 }
 
 impl ConnectError {
-    fn from_io(e: io::Error) -> ConnectError {
+    pub(crate) fn tls(reason: TlsFailure, e: &rustls::Error) -> ConnectError {
+        ConnectError::Tls {
+            reason,
+            detail: e.to_string(),
+        }
+    }
+
+    pub(crate) fn from_io(e: io::Error) -> ConnectError {
         match e.kind() {
             io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => ConnectError::NoPort(e),
             io::ErrorKind::ConnectionRefused => ConnectError::Refused,
@@ -138,7 +148,7 @@ pub async fn tcp_connect(
 /// An established MQTT session.
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
+    stream: Transport,
     version: MqttVersion,
     /// Bytes of a frame that arrived only in part; empty (unallocated) almost always.
     partial_in: Vec<u8>,
@@ -158,7 +168,7 @@ pub enum ReadStatus {
 impl Session {
     /// Send CONNECT on an open stream and wait for CONNACK. Returns the session and `session_present`.
     pub async fn handshake(
-        stream: TcpStream,
+        stream: impl Into<Transport>,
         version: MqttVersion,
         connect_packet: &[u8],
         timeout: Duration,
@@ -169,14 +179,13 @@ impl Session {
         let mut scratch = vec![0u8; 256];
         let mut filled = 0;
         let mut s = Session {
-            stream,
+            stream: stream.into(),
             version,
             partial_in: Vec::new(),
             pending_out: Vec::new(),
         };
         let fut = async {
-            s.stream
-                .write_all(connect_packet)
+            s.write_all(connect_packet)
                 .await
                 .map_err(ConnectError::from_io)?;
             loop {
@@ -252,7 +261,7 @@ impl Session {
             // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
             unsafe {
                 libc::setsockopt(
-                    self.stream.as_raw_fd(),
+                    self.stream.tcp().as_raw_fd(),
                     libc::IPPROTO_TCP,
                     libc::TCP_QUICKACK,
                     std::ptr::addr_of!(one).cast(),
@@ -321,7 +330,7 @@ impl Session {
     /// Write `bytes` without waiting; whatever the socket does not take is kept and must be sent with
     /// [`Session::flush`] before anything else. Returns `true` when everything went out.
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<bool> {
-        if !self.pending_out.is_empty() {
+        if !self.pending_out.is_empty() || self.stream.backlog() {
             self.pending_out.extend_from_slice(bytes);
             return Ok(false);
         }
@@ -339,22 +348,60 @@ impl Session {
             self.pending_out.extend_from_slice(&bytes[at..]);
             return Ok(false);
         }
-        Ok(true)
+        Ok(!self.stream.backlog())
     }
 
     /// Whether bytes are waiting for [`Session::flush`].
     pub fn has_pending_out(&self) -> bool {
-        !self.pending_out.is_empty()
+        !self.pending_out.is_empty() || self.stream.backlog()
+    }
+
+    /// Write all of `bytes`, waiting for the socket (the CONNECT).
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() || self.stream.backlog() {
+            if at < bytes.len() {
+                match self.stream.try_write(&bytes[at..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        self.stream.writable().await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.stream.push_backlog()?;
+                if self.stream.backlog() {
+                    self.stream.writable().await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Write what [`Session::try_send`] kept. Cancel-safe: bytes leave the buffer only once the socket
     /// took them, so a caller may stop waiting (a deadline) and call again later.
     pub async fn flush(&mut self) -> io::Result<()> {
+        while self.stream.backlog() {
+            self.stream.writable().await?;
+            self.stream.push_backlog()?;
+        }
         while !self.pending_out.is_empty() {
             self.stream.writable().await?;
             match self.stream.try_write(&self.pending_out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n >= self.pending_out.len() => self.pending_out = Vec::new(),
+                Ok(n) if n >= self.pending_out.len() => {
+                    self.pending_out = Vec::new();
+                    while self.stream.backlog() {
+                        self.stream.writable().await?;
+                        self.stream.push_backlog()?;
+                    }
+                }
                 Ok(n) => {
                     self.pending_out.drain(..n);
                 }
@@ -381,7 +428,7 @@ impl Session {
                 // SAFETY: TIOCOUTQ (= SIOCOUTQ) on a socket we own writes one c_int we pass.
                 let rc = unsafe {
                     libc::ioctl(
-                        self.stream.as_raw_fd(),
+                        self.stream.tcp().as_raw_fd(),
                         libc::TIOCOUTQ,
                         std::ptr::addr_of_mut!(queued),
                     )
@@ -413,7 +460,7 @@ impl Session {
             // SAFETY: setsockopt on a socket we own, with a pointer to a live struct and its size.
             unsafe {
                 libc::setsockopt(
-                    self.stream.as_raw_fd(),
+                    self.stream.tcp().as_raw_fd(),
                     libc::SOL_SOCKET,
                     libc::SO_LINGER,
                     std::ptr::addr_of!(linger).cast(),
@@ -426,6 +473,7 @@ impl Session {
     /// Send DISCONNECT if the socket takes it at once, and close.
     pub fn close(mut self) {
         let _ = self.try_send(&codec::DISCONNECT);
+        self.stream.close_notify();
     }
 }
 
