@@ -192,11 +192,16 @@ impl TlsClient {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<TlsClient, TlsSetupError> {
+        // Its own session cache: a resumed session carries the identity it was made with, so one
+        // device must never resume another's.
         let mut c = self.clone();
+        if self.options.resumption {
+            c.resumption = Resumption::in_memory_sessions(4);
+        }
         c.config = build(
             &self.options,
             &self.verifier,
-            &self.resumption,
+            &c.resumption,
             Identity::Pair(chain, key),
         )?;
         Ok(c)
