@@ -526,6 +526,16 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         seed: args.seed,
     };
     let scenario = load(&args.scenario, &overrides)?;
+    if let Some(u) = scenario.broker.targets().iter().find(|u| {
+        matches!(
+            u.transport,
+            crate::scenario::Transport::Ws | crate::scenario::Transport::Wss
+        )
+    }) {
+        return Err(CommandError::Usage(format!(
+            "broker `{u}`: ws:// and wss:// are recognised but the WebSocket transport is not in this build yet\n  hint: use mqtt:// or mqtts:// for now"
+        )));
+    }
     // `broker.tls` files (CA, fleet certificate and key) are read before anything connects: exit 2.
     crate::engine::tls::clients(&scenario.broker)
         .map_err(|e| CommandError::Usage(e.to_string()))?;
