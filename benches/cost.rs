@@ -9,6 +9,9 @@
 //! from the same host clock) say which samples belong to which phase, so CPU time is taken over the steady
 //! phase only and divided by the messages published in exactly that phase.
 //!
+//! The idle-memory and connect measurements run twice, plain TCP and TLS (a CA and a server certificate
+//! made here with rcgen, mosquitto with a TLS listener, `broker.tls.ca` trusting it), in the same run.
+//!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
@@ -321,20 +324,27 @@ fn nearest(samples: &[Sample], t_us: u64) -> Option<Sample> {
 struct Broker {
     child: Child,
     port: u16,
+    tls: bool,
 }
 
 impl Broker {
-    fn start(bench: &Bench, tag: &str) -> Result<Broker, String> {
+    fn start(bench: &Bench, tag: &str, tls: bool) -> Result<Broker, String> {
         let port = free_port().ok_or("no free port in 65001-65535")?;
         let conf = bench.work.join(format!("mosquitto-{tag}.conf"));
-        fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_connections -1\nmax_queued_messages 100000\nlog_dest none\n"
-            ),
-        )
-        .map_err(|e| format!("{}: {e}", conf.display()))?;
+        let mut text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_connections -1\nmax_queued_messages 100000\nlog_dest none\n"
+        );
+        if tls {
+            let (ca, cert, key) = tls_files(bench)?;
+            text.push_str(&format!(
+                "user root\ncafile {}\ncertfile {}\nkeyfile {}\n",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ));
+        }
+        fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
         let child = Command::new(&bench.mosquitto)
             .arg("-c")
             .arg(&conf)
@@ -343,7 +353,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bench.mosquitto.display()))?;
-        let broker = Broker { child, port };
+        let broker = Broker { child, port, tls };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -356,7 +366,8 @@ impl Broker {
     }
 
     fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn pid(&self) -> u32 {
@@ -369,6 +380,34 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 (PEM files in the work directory): `(ca, cert, key)`.
+fn tls_files(bench: &Bench) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let e = |e: rcgen::Error| e.to_string();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(e)?;
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).map_err(e)?;
+    let key = KeyPair::generate().map_err(e)?;
+    let cert = params
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .map_err(e)?;
+    let files = (
+        bench.work.join("bench-ca.pem"),
+        bench.work.join("bench-server.pem"),
+        bench.work.join("bench-server.key"),
+    );
+    for (path, text) in [
+        (&files.0, ca.pem()),
+        (&files.1, cert.pem()),
+        (&files.2, key.serialize_pem()),
+    ] {
+        fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(files)
 }
 
 fn free_port() -> Option<u16> {
@@ -392,11 +431,31 @@ struct Run {
 }
 
 fn run_fleetstorm(bench: &Bench, name: &str, scenario: &str) -> Result<Run, String> {
+    run_fleetstorm_over(bench, name, scenario, false)
+}
+
+/// Run `scenario` against a fresh mosquitto, over TLS when `tls` (the scenario then trusts its CA).
+fn run_fleetstorm_over(
+    bench: &Bench,
+    name: &str,
+    scenario: &str,
+    tls: bool,
+) -> Result<Run, String> {
     let dir = bench.work.join(name);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let scenario_path = dir.join("scenario.yaml");
+    let broker = Broker::start(bench, name, tls)?;
+    let scenario = if tls {
+        let ca = bench.work.join("bench-ca.pem");
+        scenario.replacen(
+            "broker:\n",
+            &format!("broker:\n  tls:\n    ca: {}\n", ca.display()),
+            1,
+        )
+    } else {
+        scenario.to_owned()
+    };
     fs::write(&scenario_path, scenario).map_err(|e| format!("{e}"))?;
-    let broker = Broker::start(bench, name)?;
     let broker_before = sample(broker.pid());
     let stdout = fs::File::create(dir.join("stdout.txt")).map_err(|e| format!("{e}"))?;
     let stderr = fs::File::create(dir.join("stderr.txt")).map_err(|e| format!("{e}"))?;
@@ -460,7 +519,7 @@ fn run_fleetstorm(bench: &Bench, name: &str, scenario: &str) -> Result<Run, Stri
 fn startup(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), String> {
     println!();
     println!("startup to the first connect slot (10 devices, median of 3):");
-    let broker = Broker::start(bench, "startup")?;
+    let broker = Broker::start(bench, "startup", false)?;
     let dir = bench.work.join("startup");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let scenario = dir.join("scenario.yaml");
@@ -552,10 +611,10 @@ struct IdleFigures {
     broker_delta_kb: i64,
 }
 
-fn idle_run(bench: &Bench, devices: u64) -> Result<IdleFigures, String> {
-    let name = format!("idle-{devices}");
+fn idle_run(bench: &Bench, devices: u64, tls: bool) -> Result<IdleFigures, String> {
+    let name = format!("idle-{}{devices}", if tls { "tls-" } else { "" });
     let yaml = scenario_yaml(&name, devices, "1h", 0, "2000/s", 500, "20s");
-    let run = run_fleetstorm(bench, &name, &yaml)?;
+    let run = run_fleetstorm_over(bench, &name, &yaml, tls)?;
     let ramp = phase(&run.report, "ramp")?;
     let at = ramp.end_us + IDLE_SETTLE_US;
     let client = nearest(&run.client, at).ok_or("no client samples")?;
@@ -585,8 +644,9 @@ fn idle_memory(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), St
     println!(
         "== a. idle memory (interval 1h, ramp 2000/s, steady 20 s, sampled at ramp end + 5 s) =="
     );
-    let small = idle_run(bench, 1_000)?;
-    let large = idle_run(bench, 10_000)?;
+    let small = idle_run(bench, 1_000, false)?;
+    let large = idle_run(bench, 10_000, false)?;
+    idle_tls(bench, rows)?;
     let per_device_kb =
         (large.rss_kb as f64 - small.rss_kb as f64) / (large.devices as f64 - small.devices as f64);
     let broker_per_conn_kb = large.broker_delta_kb as f64 / large.connected.max(1) as f64;
@@ -749,6 +809,24 @@ fn idle_memory_ws(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(),
     rows.push((
         "client RSS per idle ws device (marginal)".into(),
         format!("{per_device_kb:.2} KB   (same fleets as plain, ws:// stub broker)"),
+    ));
+    Ok(())
+}
+
+/// The same idle fleets over TLS (verified, TLS 1.3 by default): client RSS per idle TLS device.
+fn idle_tls(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), String> {
+    let small = idle_run(bench, 1_000, true)?;
+    let large = idle_run(bench, 10_000, true)?;
+    let per_device_kb =
+        (large.rss_kb as f64 - small.rss_kb as f64) / (large.devices as f64 - small.devices as f64);
+    println!(
+        "  TLS: client RSS per idle TLS device (marginal, (RSS_10k - RSS_1k) / 9000): {per_device_kb:.2} KB \
+         ({} / {} connected)",
+        small.connected, large.connected
+    );
+    rows.push((
+        "client RSS per idle TLS device (marginal)".into(),
+        format!("{per_device_kb:.2} KB   (target <= 8 KB)"),
     ));
     Ok(())
 }

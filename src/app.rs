@@ -530,6 +530,12 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         seed: args.seed,
     };
     let scenario = load(&args.scenario, &overrides)?;
+    // `broker.tls` files (CA, fleet certificate and key) are read before anything connects: exit 2.
+    crate::engine::tls::clients(&scenario.broker)
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    if crate::engine::tls::insecure(&scenario.broker) && !args.worker_pipe {
+        eprintln!("warning: broker.tls.insecure_skip_verify is true: the broker's certificate is NOT verified (anyone on the path can impersonate it); the report records this");
+    }
     let shard = match &args.shard {
         Some(s) => parse_shard(s)?,
         None => Shard::default(),

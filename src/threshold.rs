@@ -121,9 +121,14 @@ impl Quantity {
     /// subscriptions are made during ramps, so the steady phase normally has none of them.
     pub fn is_setup(&self) -> bool {
         match self {
-            Quantity::Latency { metric, .. } => matches!(metric, Metric::Connect | Metric::Suback),
+            Quantity::Latency { metric, .. } => matches!(
+                metric,
+                Metric::Connect | Metric::Suback | Metric::TlsHandshake
+            ),
             Quantity::ConnectFailures => true,
-            Quantity::Counter(c) => c.name().starts_with("connect_"),
+            Quantity::Counter(c) => {
+                c.name().starts_with("connect_") || c.name().starts_with("tls_handshakes_")
+            }
             _ => false,
         }
     }

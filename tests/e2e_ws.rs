@@ -44,12 +44,48 @@ fn amqtt_bin() -> Option<String> {
 struct Amqtt {
     child: Child,
     port: u16,
+    /// `wss` when the listener speaks TLS, else `ws`.
+    scheme: &'static str,
     _dir: tempfile::TempDir,
 }
 
+/// A CA made here and a server certificate it signed for 127.0.0.1: `(CA PEM, cert PEM, key PEM)`.
+fn server_certificate() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "fleetstorm wss test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    leaf.distinguished_name.push(DnType::CommonName, "broker");
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf
+        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+        .unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
 impl Amqtt {
-    fn start(bin: &str) -> Amqtt {
+    /// Start amqtt with a WebSocket listener; with `tls` (cert PEM, key PEM) a wss:// one.
+    fn start(bin: &str, tls: Option<(&str, &str)>) -> Amqtt {
         let dir = tempfile::tempdir().unwrap();
+        let ssl = match tls {
+            Some((cert, key)) => {
+                let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+                std::fs::write(&c, cert).unwrap();
+                std::fs::write(&k, key).unwrap();
+                format!(
+                    "    ssl: true\n    certfile: {}\n    keyfile: {}\n",
+                    c.display(),
+                    k.display()
+                )
+            }
+            None => String::new(),
+        };
         // Tests of this binary start brokers in parallel: each its own sequence of ports.
         static NEXT: AtomicU16 = AtomicU16::new(0);
         let first = (std::process::id() % 100) as u16 + NEXT.fetch_add(41, Ordering::Relaxed);
@@ -62,7 +98,7 @@ impl Amqtt {
             std::fs::write(
                 &conf,
                 format!(
-                    "listeners:\n  default:\n    type: ws\n    bind: 127.0.0.1:{port}\n\
+                    "listeners:\n  default:\n    type: ws\n    bind: 127.0.0.1:{port}\n{ssl}\
                      plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
                 ),
             )
@@ -86,6 +122,7 @@ impl Amqtt {
                     return Amqtt {
                         child,
                         port,
+                        scheme: if tls.is_some() { "wss" } else { "ws" },
                         _dir: dir,
                     };
                 }
@@ -98,7 +135,7 @@ impl Amqtt {
     }
 
     fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/mqtt", self.port)
+        format!("{}://127.0.0.1:{}/mqtt", self.scheme, self.port)
     }
 }
 
@@ -109,11 +146,13 @@ impl Drop for Amqtt {
     }
 }
 
-/// `fleet` with an observer subscribed to its topics, run against `url`.
-fn run_observed(ws: &Workspace, fleet: &Fleet, url: &str) -> common::Finished {
+/// `fleet` with an observer subscribed to its topics (and `broker_extra`, YAML lines under `broker:`),
+/// run against `url`.
+fn run_observed(ws: &Workspace, fleet: &Fleet, url: &str, broker_extra: &str) -> common::Finished {
     let yaml = fleet
         .yaml()
-        .replace("phases:", "observers:\n  - name: audit\nphases:");
+        .replace("phases:", "observers:\n  - name: audit\nphases:")
+        .replacen("broker:\n", &format!("broker:\n{broker_extra}"), 1);
     let scenario = ws.file("scenario.yaml", &yaml);
     let out = ws.out();
     let duration = format!("{}s", fleet.steady_s);
@@ -130,26 +169,42 @@ fn run_observed(ws: &Workspace, fleet: &Fleet, url: &str) -> common::Finished {
     ])
 }
 
-/// A WebSocket fleet against a real broker: healthy, and the observer on the same broker counts the
-/// devices' messages exactly (none lost, none twice).
-fn ws_fleet(qos: u8) {
+/// A WebSocket fleet against a real broker (over TLS when `tls`, verified against a CA made here):
+/// healthy, and the observer on the same broker counts the devices' messages exactly (none lost,
+/// none twice).
+fn ws_fleet(qos: u8, tls: bool) {
     let Some(bin) = amqtt_bin() else {
         return;
     };
-    let broker = Amqtt::start(&bin);
-    let mut fleet = Fleet::new(&format!("ws-q{qos}"), qos);
-    fleet.devices = 20;
     let ws = Workspace::new();
-    let run = run_observed(&ws, &fleet, &broker.url());
+    let (broker, broker_extra) = if tls {
+        let (ca, cert, key) = server_certificate();
+        let ca_file = ws.file("ca.pem", &ca);
+        let extra = format!("  tls:\n    ca: {}\n", ca_file.display());
+        (Amqtt::start(&bin, Some((&cert, &key))), extra)
+    } else {
+        (Amqtt::start(&bin, None), String::new())
+    };
+    let mut fleet = Fleet::new(&format!("{}-q{qos}", broker.scheme), qos);
+    fleet.devices = 20;
+    let run = run_observed(&ws, &fleet, &broker.url(), &broker_extra);
     check_healthy_run(&fleet, &run, &ws.out());
     let r = common::load_report(&ws.out());
-    assert_eq!(r.broker, broker.url(), "the report names the ws:// URL");
+    assert_eq!(r.broker, broker.url(), "the report names the URL");
     let url = &r.scenario["broker"]["url"];
     assert_eq!(
         (&url["scheme"], &url["path"]),
-        (&"ws".into(), &"/mqtt".into()),
+        (&broker.scheme.into(), &"/mqtt".into()),
         "the resolved scenario keeps scheme and path: {url}"
     );
+    if tls {
+        let c = &r.totals.totals.counters;
+        assert_eq!(
+            c.get(Counter::TlsHandshakesFull) + c.get(Counter::TlsHandshakesResumed),
+            c.get(Counter::ConnectSuccesses),
+            "every wss:// device connect is one TLS handshake"
+        );
+    }
     let c = &r.totals.totals.counters;
     let published = c.get(Counter::Published);
     assert!(published > 0);
@@ -171,12 +226,17 @@ fn ws_fleet(qos: u8) {
 
 #[test]
 fn ws_fleet_qos1_is_delivered_exactly_once_through_the_broker() {
-    ws_fleet(1);
+    ws_fleet(1, false);
+}
+
+#[test]
+fn wss_fleet_qos1_over_verified_tls_is_delivered_exactly_once_through_the_broker() {
+    ws_fleet(1, true);
 }
 
 #[test]
 fn ws_fleet_qos0_is_delivered_exactly_once_through_the_broker() {
-    ws_fleet(0);
+    ws_fleet(0, false);
 }
 
 /// A server that answers every upgrade request with `reply` and closes.
@@ -208,7 +268,7 @@ fn refused_run(reply: &'static str, observer: bool) -> common::Finished {
     let ws = Workspace::new();
     let url = format!("ws://127.0.0.1:{port}/mqtt");
     if observer {
-        run_observed(&ws, &fleet, &url)
+        run_observed(&ws, &fleet, &url, "")
     } else {
         common::run_fleet(&ws, &fleet, &["--broker", &url])
     }

@@ -329,14 +329,14 @@ fn malformed_and_unsupported_urls() {
         "no scheme",
         "mqtt://",
     );
-    let e = err(&format!("{BASE}broker:\n  url: wss://h/mqtt\n"));
+    let e = err(&format!("{BASE}broker:\n  url: quic://h\n"));
     check(
         &e,
         ErrorKind::InvalidValue,
         Some("broker.url"),
         7,
         Some(8),
-        "not supported yet",
+        "unknown broker URL scheme",
         "embedded broker",
     );
 }
@@ -829,7 +829,7 @@ fn override_errors_name_the_flag() {
         ),
         (
             Overrides {
-                broker: Some("http://h".into()),
+                broker: Some("quic://h".into()),
                 ..Overrides::default()
             },
             "--broker",
@@ -960,25 +960,19 @@ fn parse_broker_url_table() {
             "{s}"
         );
     }
-    for (s, path) in [
-        ("ws://h", "/mqtt"),
-        ("ws://h/", "/mqtt"),
-        ("ws://h:1/a/b", "/a/b"),
+    for (s, port, path) in [
+        ("mqtts://h", 8883, ""),
+        ("ssl://h:8884", 8884, ""),
+        ("ws://h", 80, "/mqtt"),
+        ("wss://h", 443, "/mqtt"),
+        ("wss://h:8443/ws", 8443, "/ws"),
     ] {
-        assert_eq!(
-            parse_broker_url(s).unwrap().path.as_deref(),
-            Some(path),
-            "{s}"
-        );
+        let u = parse_broker_url(s).unwrap();
+        assert_eq!((u.port, u.path.as_str()), (port, path), "{s}");
     }
-    for s in ["mqtts://h", "wss://h"] {
-        assert!(
-            parse_broker_url(s)
-                .unwrap_err()
-                .contains("not supported yet"),
-            "{s}"
-        );
-    }
+    assert!(parse_broker_url("mqtts://h/x")
+        .unwrap_err()
+        .contains("no path"));
     for s in [
         "",
         "localhost:1883",

@@ -53,6 +53,9 @@ pub struct WorkerCtx {
     pub write_buf: RefCell<Vec<u8>>,
     /// Payload encoding buffer.
     pub payload_buf: RefCell<Vec<u8>>,
+    /// TLS clients per broker target (`None`: plain), this worker's own session cache; the error of
+    /// `broker.tls` if it could not be built (checked before the run, so only a file changed since).
+    pub tls: Result<Vec<Option<crate::mqtt::TlsClient>>, String>,
 }
 
 impl WorkerCtx {
@@ -84,6 +87,7 @@ impl WorkerCtx {
             .collect();
         let connect_rate_per_s = plan.connect_rate_per_s();
         let ws = super::ws_endpoints(&plan);
+        let tls = super::tls::clients(&s.broker).map_err(|e| e.to_string());
         Rc::new(WorkerCtx {
             ws,
             version: s.broker.protocol,
@@ -103,7 +107,24 @@ impl WorkerCtx {
             read_buf: RefCell::new(Vec::new()),
             write_buf: RefCell::new(Vec::with_capacity(16 * 1024)),
             payload_buf: RefCell::new(Vec::with_capacity(4 * 1024)),
+            tls,
         })
+    }
+
+    /// The TLS client of device `d`'s broker target (`None`: plain TCP).
+    pub fn tls_for(
+        &self,
+        d: DeviceRef,
+    ) -> Result<Option<&crate::mqtt::TlsClient>, crate::mqtt::ConnectError> {
+        match &self.tls {
+            Ok(list) => Ok(list
+                .get(broker_index(self.assign, self.brokers.len(), d))
+                .and_then(Option::as_ref)),
+            Err(m) => Err(crate::mqtt::ConnectError::Tls {
+                reason: crate::mqtt::TlsFailure::Other,
+                detail: m.clone(),
+            }),
+        }
     }
 
     /// The broker a device connects to, and the local address it binds (if a pool is configured).

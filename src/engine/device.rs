@@ -267,6 +267,7 @@ fn connect_failure(e: &ConnectError) -> Counter {
         ConnectError::Protocol(_) | ConnectError::Upgrade(_) => Counter::ConnectFailProtocol,
         ConnectError::NoPort(_) => Counter::ConnectFailNoPort,
         ConnectError::Io(_) => Counter::ConnectFailOther,
+        ConnectError::Tls { reason, .. } => super::failure::tls_failure_counter(*reason),
     }
 }
 
@@ -298,19 +299,38 @@ async fn connect(
         let packet =
             codec::encode_connect(&options).map_err(|e| ConnectError::Protocol(e.to_string()))?;
         let (broker, source) = ctx.broker_for(device.dev);
+        let tls = match ctx.tls_for(device.dev)? {
+            Some(base) => Some(device_tls(ctx, device, base)?),
+            None => None,
+        };
         let stream = tcp_connect(broker, source, ctx.connect_timeout).await?;
         bound_send_buffer(&stream, DEVICE_SEND_BUFFER);
-        let remaining = ctx
-            .connect_timeout
-            .saturating_sub(std::time::Duration::from_micros(
-                rec.now_us().saturating_sub(sent_us),
-            ));
+        let remaining = |now: u64| {
+            ctx.connect_timeout
+                .saturating_sub(std::time::Duration::from_micros(
+                    now.saturating_sub(sent_us),
+                ))
+        };
+        let tcp_us = rec.now_us();
+        let (stream, handshake) = super::tls::open(stream, tls.as_ref(), remaining(tcp_us)).await?;
+        if let Some(h) = handshake {
+            let done = rec.now_us();
+            // Corrected from when the TLS step was due: the intended connect time plus the TCP connect.
+            let due = intended_us.saturating_add(tcp_us.saturating_sub(sent_us));
+            rec.latency(Metric::TlsHandshake, group, due, tcp_us, done);
+            let kind = if h.resumed {
+                Counter::TlsHandshakesResumed
+            } else {
+                Counter::TlsHandshakesFull
+            };
+            rec.count(kind, group, intended_us);
+        }
         Session::handshake_with(
             stream,
             ctx.ws_for(device.dev),
             ctx.version,
             &packet,
-            remaining,
+            remaining(rec.now_us()),
         )
         .await
     };
@@ -340,6 +360,35 @@ async fn connect(
             Err(connect_failure(&e))
         }
     })
+}
+
+/// The TLS client of one device: its target's, with its own certificate when `broker.tls.cert` is a
+/// per-device template.
+fn device_tls(
+    ctx: &WorkerCtx,
+    device: &Device,
+    base: &crate::mqtt::TlsClient,
+) -> Result<crate::mqtt::TlsClient, ConnectError> {
+    let broker = &ctx.plan.scenario.broker;
+    let per_device = matches!(
+        broker.tls.as_ref().map(|t| &t.identity),
+        Some(crate::scenario::ClientIdentity::Files { cert, .. }) if cert.as_str().contains('{')
+    );
+    if !per_device {
+        return Ok(base.clone());
+    }
+    let group = ctx
+        .plan
+        .groups()
+        .get(device.dev.group)
+        .map_or("", |g| g.name.as_str());
+    let vars = crate::scenario::template::TemplateVars {
+        group,
+        index: device.dev.index,
+        global_index: device.dev.global,
+        client_id: &device.client_id,
+    };
+    super::tls::for_device(base, broker, &vars)
 }
 
 /// The CONNECT of a device of group `group`.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::metrics::{Counter, Counters, LiveCounters};
 use crate::mqtt::codec::{connack_advice, connack_meaning};
+use crate::mqtt::TlsFailure;
 use crate::scenario::MqttVersion;
 
 /// A CONNACK refusal code and the protocol version it belongs to.
@@ -66,6 +67,9 @@ pub(crate) fn connect_breakdown(c: &Counters, refusal: Option<Refusal>) -> Strin
         "found no local port or source address".into(),
     );
     part(Counter::ConnectFailOther, "other socket errors".into());
+    for (counter, failure) in TLS_FAILURES {
+        part(counter, tls_failure_name(failure).into());
+    }
     parts.join(", ")
 }
 
@@ -90,10 +94,49 @@ pub(crate) fn disconnect_breakdown(c: &Counters) -> String {
     parts.join(", ")
 }
 
+/// The TLS handshake failure counters and the reasons they count.
+const TLS_FAILURES: [(Counter, TlsFailure); 6] = [
+    (
+        Counter::ConnectFailTlsUnknownIssuer,
+        TlsFailure::UnknownIssuer,
+    ),
+    (Counter::ConnectFailTlsExpired, TlsFailure::Expired),
+    (
+        Counter::ConnectFailTlsNameMismatch,
+        TlsFailure::NameMismatch,
+    ),
+    (Counter::ConnectFailTlsTimeout, TlsFailure::Timeout),
+    (Counter::ConnectFailTlsAlert, TlsFailure::Alert),
+    (Counter::ConnectFailTlsOther, TlsFailure::Other),
+];
+
+/// The counter of a TLS handshake failure.
+pub(crate) fn tls_failure_counter(f: TlsFailure) -> Counter {
+    TLS_FAILURES
+        .iter()
+        .find(|(_, r)| *r == f)
+        .map_or(Counter::ConnectFailTlsOther, |(c, _)| *c)
+}
+
+fn tls_failure_name(f: TlsFailure) -> &'static str {
+    match f {
+        TlsFailure::UnknownIssuer => "TLS: broker certificate from an unknown issuer",
+        TlsFailure::Expired => "TLS: broker certificate expired or not yet valid",
+        TlsFailure::NameMismatch => "TLS: broker certificate not valid for the server name",
+        TlsFailure::Timeout => "TLS: handshake timed out",
+        TlsFailure::Alert => "TLS: alert from the broker",
+        TlsFailure::Other => "TLS: other handshake failures",
+    }
+}
+
 /// What to do, judged from the reasons that occurred (a refusal first: it is the broker's own word).
 fn advice(c: &Counters, refusal: Option<Refusal>, version: MqttVersion) -> String {
     if let (Some(r), true) = (refusal, c.get(Counter::ConnectFailRejected) > 0) {
         return connack_advice(r.version, r.code).to_owned();
+    }
+    // A certificate that does not verify: the reason and the key that fixes it.
+    if let Some((_, f)) = TLS_FAILURES.iter().find(|(k, _)| c.get(*k) > 0) {
+        return f.advice().to_owned();
     }
     if c.get(Counter::ConnectFailProtocol) > 0 || c.get(Counter::DisconnectProtocol) > 0 {
         let v = match version {

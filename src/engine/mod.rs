@@ -22,6 +22,7 @@ mod sparkplug;
 mod target;
 mod threads;
 mod ticker;
+pub(crate) mod tls;
 mod watch;
 mod watchdog;
 mod worker;

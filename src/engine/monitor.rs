@@ -43,6 +43,8 @@ pub(super) struct ObsCtx {
     pub(super) write_buf: RefCell<Vec<u8>>,
     /// Runs with more than one worker shard: the observer counters split by device shard.
     pub(super) shards: Option<ShardAudit>,
+    /// TLS clients index-aligned with `brokers` (`None`: plain TCP), or why `broker.tls` failed.
+    pub(super) tls: Result<Vec<Option<crate::mqtt::TlsClient>>, String>,
 }
 
 /// Commander connections per broker target: one per group with commands.
@@ -172,7 +174,19 @@ pub(super) async fn subscribed(
     let start = async {
         let packet = codec::encode_connect(&options).map_err(|e| e.to_string())?;
         let connect_us = ctx.clock.now_us();
+        let tls = match &ctx.tls {
+            Ok(list) => ctx
+                .brokers
+                .iter()
+                .position(|b| *b == target)
+                .and_then(|i| list.get(i))
+                .and_then(Option::as_ref),
+            Err(m) => return Err(m.clone()),
+        };
         let stream = tcp_connect(target, None, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (stream, _) = super::tls::open(stream, tls, timeout)
             .await
             .map_err(|e| e.to_string())?;
         let ws = ctx

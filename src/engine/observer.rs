@@ -84,6 +84,7 @@ pub fn run(spec: ObserverSpec) -> Result<RunSnapshot, EngineError> {
         .map(|(i, g)| (group_filter(&g.topic, &g.name), i))
         .collect();
     let ctx = Rc::new(ObsCtx {
+        tls: super::tls::clients(&spec.plan.scenario.broker).map_err(|e| e.to_string()),
         plan: spec.plan.clone(),
         clock: spec.clock,
         live: spec.live.clone(),

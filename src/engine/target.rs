@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use super::options::EngineError;
 use crate::broker::{self, EmbeddedLimits};
 use crate::plan::Plan;
-use crate::scenario::{BrokerUrl, MqttVersion};
+use crate::scenario::{BrokerUrl, MqttVersion, Transport};
 
 async fn resolve(url: &BrokerUrl) -> Result<SocketAddr, EngineError> {
     let mut addrs = tokio::net::lookup_host((url.host.as_str(), url.port))
@@ -35,11 +35,14 @@ pub(crate) async fn broker_target(plan: &Plan) -> Result<(Vec<SocketAddr>, Strin
     for u in &targets {
         addrs.push(resolve(u).await?);
     }
-    let label = targets
+    let mut label = targets
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    if super::tls::insecure(&plan.scenario.broker) {
+        label.push_str(" (TLS certificate not verified: insecure_skip_verify)");
+    }
     Ok((addrs, label))
 }
 
@@ -51,8 +54,17 @@ pub(crate) fn ws_endpoints(plan: &Plan) -> Vec<Option<crate::mqtt::WsEndpoint>> 
         .targets()
         .iter()
         .map(|u| {
-            let path = u.path.as_deref().filter(|_| u.scheme == "ws")?;
-            Some(crate::mqtt::WsEndpoint::new(&u.host, u.port, 80, path))
+            let default_port = match u.transport {
+                Transport::Ws => 80,
+                Transport::Wss => 443,
+                Transport::Tcp | Transport::Tls => return None,
+            };
+            Some(crate::mqtt::WsEndpoint::new(
+                &u.host,
+                u.port,
+                default_port,
+                &u.path,
+            ))
         })
         .collect()
 }

@@ -109,9 +109,12 @@ impl Watchdog {
         }
         let ok = c.get(Counter::ConnectSuccesses);
         let failed = c.connect_failures();
+        // A broker certificate that does not verify will not verify on the next try either.
         if ok == 0
             && failed > 0
-            && (failed >= self.fail_fast_failures || now_us >= self.unreachable_after_us)
+            && (failed >= self.fail_fast_failures
+                || now_us >= self.unreachable_after_us
+                || certificate_refused(c))
         {
             return Some(Abort::Unreachable);
         }
@@ -149,6 +152,9 @@ impl Watchdog {
         let ok = c.get(Counter::ConnectSuccesses);
         if ok > 0 && !self.held && c.disconnects() >= ok {
             return Some(Abort::NotHeld);
+        }
+        if ok == 0 && certificate_refused(c) {
+            return Some(Abort::Unreachable);
         }
         None
     }
@@ -189,6 +195,18 @@ impl Watchdog {
             },
         }
     }
+}
+
+/// Whether a connect failed because the broker's certificate did not verify (unknown issuer, expired,
+/// wrong name): the same on every attempt, so a run without any connection ends at once.
+fn certificate_refused(c: &Counters) -> bool {
+    [
+        Counter::ConnectFailTlsUnknownIssuer,
+        Counter::ConnectFailTlsExpired,
+        Counter::ConnectFailTlsNameMismatch,
+    ]
+    .iter()
+    .any(|&k| c.get(k) > 0)
 }
 
 #[cfg(test)]

@@ -18,16 +18,19 @@ pub enum Metric {
     E2e,
     /// Intended command send → the device's reply received by the commander.
     CommandRtt,
+    /// TCP connected → TLS established (corrected: from the intended connect time plus the TCP connect).
+    TlsHandshake,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 7] = [
         Metric::Connect,
         Metric::Puback,
         Metric::Pubcomp,
         Metric::Suback,
         Metric::E2e,
         Metric::CommandRtt,
+        Metric::TlsHandshake,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -39,6 +42,7 @@ impl Metric {
             Metric::Suback => "suback",
             Metric::E2e => "e2e",
             Metric::CommandRtt => "command_rtt",
+            Metric::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -104,6 +108,8 @@ macro_rules! counters {
 counters! {
     ConnectAttempts => "connect_attempts": "CONNECT handshakes started (TCP connect begun)",
     ConnectSuccesses => "connect_successes": "CONNACK received with success",
+    TlsHandshakesFull => "tls_handshakes_full": "TLS handshakes completed in full (no session resumed)",
+    TlsHandshakesResumed => "tls_handshakes_resumed": "TLS handshakes that resumed an earlier session (`broker.tls.resumption`)",
     ConnectFailRefused => "connect_fail_refused": "TCP connection refused",
     ConnectFailTimeout => "connect_fail_timeout": "no CONNACK within the connect timeout",
     ConnectFailReset => "connect_fail_reset": "connection reset or closed during the handshake",
@@ -111,6 +117,12 @@ counters! {
     ConnectFailProtocol => "connect_fail_protocol": "malformed or unexpected reply to CONNECT",
     ConnectFailNoPort => "connect_fail_no_port": "no local port or source address to connect from (EADDRNOTAVAIL / EADDRINUSE): the ephemeral ports of a (source address, broker address) pair ran out, or a source address is not local",
     ConnectFailOther => "connect_fail_other": "other socket error while connecting",
+    ConnectFailTlsUnknownIssuer => "connect_fail_tls_unknown_issuer": "TLS handshake failed: the broker's certificate is not signed by a trusted CA (`broker.tls.ca`)",
+    ConnectFailTlsExpired => "connect_fail_tls_expired": "TLS handshake failed: the broker's certificate has expired or is not valid yet",
+    ConnectFailTlsNameMismatch => "connect_fail_tls_name_mismatch": "TLS handshake failed: the broker's certificate is not valid for the server name (`broker.tls.server_name`)",
+    ConnectFailTlsTimeout => "connect_fail_tls_timeout": "TLS handshake not finished within the connect timeout",
+    ConnectFailTlsAlert => "connect_fail_tls_alert": "TLS handshake ended by an alert from the broker (e.g. client certificate refused)",
+    ConnectFailTlsOther => "connect_fail_tls_other": "TLS handshake failed for another reason (bad signature, no common version or cipher, not a TLS listener)",
     ConnectAbandoned => "connect_abandoned": "connect attempts still waiting for the TCP connection or the CONNACK when the run stopped (connect_attempts = connect_successes + connect_fail_* + connect_abandoned)",
     DevicesFailedToStart => "devices_failed_to_start": "devices that could not start at all (their topic or CONNECT packet cannot be encoded); any makes the run fail",
     DisconnectClosed => "disconnect_closed": "connection closed by the broker",

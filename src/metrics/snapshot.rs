@@ -60,6 +60,12 @@ impl Counters {
             Counter::ConnectFailProtocol,
             Counter::ConnectFailNoPort,
             Counter::ConnectFailOther,
+            Counter::ConnectFailTlsUnknownIssuer,
+            Counter::ConnectFailTlsExpired,
+            Counter::ConnectFailTlsNameMismatch,
+            Counter::ConnectFailTlsTimeout,
+            Counter::ConnectFailTlsAlert,
+            Counter::ConnectFailTlsOther,
         ]
         .iter()
         .map(|&c| self.get(c))

@@ -6,52 +6,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::codec::{self, CodecError, Incoming};
+use super::errors::ConnectError;
 use super::protocol::MqttVersion;
+use super::transport::Transport;
 use super::ws::{self, UpgradeError, WsEndpoint, WsError, WsLink};
-
-/// Why a connection attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("connection refused")]
-    Refused,
-    #[error("timed out")]
-    Timeout,
-    #[error("connection reset or closed during the handshake")]
-    Reset,
-    #[error("CONNACK refused the connection: {code:#04x} {}", codec::connack_meaning(*.version, *.code))]
-    Rejected { code: u8, version: MqttVersion },
-    #[error("protocol error during the handshake: {0}")]
-    Protocol(String),
-    /// The WebSocket upgrade (ws://) failed: the broker's HTTP reply says why.
-    #[error("{0}")]
-    Upgrade(UpgradeError),
-    /// No local address and port to connect from: `EADDRNOTAVAIL` / `EADDRINUSE` from `bind` or
-    /// `connect`. Either the ephemeral ports for this (source address, broker address) pair ran out,
-    /// or a configured source address is not an address of this host.
-    #[error("no local port or address to connect from: {0}")]
-    NoPort(io::Error),
-    #[error("socket error: {0}")]
-    Io(io::Error),
-}
-
-impl ConnectError {
-    fn from_io(e: io::Error) -> ConnectError {
-        match e.kind() {
-            io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse => ConnectError::NoPort(e),
-            io::ErrorKind::ConnectionRefused => ConnectError::Refused,
-            io::ErrorKind::TimedOut => ConnectError::Timeout,
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => ConnectError::Reset,
-            _ => ConnectError::Io(e),
-        }
-    }
-}
 
 /// Why an established session ended.
 #[derive(Debug, thiserror::Error)]
@@ -145,14 +106,14 @@ pub async fn tcp_connect(
 /// Send the WebSocket upgrade request for `key` and read the reply; the wire bytes that followed it
 /// (the first frames) are returned.
 async fn upgrade(
-    stream: &mut TcpStream,
+    s: &mut Session,
     endpoint: &WsEndpoint,
     key: &str,
 ) -> Result<Vec<u8>, ConnectError> {
-    stream
-        .write_all(&endpoint.request(key))
+    s.write_all(&endpoint.request(key))
         .await
         .map_err(ConnectError::from_io)?;
+    let stream = &mut s.stream;
     let mut got: Vec<u8> = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     loop {
@@ -192,7 +153,7 @@ async fn upgrade(
 /// An established MQTT session.
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
+    stream: Transport,
     version: MqttVersion,
     /// Bytes of a frame that arrived only in part; empty (unallocated) almost always.
     partial_in: Vec<u8>,
@@ -214,7 +175,7 @@ pub enum ReadStatus {
 impl Session {
     /// Send CONNECT on an open stream and wait for CONNACK. Returns the session and `session_present`.
     pub async fn handshake(
-        stream: TcpStream,
+        stream: impl Into<Transport>,
         version: MqttVersion,
         connect_packet: &[u8],
         timeout: Duration,
@@ -225,7 +186,7 @@ impl Session {
     /// [`Session::handshake`], first upgrading to WebSocket at `ws` when given (ws://): the timeout
     /// covers the upgrade too.
     pub async fn handshake_with(
-        stream: TcpStream,
+        stream: impl Into<Transport>,
         ws: Option<&WsEndpoint>,
         version: MqttVersion,
         connect_packet: &[u8],
@@ -237,7 +198,7 @@ impl Session {
         let mut scratch = vec![0u8; 256];
         let mut filled = 0;
         let mut s = Session {
-            stream,
+            stream: stream.into(),
             version,
             partial_in: Vec::new(),
             pending_out: Vec::new(),
@@ -247,7 +208,7 @@ impl Session {
             // wire bytes that followed the upgrade reply (WebSocket frames)
             if let Some(endpoint) = ws {
                 let seed = ws::seed();
-                let rest = upgrade(&mut s.stream, endpoint, &ws::client_key(seed)).await?;
+                let rest = upgrade(&mut s, endpoint, &ws::client_key(seed)).await?;
                 s.ws = Some(WsLink::new(seed));
                 let n = rest.len();
                 scratch.resize(n.max(256), 0);
@@ -346,7 +307,7 @@ impl Session {
             // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
             unsafe {
                 libc::setsockopt(
-                    self.stream.as_raw_fd(),
+                    self.stream.tcp().as_raw_fd(),
                     libc::IPPROTO_TCP,
                     libc::TCP_QUICKACK,
                     std::ptr::addr_of!(one).cast(),
@@ -477,7 +438,7 @@ impl Session {
 
     /// Write bytes as they are (already framed).
     fn send_wire(&mut self, bytes: &[u8]) -> io::Result<bool> {
-        if !self.pending_out.is_empty() {
+        if !self.pending_out.is_empty() || self.stream.backlog() {
             self.pending_out.extend_from_slice(bytes);
             return Ok(false);
         }
@@ -495,22 +456,60 @@ impl Session {
             self.pending_out.extend_from_slice(&bytes[at..]);
             return Ok(false);
         }
-        Ok(true)
+        Ok(!self.stream.backlog())
     }
 
     /// Whether bytes are waiting for [`Session::flush`].
     pub fn has_pending_out(&self) -> bool {
-        !self.pending_out.is_empty()
+        !self.pending_out.is_empty() || self.stream.backlog()
+    }
+
+    /// Write all of `bytes`, waiting for the socket (the CONNECT).
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() || self.stream.backlog() {
+            if at < bytes.len() {
+                match self.stream.try_write(&bytes[at..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        self.stream.writable().await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.stream.push_backlog()?;
+                if self.stream.backlog() {
+                    self.stream.writable().await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Write what [`Session::try_send`] kept. Cancel-safe: bytes leave the buffer only once the socket
     /// took them, so a caller may stop waiting (a deadline) and call again later.
     pub async fn flush(&mut self) -> io::Result<()> {
+        while self.stream.backlog() {
+            self.stream.writable().await?;
+            self.stream.push_backlog()?;
+        }
         while !self.pending_out.is_empty() {
             self.stream.writable().await?;
             match self.stream.try_write(&self.pending_out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n >= self.pending_out.len() => self.pending_out = Vec::new(),
+                Ok(n) if n >= self.pending_out.len() => {
+                    self.pending_out = Vec::new();
+                    while self.stream.backlog() {
+                        self.stream.writable().await?;
+                        self.stream.push_backlog()?;
+                    }
+                }
                 Ok(n) => {
                     self.pending_out.drain(..n);
                 }
@@ -537,7 +536,7 @@ impl Session {
                 // SAFETY: TIOCOUTQ (= SIOCOUTQ) on a socket we own writes one c_int we pass.
                 let rc = unsafe {
                     libc::ioctl(
-                        self.stream.as_raw_fd(),
+                        self.stream.tcp().as_raw_fd(),
                         libc::TIOCOUTQ,
                         std::ptr::addr_of_mut!(queued),
                     )
@@ -569,7 +568,7 @@ impl Session {
             // SAFETY: setsockopt on a socket we own, with a pointer to a live struct and its size.
             unsafe {
                 libc::setsockopt(
-                    self.stream.as_raw_fd(),
+                    self.stream.tcp().as_raw_fd(),
                     libc::SOL_SOCKET,
                     libc::SO_LINGER,
                     std::ptr::addr_of!(linger).cast(),
@@ -585,12 +584,14 @@ impl Session {
         if let Some(mask) = self.ws.as_mut().map(|l| l.writer.next_mask()) {
             let _ = self.send_wire(ws::ControlFrame::close(1000, mask).as_bytes());
         }
+        self.stream.close_notify();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn a_source_address_of_another_host_is_no_port_not_other() {

@@ -123,6 +123,10 @@ impl Validator<'_> {
             out.max_connecting = u32::try_from(i).unwrap_or(u32::MAX);
         }
         self.network(b, &mut out)?;
+        if let Some(t) = &b.tls {
+            out.tls = Some(self.tls(t)?);
+        }
+        self.check_tls_scheme(b, &out)?;
         Ok(out)
     }
 
@@ -195,5 +199,6 @@ pub(crate) fn default_broker() -> Result<BrokerSettings> {
         urls: Vec::new(),
         assign: BrokerAssign::RoundRobin,
         source_addresses: Vec::new(),
+        tls: None,
     })
 }

@@ -21,6 +21,7 @@ pub mod raw;
 #[cfg(test)]
 mod schema_keys;
 pub mod template;
+mod tls;
 pub mod topic;
 mod units;
 pub(crate) mod validate;

@@ -54,24 +54,129 @@ pub use crate::mqtt::{MqttVersion, Qos};
 /// Where the broker is. `None` in [`BrokerSettings::url`] means: start the embedded broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokerUrl {
-    /// `mqtt` or `tcp` (both plain TCP), `ws` (WebSocket over TCP).
+    /// As written: `mqtt`/`tcp`, `mqtts`/`ssl`/`tls`, `ws` or `wss`.
     pub scheme: String,
+    /// The transport stack the scheme selects.
+    #[serde(skip)]
+    pub transport: Transport,
     pub host: String,
     pub port: u16,
-    /// The upgrade request's path (ws only; `/mqtt` when the URL has none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    /// WebSocket request path (with any query), default `/mqtt`; empty for `mqtt://` and `mqtts://`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+impl BrokerUrl {
+    /// Whether sessions to this broker speak TLS (`mqtts://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.transport, Transport::Tls | Transport::Wss)
+    }
 }
 
 impl std::fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {
-            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)?;
+            write!(
+                f,
+                "{}://[{}]:{}{}",
+                self.scheme, self.host, self.port, self.path
+            )
         } else {
-            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)?;
+            write!(
+                f,
+                "{}://{}:{}{}",
+                self.scheme, self.host, self.port, self.path
+            )
         }
-        f.write_str(self.path.as_deref().unwrap_or_default())
     }
+}
+
+/// The byte stream under MQTT, chosen by the URL scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// `mqtt://`, `tcp://`: plain TCP.
+    #[default]
+    Tcp,
+    /// `mqtts://` (`ssl://`, `tls://`): TLS over TCP.
+    Tls,
+    /// `ws://`: MQTT over WebSocket over TCP.
+    Ws,
+    /// `wss://`: MQTT over WebSocket over TLS.
+    Wss,
+}
+
+/// `broker.tls`: how TLS sessions verify the broker and identify themselves.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsSettings {
+    /// PEM file of the CA(s) to trust; `None`: the system trust store.
+    pub ca: Option<std::path::PathBuf>,
+    /// SNI and verification name; `None`: the URL host.
+    pub server_name: Option<String>,
+    /// ALPN protocols offered, in order (empty: none).
+    pub alpn: Vec<String>,
+    /// TLS versions allowed (at least one).
+    pub versions: Vec<TlsVersion>,
+    /// Accept any broker certificate (a warning is printed and recorded).
+    pub insecure_skip_verify: bool,
+    /// Resume TLS sessions on reconnect (a session cache per worker).
+    pub resumption: bool,
+    /// The client certificate, if any.
+    pub identity: ClientIdentity,
+    /// `file:line` of `broker.tls` in the scenario, for messages about its files.
+    #[serde(skip)]
+    pub at: String,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            ca: None,
+            server_name: None,
+            alpn: Vec::new(),
+            versions: vec![TlsVersion::V12, TlsVersion::V13],
+            insecure_skip_verify: false,
+            resumption: true,
+            identity: ClientIdentity::None,
+            at: String::new(),
+        }
+    }
+}
+
+/// A TLS protocol version a scenario allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V12,
+    #[serde(rename = "1.3")]
+    V13,
+}
+
+/// The client certificate sessions present (mutual TLS).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIdentity {
+    /// No client certificate.
+    None,
+    /// PEM files: the same for the fleet, or per device when the paths are templates
+    /// (`{client_id}`, `{group}`, `{index}`, `{global_index}`). Only the paths are recorded.
+    Files { cert: Template, key: Template },
+    /// Per-device certificates minted by fleetstorm.
+    Issue(IssueSpec),
+}
+
+/// `broker.tls.issue`: mint one certificate per device, signed by a CA.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueSpec {
+    /// The signing CA's certificate (PEM); `None` with `ca_key` also `None`: fleetstorm generates a CA
+    /// (with the embedded broker, which then trusts it).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// The signing CA's private key (PEM). Only the path is recorded, never the key.
+    pub ca_key: Option<std::path::PathBuf>,
+    /// Subject of each certificate, e.g. `CN={client_id}`.
+    pub subject: Template,
+    /// Validity of each minted certificate.
+    #[serde(with = "duration_ms", rename = "valid_ms")]
+    pub valid: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +200,9 @@ pub struct BrokerSettings {
     pub assign: BrokerAssign,
     /// Local addresses sessions bind to, round-robin (each reaches ~64k ports per broker address).
     pub source_addresses: Vec<std::net::IpAddr>,
+    /// `broker.tls`; `None`: defaults for `mqtts://` / `wss://` targets, no TLS otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 }
 
 impl BrokerSettings {

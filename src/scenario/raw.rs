@@ -49,6 +49,32 @@ pub struct RawBroker {
     pub urls: Option<Spanned<Vec<Scalar>>>,
     pub assign: Option<Scalar>,
     pub source_addresses: Option<Spanned<Vec<Scalar>>>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// `broker.tls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: Option<Scalar>,
+    pub server_name: Option<Scalar>,
+    pub alpn: Option<Spanned<Vec<Scalar>>>,
+    pub versions: Option<Spanned<Vec<Scalar>>>,
+    pub insecure_skip_verify: Option<Scalar>,
+    pub resumption: Option<Scalar>,
+    pub cert: Option<Scalar>,
+    pub key: Option<Scalar>,
+    pub issue: Option<Spanned<RawIssue>>,
+}
+
+/// `broker.tls.issue:` per-device certificates minted by fleetstorm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssue {
+    pub ca_cert: Option<Scalar>,
+    pub ca_key: Option<Scalar>,
+    pub subject: Option<Scalar>,
+    pub valid: Option<Scalar>,
 }
 
 /// One item of `groups:`.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::model::BrokerUrl;
+use crate::scenario::model::{BrokerUrl, Transport};
 
 const DURATION_FORMAT: &str =
     "expected a number followed by a unit (ms, s, m or h), e.g. `250ms`, `30s`, `1.5s`, `5m`, `2m30s`, `1h`";
@@ -92,8 +92,7 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 /// Parse `mqtt://host:port` or `tcp://host:port` (default port 1883, IPv6 in brackets).
 pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
     let text = s.trim();
-    let example =
-        "write e.g. `mqtt://127.0.0.1:1883`, `tcp://broker.local:1883` or `ws://broker.local:8080/mqtt`";
+    let example = "write e.g. `mqtt://127.0.0.1:1883`, `mqtts://broker.local:8883`, `ws://host:8080/mqtt` or `wss://host/mqtt`";
     let Some((scheme, _)) = text.split_once("://") else {
         return Err(format!(
             "broker URL `{}` has no scheme; {example}",
@@ -101,20 +100,18 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
         ));
     };
     let scheme = scheme.to_ascii_lowercase();
-    match scheme.as_str() {
-        "mqtt" | "tcp" | "ws" => {}
-        "mqtts" | "ssl" | "tls" | "wss" => {
-            return Err(format!(
-            "broker URL scheme `{scheme}` is not supported yet (plain TCP: mqtt:// or tcp://, WebSocket: ws://)"
-        ))
-        }
+    let (transport, default_port) = match scheme.as_str() {
+        "mqtt" | "tcp" => (Transport::Tcp, 1883),
+        "mqtts" | "ssl" | "tls" => (Transport::Tls, 8883),
+        "ws" => (Transport::Ws, 80),
+        "wss" => (Transport::Wss, 443),
         _ => {
             return Err(format!(
                 "unknown broker URL scheme `{}`; {example}",
                 shown(&scheme)
             ))
         }
-    }
+    };
     let url = url::Url::parse(text)
         .map_err(|e| format!("malformed broker URL `{}`: {e}; {example}", shown(text)))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -123,21 +120,26 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
             shown(text)
         ));
     }
-    let websocket = scheme == "ws";
-    // WebSocket: the path of the upgrade request, `/mqtt` when the URL has none
-    let path = websocket.then(|| match url.path() {
-        "" | "/" => "/mqtt".to_owned(),
-        p => p.to_owned(),
-    });
-    if !(websocket || url.path().is_empty() || url.path() == "/")
-        || url.query().is_some()
+    let websocket = matches!(transport, Transport::Ws | Transport::Wss);
+    let bare_path = url.path().is_empty() || url.path() == "/";
+    if (!websocket && !bare_path)
         || url.fragment().is_some()
+        || (!websocket && url.query().is_some())
     {
         return Err(format!(
-            "broker URL `{}` must be just scheme, host and port (no path, query or fragment); {example}",
+            "broker URL `{}` must be just scheme, host and port (no path, query or fragment; only ws:// and wss:// take a path); {example}",
             shown(text)
         ));
     }
+    // The WebSocket path (with its query, if any): default `/mqtt`, the path most brokers serve.
+    let path = match (websocket, bare_path) {
+        (false, _) => String::new(),
+        (true, true) if url.query().is_none() => "/mqtt".to_owned(),
+        (true, _) => match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        },
+    };
     let host = match url.host_str() {
         Some(h) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
         _ => {
@@ -147,7 +149,7 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
             ))
         }
     };
-    let port = url.port().unwrap_or(if websocket { 80 } else { 1883 });
+    let port = url.port().unwrap_or(default_port);
     if port == 0 {
         return Err(format!(
             "broker URL `{}` has port 0; {example}",
@@ -156,6 +158,7 @@ pub fn parse_broker_url(s: &str) -> Result<BrokerUrl, String> {
     }
     Ok(BrokerUrl {
         scheme,
+        transport,
         host: host.to_owned(),
         port,
         path,
@@ -196,17 +199,25 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 1884));
         assert_eq!(u.to_string(), "mqtt://[::1]:1884");
         assert_eq!(parse_broker_url("tcp://h").unwrap().port, 1883);
-        let w = parse_broker_url("ws://h").unwrap();
-        assert_eq!((w.port, w.path.as_deref()), (80, Some("/mqtt")));
-        assert_eq!(w.to_string(), "ws://h:80/mqtt");
-        let w = parse_broker_url("WS://[::1]:8080/ws/mqtt").unwrap();
-        assert_eq!((w.host.as_str(), w.port), ("::1", 8080));
-        assert_eq!(w.path.as_deref(), Some("/ws/mqtt"));
-        assert_eq!(w.to_string(), "ws://[::1]:8080/ws/mqtt");
-        assert_eq!(parse_broker_url("mqtt://h").unwrap().path, None);
-        assert!(parse_broker_url("mqtt://h/x")
+        let u = parse_broker_url("mqtts://h").unwrap();
+        assert_eq!((u.transport, u.port), (Transport::Tls, 8883));
+        let u = parse_broker_url("ws://h").unwrap();
+        assert_eq!(
+            (u.transport, u.port, u.path.as_str()),
+            (Transport::Ws, 80, "/mqtt")
+        );
+        assert_eq!(u.to_string(), "ws://h:80/mqtt");
+        let u = parse_broker_url("wss://h:8443/custom?x=1").unwrap();
+        assert_eq!(
+            (u.transport, u.port, u.path.as_str()),
+            (Transport::Wss, 8443, "/custom?x=1")
+        );
+        assert_eq!(parse_broker_url("wss://h").unwrap().port, 443);
+        assert!(parse_broker_url("mqtts://h/path")
             .unwrap_err()
             .contains("no path"));
-        assert!(parse_broker_url("ws://h/mqtt?x=1").is_err());
+        assert!(parse_broker_url("quic://h")
+            .unwrap_err()
+            .contains("unknown"));
     }
 }

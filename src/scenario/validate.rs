@@ -69,6 +69,7 @@ impl Validator<'_> {
 
         // Client ids must be unique over the fleet.
         self.check_client_id(&raw, &mut broker, groups.len())?;
+        self.check_identity_files(&raw, &broker, &groups)?;
 
         // Everything a device encodes (topics, client id, credentials) fits MQTT's 65,535-byte strings.
         self.check_lengths(&raw, &broker, &groups)?;
