@@ -20,3 +20,4 @@ pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod telemetry;
+pub mod tls;
