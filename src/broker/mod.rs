@@ -3,6 +3,13 @@
 
 use std::net::SocketAddr;
 
+use rustls_pki_types::CertificateDer;
+
+use crate::tls::LocalCa;
+
+pub mod tls_front;
+pub use tls_front::{FrontError, FrontOptions, TlsFront};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("this build has no embedded broker (built without the `embedded-broker` feature); name a broker with --broker mqtt://HOST:PORT")]
@@ -13,6 +20,8 @@ pub enum BrokerError {
     Start(String),
     #[error("the embedded broker did not start listening on {0} within 5 s")]
     NotListening(SocketAddr),
+    #[error(transparent)]
+    Front(#[from] FrontError),
 }
 
 /// A running embedded broker. It lives as long as the process (rumqttd offers no shutdown).
@@ -58,4 +67,34 @@ pub fn start_embedded(limits: EmbeddedLimits) -> Result<EmbeddedBroker, BrokerEr
         let _ = limits;
         Err(BrokerError::NotBuilt)
     }
+}
+
+/// The embedded broker's TLS listeners: a [`TlsFront`] before each of rumqttd's plain listeners, serving
+/// the server certificate of a CA generated at start ([`LocalCa`]), which the run trusts.
+#[derive(Debug)]
+pub struct EmbeddedTls {
+    pub ca: LocalCa,
+    /// TLS in front of the MQTT 3.1.1 listener.
+    pub v4: TlsFront,
+    /// TLS in front of the MQTT 5 listener.
+    pub v5: TlsFront,
+}
+
+/// Put TLS fronts before `broker`'s listeners, serving `ca`'s server certificate. With `client_ca`,
+/// clients must present a certificate that chains to it (zero-setup mTLS passes `ca.cert_der()`, the
+/// CA that also mints the devices' certificates).
+pub fn start_embedded_tls(
+    broker: &EmbeddedBroker,
+    ca: LocalCa,
+    client_ca: Option<Vec<CertificateDer<'static>>>,
+    limits: EmbeddedLimits,
+) -> Result<EmbeddedTls, BrokerError> {
+    let opts = FrontOptions {
+        client_ca,
+        max_connections: limits.max_connections,
+        ..FrontOptions::default()
+    };
+    let v4 = TlsFront::start(broker.v4, ca.server(), opts.clone())?;
+    let v5 = TlsFront::start(broker.v5, ca.server(), opts)?;
+    Ok(EmbeddedTls { ca, v4, v5 })
 }

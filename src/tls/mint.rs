@@ -143,9 +143,7 @@ impl SubjectTemplate {
 
     /// Whether the subject differs per device (names `{client_id}`).
     pub fn per_device(&self) -> bool {
-        self.attrs
-            .iter()
-            .any(|(_, p)| p.contains(&Piece::ClientId))
+        self.attrs.iter().any(|(_, p)| p.contains(&Piece::ClientId))
     }
 
     /// The subject of `client_id`'s certificate.
@@ -283,12 +281,17 @@ impl CertificateAuthority {
         Ok(ca)
     }
 
-    /// A fresh CA (ECDSA P-256, valid 30 days), its key only in memory. `name` goes into its CN.
+    /// A fresh CA (ECDSA P-256, valid 30 days), its key only in memory. Its CN is `name` and a random
+    /// suffix: two generated CAs never share a subject, so a peer trusting the wrong one reports an
+    /// unknown issuer rather than a bad signature.
     pub fn generate(name: &str) -> Result<CertificateAuthority, MintError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
+        dn.push(
+            DnType::CommonName,
+            format!("{name} {:08x}", rand::random::<u32>()),
+        );
         dn.push(DnType::OrganizationName, "fleetstorm");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
