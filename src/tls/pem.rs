@@ -43,6 +43,7 @@ pub enum PemError {
     #[error("{}: certificate {index} is not a valid X.509 certificate: {reason}", path.display())]
     BadCertificate {
         path: PathBuf,
+        /// 1-based position of the certificate in the file.
         index: usize,
         reason: String,
     },
@@ -78,6 +79,8 @@ struct Contents {
     other: Vec<&'static str>,
     encrypted_key: bool,
     looks_like_der: bool,
+    /// `-----BEGIN` lines of blocks rustls-pki-types does not know (e.g. `TRUSTED CERTIFICATE`).
+    unknown_blocks: usize,
 }
 
 impl Contents {
@@ -97,13 +100,20 @@ impl Contents {
             held.push("an encrypted private key".into());
         }
         held.extend(self.other.iter().map(|s| (*s).to_owned()));
-        if held.is_empty() {
-            "; it holds no PEM block".into()
-        } else {
-            format!(
+        if self.unknown_blocks > 0 {
+            held.push(format!(
+                "{} PEM block(s) of a kind fleetstorm does not read (e.g. `TRUSTED CERTIFICATE`)",
+                self.unknown_blocks
+            ));
+        }
+        let swapped = !self.certs.is_empty() || !self.keys.is_empty() || self.encrypted_key;
+        match (held.is_empty(), swapped) {
+            (true, _) => "; it holds no PEM block".into(),
+            (false, true) => format!(
                 "; it holds {} (are `cert` and `key` swapped?)",
                 held.join(", ")
-            )
+            ),
+            (false, false) => format!("; it holds {}", held.join(", ")),
         }
     }
 }
@@ -160,6 +170,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Contents, PemError> {
             _ => c.other.push("another PEM block"),
         }
     }
+    let begins = bytes
+        .windows(b"-----BEGIN ".len())
+        .filter(|w| *w == b"-----BEGIN ")
+        .count();
+    c.unknown_blocks = begins.saturating_sub(c.certs.len() + c.keys.len() + c.other.len());
     Ok(c)
 }
 
@@ -533,6 +548,11 @@ mod tests {
         let p = |n: &str| dir.path().join(n);
         std::fs::write(p("empty.pem"), "").unwrap();
         std::fs::write(p("text.pem"), "hello\n").unwrap();
+        std::fs::write(
+            p("trusted.pem"),
+            "-----BEGIN TRUSTED CERTIFICATE-----\nMIIB\n-----END TRUSTED CERTIFICATE-----\n",
+        )
+        .unwrap();
         std::fs::write(p("der.crt"), minted().chain[0].as_ref()).unwrap();
         std::fs::write(p("broken.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
         std::fs::write(
