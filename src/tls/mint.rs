@@ -762,3 +762,69 @@ mod tests {
         assert!(!shown.contains(&b64[..16]));
     }
 }
+
+/// OpenSSL (what Mosquitto verifies with) accepts what fleetstorm mints: run when the `openssl` command
+/// is installed.
+#[cfg(test)]
+mod openssl_interop {
+    use super::*;
+
+    fn openssl_verify(
+        dir: &Path,
+        ca: &CertificateDer<'_>,
+        leaf: &CertificateDer<'_>,
+        purpose: &str,
+    ) {
+        let (ca_path, leaf_path) = (dir.join("ca.pem"), dir.join("leaf.pem"));
+        std::fs::write(&ca_path, pem_block("CERTIFICATE", ca)).unwrap();
+        std::fs::write(&leaf_path, pem_block("CERTIFICATE", leaf)).unwrap();
+        let out = match std::process::Command::new("openssl")
+            .args(["verify", "-x509_strict", "-purpose", purpose, "-CAfile"])
+            .arg(&ca_path)
+            .arg(&leaf_path)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("openssl not runnable ({e}); interop not checked");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains(": OK"),
+            "{purpose}: {text}"
+        );
+    }
+
+    #[test]
+    fn openssl_verifies_minted_client_and_local_server_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalCa::generate().unwrap();
+        openssl_verify(
+            dir.path(),
+            local.cert_der(),
+            &local.server().chain[0],
+            "sslserver",
+        );
+        let id = local
+            .minter("CN={client_id}", Duration::from_secs(600))
+            .unwrap()
+            .issue("d-1")
+            .unwrap();
+        openssl_verify(dir.path(), local.cert_der(), &id.chain[0], "sslclient");
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tls/testdata");
+        for (c, k) in [("ec-ca.crt", "ec-ca.key"), ("rsa-ca.crt", "rsa-ca.key")] {
+            let m = Minter::from_ca_files(
+                &data.join(c),
+                &data.join(k),
+                "CN={client_id}",
+                Duration::from_secs(600),
+            )
+            .unwrap();
+            let id = m.issue("d-2").unwrap();
+            openssl_verify(dir.path(), m.ca().cert_der(), &id.chain[0], "sslclient");
+        }
+    }
+}
