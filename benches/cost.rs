@@ -13,6 +13,10 @@
 //! made here with rcgen, mosquitto with a TLS listener, `broker.tls.ca` trusting it), in the same run.
 //!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
+//!
+//! First, in-process: device certificates minted per second on one thread (`tls::Minter`, ECDSA P-256
+//! device keys, signed by a P-256 and by an RSA-2048 CA). `FLEETSTORM_BENCH_ONLY=mint` stops after that
+//! (no release build, no mosquitto).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap and panic
 
 use std::fmt::Write as _;
@@ -37,6 +41,12 @@ fn main() {
         return;
     }
     let started = Instant::now();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    mint_rate(&mut rows);
+    if std::env::var("FLEETSTORM_BENCH_ONLY").as_deref() == Ok("mint") {
+        print_summary(&rows, started);
+        return;
+    }
     let bench = match Bench::prepare() {
         Ok(b) => b,
         Err(e) => {
@@ -46,7 +56,6 @@ fn main() {
     };
     println!("{}", bench.machine_facts());
 
-    let mut rows: Vec<(String, String)> = Vec::new();
     if let Err(e) = idle_memory(&bench, &mut rows) {
         println!("idle memory: failed: {e}");
     }
@@ -65,10 +74,15 @@ fn main() {
         }
     }
 
+    print_summary(&rows, started);
+    println!("  (reports and scenarios: {})", bench.work.display());
+}
+
+fn print_summary(rows: &[(String, String)], started: Instant) {
     println!();
     println!("== fleetstorm cost summary ==");
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in &rows {
+    for (k, v) in rows {
         println!("  {k:<width$}  {v}");
     }
     println!(
@@ -76,7 +90,71 @@ fn main() {
         "bench wall time",
         started.elapsed().as_secs_f64()
     );
-    println!("  (reports and scenarios: {})", bench.work.display());
+}
+
+/// Device certificates minted per second on this thread: a fresh P-256 key, a subject from the
+/// template, a signature by the CA. Lazy minting at first connect costs one such per device, so this
+/// is the connect rate one core could sustain on minting alone.
+fn mint_rate(rows: &mut Vec<(String, String)>) {
+    use fleetstorm::tls::{CertificateAuthority, Minter};
+    const BUDGET: Duration = Duration::from_secs(3);
+    const MAX: u32 = 20_000;
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tls/testdata");
+    let valid = Duration::from_secs(30 * 86400);
+    let minters: Vec<(&str, Result<Minter, String>)> = vec![
+        (
+            "P-256 CA",
+            CertificateAuthority::generate("bench CA")
+                .and_then(|ca| ca.minter("CN={client_id},O=fleetstorm", valid))
+                .map_err(|e| e.to_string()),
+        ),
+        (
+            "RSA-2048 CA",
+            Minter::from_ca_files(
+                &testdata.join("rsa-ca.crt"),
+                &testdata.join("rsa-ca.key"),
+                "CN={client_id},O=fleetstorm",
+                valid,
+            )
+            .map_err(|e| e.to_string()),
+        ),
+    ];
+    println!();
+    println!("== certificate minting (one thread, ECDSA P-256 device keys) ==");
+    for (ca, minter) in minters {
+        let minter = match minter {
+            Ok(m) => m,
+            Err(e) => {
+                println!("  {ca}: cannot build the minter: {e}");
+                continue;
+            }
+        };
+        for i in 0..50 {
+            let _ = minter.issue(&format!("warm-{i}"));
+        }
+        let mut id = String::new();
+        let start = Instant::now();
+        let mut n = 0u32;
+        while n < MAX && start.elapsed() < BUDGET {
+            id.clear();
+            let _ = write!(id, "fleetstorm-bench-{n}");
+            if minter.issue(&id).is_err() {
+                println!("  {ca}: minting failed");
+                break;
+            }
+            n += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let per_s = f64::from(n) / secs.max(1e-9);
+        println!(
+            "  {ca}: {n} certificates in {secs:.2} s = {per_s:.0}/s ({:.0} µs each)",
+            1e6 / per_s.max(1e-9)
+        );
+        rows.push((
+            format!("certificates minted per second (1 thread, {ca})"),
+            format!("{per_s:.0}/s"),
+        ));
+    }
 }
 
 /// Where things are, and the fixed facts of this machine.

@@ -23,4 +23,5 @@ pub mod report;
 pub mod scenario;
 pub mod telemetry;
 pub mod threshold;
+pub mod tls;
 pub mod ui;

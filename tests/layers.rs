@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 /// longest one that prefixes its module path); modules in one entry share a layer. A module not
 /// listed is an error, so a new module must be placed here.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["metrics", "telemetry", "mqtt", "broker"]),
+    (
+        "foundation",
+        &["metrics", "telemetry", "mqtt", "tls", "broker"],
+    ),
     ("threshold grammar", &["threshold"]),
     ("scenario", &["scenario"]),
     ("plan", &["plan"]),

@@ -13,6 +13,8 @@ pub enum BrokerError {
     Start(String),
     #[error("the embedded broker did not start listening on {0} within 5 s")]
     NotListening(SocketAddr),
+    #[error(transparent)]
+    Front(#[from] super::tls_front::FrontError),
 }
 
 /// A running embedded broker. It lives as long as the process (rumqttd offers no shutdown).
