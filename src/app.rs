@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::app_gates;
 use crate::cli::{Cli, Command, DoctorArgs, MergeArgs, ReportCommand, RunArgs, ValidateArgs};
 use crate::engine::processes::{self, PipeMessage, WorkerCommand};
-use crate::engine::{self, limits, RunOptions};
+use crate::engine::{self, embedded_tls, limits, RunOptions};
 use crate::error::{CommandError, Exit};
 use crate::metrics::Clock;
 use crate::output;
@@ -529,7 +529,17 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         devices: args.devices,
         seed: args.seed,
     };
-    let scenario = load(&args.scenario, &overrides)?;
+    let mut scenario = load(&args.scenario, &overrides)?;
+    // Zero-setup TLS (`broker.tls` and no URL): the embedded broker behind a TLS front, kept until the
+    // run ends; a worker process reads the parent's CA files.
+    let _embedded_tls = if args.worker_pipe {
+        if let Some(dir) = std::env::var_os(embedded_tls::DIR_ENV) {
+            embedded_tls::adopt(&mut scenario, std::path::Path::new(&dir));
+        }
+        None
+    } else {
+        embedded_tls::start(&mut scenario)?
+    };
     // `broker.tls` files (CA, fleet certificate and key) are read before anything connects: exit 2.
     crate::engine::tls::clients(&scenario.broker)
         .map_err(|e| CommandError::Usage(e.to_string()))?;

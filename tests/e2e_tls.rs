@@ -77,6 +77,16 @@ impl Drop for Mosquitto {
 /// Start mosquitto with a TLS listener serving `server` (cert, key) and trusting `ca` for client
 /// certificates; `mtls` requires a client certificate whose CN becomes the user name.
 fn mosquitto(ws: &Workspace, ca: &Ca, server: &(String, String), mtls: bool) -> Mosquitto {
+    let extra = if mtls {
+        "require_certificate true\nuse_identity_as_username true\n"
+    } else {
+        ""
+    };
+    mosquitto_with(ws, ca, server, extra)
+}
+
+/// [`mosquitto`] with `extra` lines added to its TLS listener's configuration.
+fn mosquitto_with(ws: &Workspace, ca: &Ca, server: &(String, String), extra: &str) -> Mosquitto {
     let dir = ws.path();
     let ca_file = write(dir, "broker-ca.pem", &ca.pem);
     let cert = write(dir, "server.pem", &server.0);
@@ -96,9 +106,7 @@ fn mosquitto(ws: &Workspace, ca: &Ca, server: &(String, String), mtls: bool) -> 
             cert.display(),
             key.display()
         );
-        if mtls {
-            conf.push_str("require_certificate true\nuse_identity_as_username true\n");
-        }
+        conf.push_str(extra);
         let conf_path = write(dir, "mosquitto.conf", &conf);
         let child = Command::new(MOSQUITTO)
             .arg("-c")
@@ -482,4 +490,102 @@ fn private_keys_and_passwords_never_reach_any_output() {
             assert!(!text.contains(s.as_str()), "{name} contains a secret");
         }
     }
+}
+
+/// `issue:` against a broker that maps the certificate CN to the user name and lets each user write
+/// only to the topic with its own name (mosquitto `use_identity_as_username` and an ACL pattern): with
+/// `subject: CN={client_id}` every device has its own identity and every publish reaches the observer;
+/// with one CN for all, the broker drops them all (so the first result is the certificates' doing).
+fn minted_fleet(subject: &str) -> (Fleet, common::Finished, Workspace) {
+    let ws = Workspace::new();
+    let ca = Ca::new("fleetstorm issuing CA");
+    let acl = write(
+        ws.path(),
+        "acl",
+        "pattern read fleetstorm-test/#\npattern write fleetstorm-test/+/%u\n",
+    );
+    let extra = format!(
+        "require_certificate true\nuse_identity_as_username true\nacl_file {}\n",
+        acl.display()
+    );
+    let broker = mosquitto_with(&ws, &ca, &server_cert(&ca), &extra);
+    let ca_file = write(ws.path(), "ca.pem", &ca.pem);
+    let ca_key = write(ws.path(), "ca.key", &ca.key.serialize_pem());
+    let mut fleet = Fleet::new("minted", 1);
+    fleet.devices = 8;
+    let yaml = tls_yaml(
+        &fleet,
+        &format!(
+            "    ca: {ca}\n    issue:\n      ca_cert: {ca}\n      ca_key: {key}\n      subject: \"{subject}\"\n      valid: 1h\n",
+            ca = ca_file.display(),
+            key = ca_key.display()
+        ),
+    )
+    .replace("phases:", "observers:\n  - name: audit\nphases:");
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let steady = format!("{}s", fleet.steady_s);
+    let finished = run(&ws, &yaml, &["--broker", &url, "--duration", &steady]);
+    (fleet, finished, ws)
+}
+
+#[test]
+fn minted_certificates_give_each_device_its_own_identity_at_the_broker() {
+    let (fleet, finished, ws) = minted_fleet("CN={client_id},O=fleetstorm");
+    check_healthy_run(&fleet, &finished, &ws.out());
+    let c = load_report(&ws.out()).totals.totals.counters;
+    let published = c.get(Counter::Published);
+    assert!(published > 0);
+    assert_eq!(
+        c.get(Counter::Received),
+        published,
+        "each device may write only to its own topic: all arrive\n{}",
+        finished.describe()
+    );
+    assert_eq!(
+        c.get(Counter::TlsHandshakesFull) + c.get(Counter::TlsHandshakesResumed),
+        c.get(Counter::ConnectSuccesses)
+    );
+
+    let (_, finished, ws) = minted_fleet("CN=the-same-for-all");
+    let c = load_report(&ws.out()).totals.totals.counters;
+    assert!(c.get(Counter::Published) > 0, "{}", finished.describe());
+    assert_eq!(
+        c.get(Counter::Received),
+        0,
+        "one identity for all: the ACL drops every publish\n{}",
+        finished.describe()
+    );
+}
+
+#[test]
+fn the_embedded_broker_serves_zero_setup_mutual_tls_with_minted_certificates() {
+    let ws = Workspace::new();
+    let mut fleet = Fleet::new("zero-setup-mtls", 1);
+    fleet.devices = 10;
+    let yaml = fleet
+        .yaml()
+        .replacen("broker:\n", "broker:\n  tls:\n    issue: {}\n", 1)
+        .replace("phases:", "observers:\n  - name: audit\nphases:");
+    let steady = format!("{}s", fleet.steady_s);
+    let finished = run(&ws, &yaml, &["--duration", &steady]);
+    check_healthy_run(&fleet, &finished, &ws.out());
+    let r = load_report(&ws.out());
+    assert!(
+        r.broker
+            .starts_with("embedded rumqttd behind TLS (mqtts://"),
+        "{}",
+        r.broker
+    );
+    let c = &r.totals.totals.counters;
+    assert_eq!(c.get(Counter::Received), c.get(Counter::Published));
+    assert_eq!(
+        c.get(Counter::TlsHandshakesFull) + c.get(Counter::TlsHandshakesResumed),
+        c.get(Counter::ConnectSuccesses)
+    );
+    // the generated CA's files are gone with the run
+    let ca = r.scenario["broker"]["tls"]["ca"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!std::path::Path::new(&ca).exists(), "{ca} left behind");
 }

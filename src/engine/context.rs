@@ -56,6 +56,8 @@ pub struct WorkerCtx {
     /// TLS clients per broker target (`None`: plain), this worker's own session cache; the error of
     /// `broker.tls` if it could not be built (checked before the run, so only a file changed since).
     pub tls: Result<Vec<Option<crate::mqtt::TlsClient>>, String>,
+    /// `broker.tls.issue`: signs each device's certificate at its connect.
+    pub minter: Option<std::sync::Arc<crate::tls::Minter>>,
 }
 
 impl WorkerCtx {
@@ -88,6 +90,8 @@ impl WorkerCtx {
         let connect_rate_per_s = plan.connect_rate_per_s();
         let ws = super::ws_endpoints(&plan);
         let tls = super::tls::clients(&s.broker).map_err(|e| e.to_string());
+        // an error here is already in `tls` (it builds the same minter)
+        let minter = super::tls::minter(&s.broker).ok().flatten();
         Rc::new(WorkerCtx {
             ws,
             version: s.broker.protocol,
@@ -108,6 +112,7 @@ impl WorkerCtx {
             write_buf: RefCell::new(Vec::with_capacity(16 * 1024)),
             payload_buf: RefCell::new(Vec::with_capacity(4 * 1024)),
             tls,
+            minter,
         })
     }
 

@@ -373,6 +373,9 @@ fn device_tls(
     let per_device = matches!(
         broker.tls.as_ref().map(|t| &t.identity),
         Some(crate::scenario::ClientIdentity::Files { cert, .. }) if cert.as_str().contains('{')
+    ) || matches!(
+        broker.tls.as_ref().map(|t| &t.identity),
+        Some(crate::scenario::ClientIdentity::Issue(_))
     );
     if !per_device {
         return Ok(base.clone());
@@ -388,7 +391,7 @@ fn device_tls(
         global_index: device.dev.global,
         client_id: &device.client_id,
     };
-    super::tls::for_device(base, broker, &vars)
+    super::tls::for_device(base, broker, ctx.minter.as_deref(), &vars)
 }
 
 /// The CONNECT of a device of group `group`.

@@ -7,6 +7,7 @@ mod commander;
 mod context;
 mod coordinator;
 mod device;
+pub mod embedded_tls;
 mod failure;
 mod intervals;
 pub mod limits;

@@ -99,6 +99,8 @@ pub enum EngineError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error("cannot start the embedded broker's TLS listener: {0}")]
+    EmbeddedTls(String),
     #[error("cannot resolve broker address `{url}`: {reason}")]
     Resolve { url: String, reason: String },
     #[error(transparent)]

@@ -294,10 +294,18 @@ async fn drive_children(
 ) -> Result<EngineOutput, EngineError> {
     let (addrs, broker_label) = broker_target(plan).await?;
     // Children get the embedded broker's address; named brokers come from the scenario itself.
-    let embedded_url = match (&plan.scenario.broker.url, addrs.first()) {
+    let broker = &plan.scenario.broker;
+    let embedded_url = match (&broker.url, addrs.first()) {
         (None, Some(addr)) => Some(format!("mqtt://{addr}")),
+        (Some(url), _) if broker.embedded_tls => Some(url.to_string()),
         _ => None,
     };
+    // Zero-setup TLS: the children read the CA files the parent wrote.
+    let embedded_tls_dir = broker
+        .embedded_tls
+        .then(|| broker.tls.as_ref().and_then(|t| t.ca.as_ref()))
+        .flatten()
+        .and_then(|ca| ca.parent());
     let clock = Clock::new();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mut children: Vec<Child> = Vec::with_capacity(workers as usize);
@@ -322,6 +330,9 @@ async fn drive_children(
             .kill_on_drop(false);
         if let Some(url) = &embedded_url {
             command.arg("--broker").arg(url);
+        }
+        if let Some(dir) = embedded_tls_dir {
+            command.env(super::embedded_tls::DIR_ENV, dir);
         }
         if opts.threads > 0 {
             command.arg("--threads").arg(opts.threads.to_string());

@@ -40,6 +40,9 @@ pub(crate) async fn broker_target(plan: &Plan) -> Result<(Vec<SocketAddr>, Strin
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    if plan.scenario.broker.embedded_tls {
+        label = format!("embedded rumqttd behind TLS ({label})");
+    }
     if super::tls::insecure(&plan.scenario.broker) {
         label.push_str(" (TLS certificate not verified: insecure_skip_verify)");
     }

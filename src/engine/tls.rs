@@ -2,6 +2,7 @@
 //! of a connect. Certificate files are read here; their contents never reach a message.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -12,6 +13,12 @@ use crate::mqtt::{
     tls_connect, ConnectError, Roots, TlsClient, TlsFailure, TlsHandshake, TlsOptions, Transport,
 };
 use crate::scenario::{BrokerSettings, BrokerUrl, ClientIdentity, TlsSettings, TlsVersion};
+use crate::tls::Minter;
+
+/// The client id whose certificate observers, commanders and Sparkplug hosts present when device
+/// certificates are minted (`broker.tls.issue`): a broker that requires client certificates takes
+/// them too.
+pub(crate) const MONITOR_IDENTITY: &str = "fleetstorm-monitor";
 
 /// Why `broker.tls` could not be turned into a client configuration (a usage error: exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +47,44 @@ fn settings_for(broker: &BrokerSettings, url: &BrokerUrl) -> Option<TlsSettings>
 /// One TLS client per broker target (`None` for plain targets), index-aligned with
 /// [`BrokerSettings::targets`]. Each call builds fresh clients, so each worker has its own session cache.
 pub(crate) fn clients(broker: &BrokerSettings) -> Result<Vec<Option<TlsClient>>, TlsConfigError> {
+    let minter = minter(broker)?;
     broker
         .targets()
         .iter()
         .map(|url| match settings_for(broker, url) {
-            Some(t) => client(&t, &url.host).map(Some),
+            Some(t) => client(&t, &url.host, minter.as_deref()).map(Some),
             None => Ok(None),
         })
         .collect()
+}
+
+/// `broker.tls.issue`: the minter of device certificates, from the CA files it names (`None`
+/// without `issue`). Built once per worker; [`Minter::issue`] signs one certificate per connect.
+pub(crate) fn minter(broker: &BrokerSettings) -> Result<Option<Arc<Minter>>, TlsConfigError> {
+    let Some(t) = &broker.tls else {
+        return Ok(None);
+    };
+    let ClientIdentity::Issue(spec) = &t.identity else {
+        return Ok(None);
+    };
+    let (Some(cert), Some(key)) = (&spec.ca_cert, &spec.ca_key) else {
+        return Err(err(
+            t,
+            "issue",
+            "no CA to sign device certificates with".into(),
+            "give `ca_cert` and `ca_key` (the CA your broker trusts for client certificates); only the embedded broker (no `broker.url`) makes its own CA",
+        ));
+    };
+    Minter::from_ca_files(cert, key, spec.subject.as_str(), spec.valid)
+        .map(|m| Some(Arc::new(m)))
+        .map_err(|e| {
+            err(
+                t,
+                "issue",
+                e.to_string(),
+                "`ca_cert` and `ca_key` must be the PEM certificate of a CA and its private key",
+            )
+        })
 }
 
 /// Whether any target verifies nothing (`insecure_skip_verify: true`).
@@ -58,7 +95,11 @@ pub(crate) fn insecure(broker: &BrokerSettings) -> bool {
         .any(|u| settings_for(broker, u).is_some_and(|t| t.insecure_skip_verify))
 }
 
-fn client(t: &TlsSettings, host: &str) -> Result<TlsClient, TlsConfigError> {
+fn client(
+    t: &TlsSettings,
+    host: &str,
+    minter: Option<&Minter>,
+) -> Result<TlsClient, TlsConfigError> {
     let roots = match &t.ca {
         None => Roots::System,
         Some(path) => Roots::Certs(certs(path).map_err(|m| {
@@ -85,6 +126,20 @@ fn client(t: &TlsSettings, host: &str) -> Result<TlsClient, TlsConfigError> {
             Path::new(cert.as_str()),
             Path::new(key.as_str()),
         )?),
+        ClientIdentity::Issue(_) => match minter {
+            Some(m) => {
+                let id = m.issue(MONITOR_IDENTITY).map_err(|e| {
+                    err(
+                        t,
+                        "issue",
+                        e.to_string(),
+                        "check `broker.tls.issue` (subject, valid)",
+                    )
+                })?;
+                Some((id.chain, id.key))
+            }
+            None => None,
+        },
         _ => None,
     };
     TlsClient::new(options, fleet).map_err(|e| {
@@ -137,12 +192,25 @@ fn identity(
 pub(crate) fn for_device(
     base: &TlsClient,
     broker: &BrokerSettings,
+    minter: Option<&Minter>,
     vars: &crate::scenario::template::TemplateVars<'_>,
 ) -> Result<TlsClient, ConnectError> {
     let Some(t) = &broker.tls else {
         return Ok(base.clone());
     };
     match &t.identity {
+        ClientIdentity::Issue(_) => {
+            let fail = |detail: String| ConnectError::Tls {
+                reason: TlsFailure::Other,
+                detail,
+            };
+            let Some(m) = minter else {
+                return Err(fail("no CA to mint device certificates with".into()));
+            };
+            let id = m.issue(vars.client_id).map_err(|e| fail(e.to_string()))?;
+            base.with_identity(id.chain, id.key)
+                .map_err(|e| fail(e.to_string()))
+        }
         ClientIdentity::Files { cert, key } if per_device(cert.as_str()) => {
             let (c, k) = (cert.render(vars), key.render(vars));
             let fail = |e: String| ConnectError::Tls {

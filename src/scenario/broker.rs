@@ -200,5 +200,6 @@ pub(crate) fn default_broker() -> Result<BrokerSettings> {
         assign: BrokerAssign::RoundRobin,
         source_addresses: Vec::new(),
         tls: None,
+        embedded_tls: false,
     })
 }

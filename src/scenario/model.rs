@@ -203,6 +203,9 @@ pub struct BrokerSettings {
     /// `broker.tls`; `None`: defaults for `mqtts://` / `wss://` targets, no TLS otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
+    /// `url` is the embedded broker's TLS front, set at start (zero-setup TLS), not from the file.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub embedded_tls: bool,
 }
 
 impl BrokerSettings {

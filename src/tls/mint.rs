@@ -320,6 +320,12 @@ impl CertificateAuthority {
         pem_block("CERTIFICATE", &self.inner.cert)
     }
 
+    /// The CA's private key as PKCS#8 PEM. A secret: only for a file only this user can read, so that
+    /// worker processes of the same run can sign with a CA generated at start.
+    pub fn key_pem(&self) -> String {
+        self.inner.issuer.key().serialize_pem()
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses), signed by this CA: chain is
     /// leaf + CA.
     pub fn server_identity(&self, names: &[&str], valid: Duration) -> Result<Identity, MintError> {
