@@ -582,6 +582,10 @@ fn the_embedded_broker_serves_zero_setup_mutual_tls_with_minted_certificates() {
         c.get(Counter::TlsHandshakesFull) + c.get(Counter::TlsHandshakesResumed),
         c.get(Counter::ConnectSuccesses)
     );
+    assert!(
+        r.series.iter().any(|p| p.tls_handshake_p99_us.is_some()),
+        "the per-second series carries the handshake latency (HTML chart, live view)"
+    );
     // the generated CA's files are gone with the run
     let ca = r.scenario["broker"]["tls"]["ca"]
         .as_str()

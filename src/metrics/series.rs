@@ -42,6 +42,11 @@ pub struct SeriesPoint {
     pub command_rtt_p50_us: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_rtt_p99_us: Option<u64>,
+    /// TLS handshake latency (corrected) median and p99 of the handshakes finished this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_p99_us: Option<u64>,
     /// Length of this window in seconds: 1 except for the run's last, partial window, whose per-second
     /// figures are its counts divided by its length (so a short last window does not understate them).
     /// Written only when it is not 1.
@@ -110,6 +115,8 @@ impl SeriesPoint {
             connect_p99_us: None,
             command_rtt_p50_us: None,
             command_rtt_p99_us: None,
+            tls_handshake_p50_us: None,
+            tls_handshake_p99_us: None,
             window_s,
         }
     }
@@ -123,8 +130,7 @@ impl SeriesPoint {
             Metric::Pubcomp => (self.pubcomp_p50_us, self.pubcomp_p99_us),
             Metric::Connect => (self.connect_p50_us, self.connect_p99_us),
             Metric::CommandRtt => (self.command_rtt_p50_us, self.command_rtt_p99_us),
-            // Not in the per-second series (yet): the run's histogram carries it.
-            Metric::TlsHandshake => (None, None),
+            Metric::TlsHandshake => (self.tls_handshake_p50_us, self.tls_handshake_p99_us),
             Metric::Suback => (None, None),
         }
     }
@@ -179,6 +185,7 @@ impl IntervalHistograms {
         (p.pubcomp_p50_us, p.pubcomp_p99_us) = q(super::Metric::Pubcomp);
         (p.connect_p50_us, p.connect_p99_us) = q(super::Metric::Connect);
         (p.command_rtt_p50_us, p.command_rtt_p99_us) = q(super::Metric::CommandRtt);
+        (p.tls_handshake_p50_us, p.tls_handshake_p99_us) = q(super::Metric::TlsHandshake);
     }
 
     /// As base64 V2+DEFLATE, for the pipe from worker processes.

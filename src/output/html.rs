@@ -420,11 +420,12 @@ fn time_series(out: &mut String, r: &Report) {
 }
 
 /// The latency metrics the time series keeps p50/p99 of, charted over time when measured.
-pub const SERIES_LATENCY: [Metric; 5] = [
+pub const SERIES_LATENCY: [Metric; 6] = [
     Metric::E2e,
     Metric::Puback,
     Metric::Pubcomp,
     Metric::Connect,
+    Metric::TlsHandshake,
     Metric::CommandRtt,
 ];
 

@@ -118,6 +118,8 @@ pub fn record_with_phases(names: &[&str]) -> RunRecord {
             pubcomp_p99_us: None,
             connect_p50_us: Some(200 + u64::from(t_s)),
             connect_p99_us: Some(900 + u64::from(t_s)),
+            tls_handshake_p50_us: None,
+            tls_handshake_p99_us: None,
             command_rtt_p50_us: None,
             command_rtt_p99_us: None,
             window_s: 1.0,
