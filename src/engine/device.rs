@@ -165,7 +165,9 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
         if !sleep_until(&ctx, intended_connect.saturating_sub(EARLY_US)).await {
             return;
         }
-        let Some(result) = connect(&ctx, &device, intended_connect).await else {
+        // Boxed: the connect step (TCP, TLS, WebSocket upgrade, CONNACK) is several KB of future state
+        // that lives only while connecting; inline, every idle device would carry it.
+        let Some(result) = Box::pin(connect(&ctx, &device, intended_connect)).await else {
             return;
         };
         let lost = match result {
