@@ -103,6 +103,24 @@ pub async fn tcp_connect(
     Ok(stream)
 }
 
+/// Wait until `stream` is readable and read once: `None` when the wake-up was spurious (nothing to
+/// read after all, or interrupted), `Some(0)` when the peer closed.
+async fn read_ready(stream: &mut Transport, buf: &mut [u8]) -> Result<Option<usize>, ConnectError> {
+    stream.readable().await.map_err(ConnectError::from_io)?;
+    match stream.try_read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(ConnectError::from_io(e)),
+    }
+}
+
 /// Send the WebSocket upgrade request for `key` and read the reply; the wire bytes that followed it
 /// (the first frames) are returned.
 async fn upgrade(
@@ -117,10 +135,10 @@ async fn upgrade(
     let mut got: Vec<u8> = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     loop {
-        stream.readable().await.map_err(ConnectError::from_io)?;
-        match stream.try_read(&mut buf) {
-            Ok(0) if got.is_empty() => return Err(ConnectError::Reset),
-            Ok(0) => {
+        match read_ready(stream, &mut buf).await? {
+            None => continue,
+            Some(0) if got.is_empty() => return Err(ConnectError::Reset),
+            Some(0) => {
                 // A refusal whose header was cut short by the close still names its status.
                 let ended = [got.as_slice(), b"\r\n\r\n"].concat();
                 return Err(ConnectError::Upgrade(match ws::check_reply(&ended, key) {
@@ -128,16 +146,7 @@ async fn upgrade(
                     _ => UpgradeError::Closed(got.len()),
                 }));
             }
-            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(ConnectError::from_io(e)),
+            Some(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
         }
         match ws::check_reply(&got, key) {
             Ok(None) => {}
@@ -222,29 +231,21 @@ impl Session {
             let mut fresh = filled > 0;
             loop {
                 if !fresh {
-                    s.stream.readable().await.map_err(ConnectError::from_io)?;
                     if filled == scratch.len() {
                         scratch.resize(filled * 2, 0);
                     }
-                    match s.stream.try_read(scratch.get_mut(filled..).unwrap_or_default()) {
+                    let room = scratch.get_mut(filled..).unwrap_or_default();
+                    match read_ready(&mut s.stream, room).await? {
+                        None => continue,
                         // Closed with nothing said is a reset; closed in the middle of a reply is a
                         // malformed reply.
-                        Ok(0) if filled == 0 => return Err(ConnectError::Reset),
-                        Ok(0) => {
+                        Some(0) if filled == 0 => return Err(ConnectError::Reset),
+                        Some(0) => {
                             return Err(ConnectError::Protocol(format!(
                                 "the broker closed the connection after {filled} bytes of an incomplete CONNACK"
                             )))
                         }
-                        Ok(n) => filled += n,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                            ) =>
-                        {
-                            continue
-                        }
-                        Err(e) => return Err(ConnectError::from_io(e)),
+                        Some(n) => filled += n,
                     }
                 }
                 fresh = false;
