@@ -12,6 +12,9 @@
 //! The idle-memory and connect measurements run twice, plain TCP and TLS (a CA and a server certificate
 //! made here with rcgen, mosquitto with a TLS listener, `broker.tls.ca` trusting it), in the same run.
 //!
+//! The TLS sections (full and resumed handshakes, CPU per message over TLS, plain vs TLS vs mTLS) are in
+//! `tls.rs`. `FLEETSTORM_BENCH_ONLY=tls` runs only those and the plain runs they compare against.
+//!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
 //!
 //! First, in-process: device certificates minted per second on one thread (`tls::Minter`, ECDSA P-256
@@ -29,6 +32,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fleetstorm::metrics::{Basis, Counter, Metric};
 use fleetstorm::report::{self, PhaseReport, Report};
 
+mod tls;
+
+use tls::{Comparison, Wire};
+
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// How far outside the sampled span a phase edge may lie and still use the nearest sample.
 const EDGE_SLACK_US: u64 = 100_000;
@@ -42,8 +49,12 @@ fn main() {
     }
     let started = Instant::now();
     let mut rows: Vec<(String, String)> = Vec::new();
-    mint_rate(&mut rows);
-    if std::env::var("FLEETSTORM_BENCH_ONLY").as_deref() == Ok("mint") {
+    let only = std::env::var("FLEETSTORM_BENCH_ONLY").unwrap_or_default();
+    let tls_only = only == "tls";
+    if !tls_only {
+        mint_rate(&mut rows);
+    }
+    if only == "mint" {
         print_summary(&rows, started);
         return;
     }
@@ -55,24 +66,33 @@ fn main() {
         }
     };
     println!("{}", bench.machine_facts());
+    let mut cmp = Comparison::default();
 
-    if let Err(e) = idle_memory(&bench, &mut rows) {
+    if let Err(e) = idle_memory(&bench, &mut rows, &mut cmp) {
         println!("idle memory: failed: {e}");
     }
-    if let Err(e) = idle_memory_ws(&bench, &mut rows) {
-        println!("idle memory over WebSocket: failed: {e}");
-    }
-    if let Err(e) = startup(&bench, &mut rows) {
-        println!("startup: failed: {e}");
-    }
-    if let Err(e) = connect_rate(&bench, &mut rows) {
-        println!("connect rate: failed: {e}");
-    }
-    for (qos, interval_ms) in [(0u8, 10u64), (1, 20)] {
-        if let Err(e) = cpu_per_message(&bench, qos, interval_ms, &mut rows) {
-            println!("cpu per message, QoS {qos}: failed: {e}");
+    if !tls_only {
+        if let Err(e) = idle_memory_ws(&bench, &mut rows) {
+            println!("idle memory over WebSocket: failed: {e}");
+        }
+        if let Err(e) = startup(&bench, &mut rows) {
+            println!("startup: failed: {e}");
+        }
+        if let Err(e) = connect_rate(&bench, &mut rows) {
+            println!("connect rate: failed: {e}");
         }
     }
+    tls::handshakes(&bench, &mut cmp);
+    tls::storm(&bench, &mut cmp);
+    for (qos, interval_ms) in [(0u8, 10u64), (1, 20)] {
+        for wire in [Wire::Plain, Wire::Tls] {
+            match cpu_per_message(&bench, qos, interval_ms, wire, &mut rows) {
+                Ok(f) => cmp.cpu_per_msg(qos, wire, f),
+                Err(e) => println!("cpu per message, QoS {qos}, {}: failed: {e}", wire.label()),
+            }
+        }
+    }
+    cmp.push_rows(&mut rows);
 
     print_summary(&rows, started);
     println!("  (reports and scenarios: {})", bench.work.display());
@@ -402,25 +422,30 @@ fn nearest(samples: &[Sample], t_us: u64) -> Option<Sample> {
 struct Broker {
     child: Child,
     port: u16,
-    tls: bool,
+    wire: Wire,
 }
 
 impl Broker {
-    fn start(bench: &Bench, tag: &str, tls: bool) -> Result<Broker, String> {
+    /// A mosquitto with one listener: plain TCP, TLS, or TLS requiring a client certificate signed by
+    /// the bench CA (`require_certificate true`).
+    fn start(bench: &Bench, tag: &str, wire: Wire) -> Result<Broker, String> {
         let port = free_port().ok_or("no free port in 65001-65535")?;
         let conf = bench.work.join(format!("mosquitto-{tag}.conf"));
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
              max_connections -1\nmax_queued_messages 100000\nlog_dest none\n"
         );
-        if tls {
-            let (ca, cert, key) = tls_files(bench)?;
+        if wire != Wire::Plain {
+            let f = tls_files(bench)?;
             text.push_str(&format!(
                 "user root\ncafile {}\ncertfile {}\nkeyfile {}\n",
-                ca.display(),
-                cert.display(),
-                key.display()
+                f.ca.display(),
+                f.server_cert.display(),
+                f.server_key.display()
             ));
+        }
+        if wire == Wire::Mtls {
+            text.push_str("require_certificate true\n");
         }
         fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
         let child = Command::new(&bench.mosquitto)
@@ -431,7 +456,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bench.mosquitto.display()))?;
-        let broker = Broker { child, port, tls };
+        let broker = Broker { child, port, wire };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -444,7 +469,11 @@ impl Broker {
     }
 
     fn url(&self) -> String {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        let scheme = if self.wire == Wire::Plain {
+            "mqtt"
+        } else {
+            "mqtts"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
@@ -460,9 +489,23 @@ impl Drop for Broker {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1 (PEM files in the work directory): `(ca, cert, key)`.
-fn tls_files(bench: &Bench) -> Result<(PathBuf, PathBuf, PathBuf), String> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+/// PEM files in the work directory (made afresh by each [`tls_files`] call).
+struct TlsFiles {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    /// The fleet's client certificate (for mTLS: `broker.tls.cert` / `key`).
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate for the whole fleet
+/// (`CN=fleetstorm-bench-fleet`, client auth), all ECDSA P-256.
+fn tls_files(bench: &Bench) -> Result<TlsFiles, String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair,
+    };
     let e = |e: rcgen::Error| e.to_string();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -470,18 +513,28 @@ fn tls_files(bench: &Bench) -> Result<(PathBuf, PathBuf, PathBuf), String> {
     let ca = ca_params.self_signed(&ca_key).map_err(e)?;
     let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).map_err(e)?;
     let key = KeyPair::generate().map_err(e)?;
-    let cert = params
-        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
-        .map_err(e)?;
-    let files = (
-        bench.work.join("bench-ca.pem"),
-        bench.work.join("bench-server.pem"),
-        bench.work.join("bench-server.key"),
-    );
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let cert = params.signed_by(&key, &issuer).map_err(e)?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "fleetstorm-bench-fleet");
+    client_params.distinguished_name = dn;
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().map_err(e)?;
+    let client = client_params.signed_by(&client_key, &issuer).map_err(e)?;
+    let files = TlsFiles {
+        ca: bench.work.join("bench-ca.pem"),
+        server_cert: bench.work.join("bench-server.pem"),
+        server_key: bench.work.join("bench-server.key"),
+        client_cert: bench.work.join("bench-client.pem"),
+        client_key: bench.work.join("bench-client.key"),
+    };
     for (path, text) in [
-        (&files.0, ca.pem()),
-        (&files.1, cert.pem()),
-        (&files.2, key.serialize_pem()),
+        (&files.ca, ca.pem()),
+        (&files.server_cert, cert.pem()),
+        (&files.server_key, key.serialize_pem()),
+        (&files.client_cert, client.pem()),
+        (&files.client_key, client_key.serialize_pem()),
     ] {
         fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -509,29 +562,40 @@ struct Run {
 }
 
 fn run_fleetstorm(bench: &Bench, name: &str, scenario: &str) -> Result<Run, String> {
-    run_fleetstorm_over(bench, name, scenario, false)
+    run_fleetstorm_over(bench, name, scenario, Wire::Plain, "")
 }
 
-/// Run `scenario` against a fresh mosquitto, over TLS when `tls` (the scenario then trusts its CA).
+/// Run `scenario` against a fresh mosquitto listening as `wire` says. Over TLS the scenario trusts the
+/// bench CA (and, for mTLS, presents the fleet certificate); `tls_extra` adds lines under
+/// `broker.tls:` (indented by four spaces, each ending in a newline).
 fn run_fleetstorm_over(
     bench: &Bench,
     name: &str,
     scenario: &str,
-    tls: bool,
+    wire: Wire,
+    tls_extra: &str,
 ) -> Result<Run, String> {
     let dir = bench.work.join(name);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let scenario_path = dir.join("scenario.yaml");
-    let broker = Broker::start(bench, name, tls)?;
-    let scenario = if tls {
-        let ca = bench.work.join("bench-ca.pem");
-        scenario.replacen(
-            "broker:\n",
-            &format!("broker:\n  tls:\n    ca: {}\n", ca.display()),
-            1,
-        )
-    } else {
+    let broker = Broker::start(bench, name, wire)?;
+    let scenario = if wire == Wire::Plain {
         scenario.to_owned()
+    } else {
+        let mut tls = format!(
+            "broker:\n  tls:\n    ca: {}\n",
+            bench.work.join("bench-ca.pem").display()
+        );
+        if wire == Wire::Mtls {
+            let _ = write!(
+                tls,
+                "    cert: {}\n    key: {}\n",
+                bench.work.join("bench-client.pem").display(),
+                bench.work.join("bench-client.key").display()
+            );
+        }
+        tls.push_str(tls_extra);
+        scenario.replacen("broker:\n", &tls, 1)
     };
     fs::write(&scenario_path, scenario).map_err(|e| format!("{e}"))?;
     let broker_before = sample(broker.pid());
@@ -597,7 +661,7 @@ fn run_fleetstorm_over(
 fn startup(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), String> {
     println!();
     println!("startup to the first connect slot (10 devices, median of 3):");
-    let broker = Broker::start(bench, "startup", false)?;
+    let broker = Broker::start(bench, "startup", Wire::Plain)?;
     let dir = bench.work.join("startup");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let scenario = dir.join("scenario.yaml");
@@ -692,7 +756,8 @@ struct IdleFigures {
 fn idle_run(bench: &Bench, devices: u64, tls: bool) -> Result<IdleFigures, String> {
     let name = format!("idle-{}{devices}", if tls { "tls-" } else { "" });
     let yaml = scenario_yaml(&name, devices, "1h", 0, "2000/s", 500, "20s");
-    let run = run_fleetstorm_over(bench, &name, &yaml, tls)?;
+    let wire = if tls { Wire::Tls } else { Wire::Plain };
+    let run = run_fleetstorm_over(bench, &name, &yaml, wire, "")?;
     let ramp = phase(&run.report, "ramp")?;
     let at = ramp.end_us + IDLE_SETTLE_US;
     let client = nearest(&run.client, at).ok_or("no client samples")?;
@@ -717,16 +782,24 @@ fn idle_run(bench: &Bench, devices: u64, tls: bool) -> Result<IdleFigures, Strin
     })
 }
 
-fn idle_memory(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), String> {
+fn idle_memory(
+    bench: &Bench,
+    rows: &mut Vec<(String, String)>,
+    cmp: &mut Comparison,
+) -> Result<(), String> {
     println!();
     println!(
         "== a. idle memory (interval 1h, ramp 2000/s, steady 20 s, sampled at ramp end + 5 s) =="
     );
     let small = idle_run(bench, 1_000, false)?;
     let large = idle_run(bench, 10_000, false)?;
-    idle_tls(bench, rows)?;
     let per_device_kb =
         (large.rss_kb as f64 - small.rss_kb as f64) / (large.devices as f64 - small.devices as f64);
+    cmp.idle_kb(Wire::Plain, per_device_kb);
+    match idle_tls(bench, rows) {
+        Ok(kb) => cmp.idle_kb(Wire::Tls, kb),
+        Err(e) => println!("  idle memory over TLS: failed: {e}"),
+    }
     let broker_per_conn_kb = large.broker_delta_kb as f64 / large.connected.max(1) as f64;
     println!(
         "  client RSS per idle device (marginal, (RSS_10k - RSS_1k) / 9000): {per_device_kb:.2} KB"
@@ -891,8 +964,8 @@ fn idle_memory_ws(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(),
     Ok(())
 }
 
-/// The same idle fleets over TLS (verified, TLS 1.3 by default): client RSS per idle TLS device.
-fn idle_tls(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), String> {
+/// The same idle fleets over TLS (verified, TLS 1.3 by default): client RSS per idle TLS device (KB).
+fn idle_tls(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<f64, String> {
     let small = idle_run(bench, 1_000, true)?;
     let large = idle_run(bench, 10_000, true)?;
     let per_device_kb =
@@ -906,7 +979,7 @@ fn idle_tls(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), Strin
         "client RSS per idle TLS device (marginal)".into(),
         format!("{per_device_kb:.2} KB   (target <= 8 KB)"),
     ));
-    Ok(())
+    Ok(per_device_kb)
 }
 
 // ---- b. connect rate ----
@@ -990,20 +1063,41 @@ fn connect_rate(bench: &Bench, rows: &mut Vec<(String, String)>) -> Result<(), S
 
 // ---- c. CPU per message ----
 
+/// Client CPU per message over one steady phase.
+#[derive(Debug, Clone, Copy)]
+struct CpuFigures {
+    /// Messages published per second in the steady phase.
+    rate: f64,
+    user_us_per_msg: f64,
+    total_us_per_msg: f64,
+    /// Over the steady phase (`None` without broker samples).
+    broker_us_per_msg: Option<f64>,
+}
+
+/// Section c. (plain) and its counterpart over TLS (`mqtts://`, the same fleet).
 fn cpu_per_message(
     bench: &Bench,
     qos: u8,
     interval_ms: u64,
+    wire: Wire,
     rows: &mut Vec<(String, String)>,
-) -> Result<(), String> {
+) -> Result<CpuFigures, String> {
     const DEVICES: u64 = 1_000;
     let target = DEVICES as f64 * 1000.0 / interval_ms as f64;
+    let (over, tag, key) = match wire {
+        Wire::Plain => ("", String::new(), String::new()),
+        w => (
+            " over TLS (mqtts://, as c.)",
+            format!("-{}", w.tag()),
+            format!(" {}", w.label()),
+        ),
+    };
     println!();
     println!(
-        "== c. CPU per message, QoS {qos}: {DEVICES} devices every {interval_ms} ms \
+        "== c. CPU per message{over}, QoS {qos}: {DEVICES} devices every {interval_ms} ms \
          (target {target:.0} msg/s), steady 20 s, no observers =="
     );
-    let name = format!("cpu-qos{qos}");
+    let name = format!("cpu-qos{qos}{tag}");
     let yaml = scenario_yaml(
         &name,
         DEVICES,
@@ -1013,7 +1107,7 @@ fn cpu_per_message(
         500,
         "20s",
     );
-    let run = run_fleetstorm(bench, &name, &yaml)?;
+    let run = run_fleetstorm_over(bench, &name, &yaml, wire, "")?;
     let steady = phase(&run.report, "steady")?;
     let c = &steady.totals.counters;
     let published = c.get(Counter::Published);
@@ -1078,16 +1172,16 @@ fn cpu_per_message(
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
         rows.push((
-            format!("QoS {qos} CPU used by other processes"),
+            format!("QoS {qos}{key} CPU used by other processes"),
             format!("{others:.2} cores"),
         ));
     }
     rows.push((
-        format!("QoS {qos} publish rate (target {target:.0}/s)"),
+        format!("QoS {qos}{key} publish rate (target {target:.0}/s)"),
         format!("{rate:.0} /s, overrun {overrun}"),
     ));
     rows.push((
-        format!("QoS {qos} client CPU user / user+sys per msg"),
+        format!("QoS {qos}{key} client CPU user / user+sys per msg"),
         format!(
             "{:.2} µs / {:.2} µs   (target user <= 1 µs)",
             user_us / msgs,
@@ -1107,14 +1201,19 @@ fn cpu_per_message(
                 fmt_us(un.max_us)
             );
             rows.push((
-                format!("QoS {qos} puback p50 / p99 corrected"),
+                format!("QoS {qos}{key} puback p50 / p99 corrected"),
                 format!("{} / {}", fmt_us(co.p50_us), fmt_us(co.p99_us)),
             ));
             rows.push((
-                format!("QoS {qos} puback p50 / p99 uncorrected"),
+                format!("QoS {qos}{key} puback p50 / p99 uncorrected"),
                 format!("{} / {}", fmt_us(un.p50_us), fmt_us(un.p99_us)),
             ));
         }
     }
-    Ok(())
+    Ok(CpuFigures {
+        rate,
+        user_us_per_msg: user_us / msgs,
+        total_us_per_msg: (user_us + sys_us) / msgs,
+        broker_us_per_msg: broker_cpu_us.map(|b| b / msgs),
+    })
 }
