@@ -433,7 +433,7 @@ impl Broker {
         let conf = bench.work.join(format!("mosquitto-{tag}.conf"));
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_connections -1\nmax_queued_messages 100000\nlog_dest none\n"
+             max_connections -1\nmax_queued_messages 100000\nlog_dest none\nset_tcp_nodelay true\n"
         );
         if wire != Wire::Plain {
             let f = tls_files(bench)?;
