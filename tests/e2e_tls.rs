@@ -339,11 +339,11 @@ broker:
     ca: {ca}
     resumption: {resumption}
 groups:
-  - {{ name: dev, count: 20, profile: energy-meter, interval: 200ms, qos: 0, topic: \"fleetstorm-test/{name}/{{client_id}}\" }}
+  - {{ name: dev, count: 200, profile: energy-meter, interval: 1s, qos: 0, topic: \"fleetstorm-test/{name}/{{client_id}}\" }}
 phases:
-  - ramp: {{ connect_rate: 200/s }}
+  - ramp: {{ connect_rate: 400/s }}
   - steady: {{ duration: 1s }}
-  - storm: {{ duration: 4s, fraction: 0.5 }}
+  - storm: {{ duration: 4s, fraction: 1.0 }}
 ",
         port = broker.port,
         ca = ca_file.display(),
@@ -364,11 +364,13 @@ fn reconnects_resume_tls_sessions_unless_resumption_is_off() {
     let (full, resumed, connects, drops) = storm_handshakes(true);
     assert!(drops > 0, "the storm should drop connections");
     assert_eq!(full + resumed, connects, "one handshake per connect");
-    assert!(connects >= 20 + drops, "every dropped device reconnected");
+    assert!(connects >= 200 + drops, "every dropped device reconnected");
     assert!(full >= 1, "the first handshake is full");
+    // The whole fleet of one thread reconnects at once: every reconnect finds a ticket (rustls's own
+    // cache holds 8 per server, which a storm drains at once).
     assert!(
         resumed >= drops,
-        "reconnects resume ({resumed} resumed, {drops} drops)"
+        "every reconnect resumes ({resumed} resumed, {drops} drops)"
     );
     let (full, resumed, connects, drops) = storm_handshakes(false);
     assert!(drops > 0, "the storm should drop connections");

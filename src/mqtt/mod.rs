@@ -7,6 +7,7 @@ mod keepalive;
 mod protocol;
 mod session;
 mod state;
+mod tickets;
 mod transport;
 pub mod ws;
 

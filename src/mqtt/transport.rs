@@ -19,6 +19,7 @@ use rustls::{
 use tokio::net::TcpStream;
 
 use super::errors::{ConnectError, TlsFailure};
+use super::tickets::{TicketPool, TICKETS_PER_SERVER};
 
 /// Where trusted CA certificates come from.
 #[derive(Debug, Clone)]
@@ -74,10 +75,6 @@ impl std::fmt::Debug for TlsClient {
     }
 }
 
-/// Sessions kept for resumption per worker (one per broker name is enough for the fleet: TLS 1.3
-/// tickets are per server, and rustls keys its cache by server name).
-const SESSION_CACHE: usize = 256;
-
 impl TlsClient {
     /// A client configuration without a client certificate (or with one for the whole fleet).
     pub fn new(
@@ -119,7 +116,7 @@ impl TlsClient {
             .map_err(|e| TlsSetupError::Roots(e.to_string()))?
         };
         let resumption = if options.resumption {
-            Resumption::in_memory_sessions(SESSION_CACHE)
+            ticket_pool()
         } else {
             Resumption::disabled()
         };
@@ -163,7 +160,7 @@ impl TlsClient {
     pub fn per_worker(&self) -> Result<TlsClient, TlsSetupError> {
         let mut c = self.clone();
         if self.options.resumption {
-            c.resumption = Resumption::in_memory_sessions(SESSION_CACHE);
+            c.resumption = ticket_pool();
         }
         c.config = build(
             &self.options,
@@ -178,6 +175,11 @@ impl TlsClient {
     pub fn insecure(&self) -> bool {
         self.options.insecure_skip_verify
     }
+}
+
+/// Resumption from a store deep enough for a reconnect storm ([`TicketPool`]).
+fn ticket_pool() -> Resumption {
+    Resumption::store(Arc::new(TicketPool::new(TICKETS_PER_SERVER)))
 }
 
 /// The client certificate of a configuration.
