@@ -21,6 +21,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod search;
 pub mod telemetry;
 pub mod threshold;
 pub mod tls;

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("engine", &["engine"]),
     ("report model", &["report"]),
     ("gate", &["gate"]),
+    ("capacity search", &["search"]),
     ("writers and live views", &["output", "progress", "ui"]),
     (
         "commands",
