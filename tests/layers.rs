@@ -34,6 +34,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "app_gates",
             "app_docs",
             "app_preview",
+            "app_common",
+            "app_search",
             "lib",
             "main",
         ],
