@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::app_common::{check_out, load, DEFAULT_OUT_ROOT};
 use crate::app_gates;
 use crate::cli::{Cli, Command, DoctorArgs, MergeArgs, ReportCommand, RunArgs, ValidateArgs};
 use crate::engine::processes::{self, PipeMessage, WorkerCommand};
@@ -14,7 +15,7 @@ use crate::metrics::Clock;
 use crate::output;
 use crate::plan::{Plan, Shard};
 use crate::progress::Progress;
-use crate::report::{self, Environment, Report, RunRecord, RunStatus, Shards};
+use crate::report::{self, Report, RunStatus};
 use crate::scenario::{self, Overrides, PhaseKind, Scenario};
 use crate::ui::Ui;
 
@@ -22,6 +23,7 @@ use crate::ui::Ui;
 pub fn main(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Search(args) => crate::app_search::search(&args),
         Command::Validate(args) => validate(&args),
         Command::Doctor(args) => doctor(&args),
         Command::Report(ReportCommand::Merge(args)) => merge(&args),
@@ -43,11 +45,6 @@ pub fn main(cli: Cli) -> Exit {
             e.exit()
         }
     }
-}
-
-fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, CommandError> {
-    let s = scenario::load(path)?;
-    Ok(s.apply_overrides(overrides)?)
 }
 
 /// One line per phase, for `validate` and the start of `run`.
@@ -239,26 +236,6 @@ fn validate(args: &ValidateArgs) -> Result<Exit, CommandError> {
     Ok(Exit::Success)
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn environment(open_files: u64, worker_threads: usize) -> Environment {
-    Environment {
-        host: hostname(),
-        os: std::env::consts::OS.to_owned(),
-        arch: std::env::consts::ARCH.to_owned(),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        fleetstorm_version: env!("CARGO_PKG_VERSION").to_owned(),
-        open_files_limit: open_files,
-        clock_source: Clock::new().source().to_owned(),
-        worker_threads,
-    }
-}
-
 /// Parse `I/N` (shard I of N, from 0).
 fn parse_shard(text: &str) -> Result<Shard, CommandError> {
     let bad = || {
@@ -436,42 +413,6 @@ fn doctor(args: &DoctorArgs) -> Result<Exit, CommandError> {
     } else {
         println!("does not fit: apply the fixes above");
         Ok(Exit::Usage)
-    }
-}
-
-/// Where reports go when `--out` is not given: `reports/<name>-<UTC stamp>/` under the working folder.
-const DEFAULT_OUT_ROOT: &str = "reports";
-
-/// Make sure reports can be written under `dir` before anything runs: create it, write and remove a
-/// probe file. A run must not be lost to a folder that turns out to be a file, read-only or missing
-/// only when the report is written.
-fn check_out_dir(dir: &Path, what: &str) -> Result<(), CommandError> {
-    let fail = |why: String| {
-        CommandError::Usage(format!(
-            "{what} `{}`: reports cannot be written there: {why}\n  hint: pass `--out DIR` with a folder this user can write (it is created if missing), e.g. `--out /tmp/fleetstorm-reports`; nothing was run",
-            dir.display()
-        ))
-    };
-    if let Ok(meta) = std::fs::metadata(dir) {
-        if !meta.is_dir() {
-            return Err(fail("it exists and is not a folder".into()));
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
-    let probe = dir.join(format!(".fleetstorm-write-probe-{}", std::process::id()));
-    let written = std::fs::write(
-        &probe,
-        b"fleetstorm checks that reports can be written here\n",
-    );
-    let _ = std::fs::remove_file(&probe);
-    written.map_err(|e| fail(format!("cannot write a file in it: {e}")))
-}
-
-/// Check `--out` (or the default root) of a command that writes reports.
-fn check_out(out: Option<&Path>) -> Result<(), CommandError> {
-    match out {
-        Some(d) => check_out_dir(d, "--out"),
-        None => check_out_dir(Path::new(DEFAULT_OUT_ROOT), "the default report folder"),
     }
 }
 
@@ -658,25 +599,7 @@ fn finish(
     open_files: u64,
     ui: Option<&Ui>,
 ) -> Result<Exit, CommandError> {
-    let scenario = serde_json::to_value(plan.scenario.as_ref()).unwrap_or(serde_json::Value::Null);
-    let shards = Shards::new(
-        &scenario,
-        ran.started_at_us,
-        plan.shard.index,
-        plan.shard.count,
-    );
-    let record = RunRecord {
-        scenario,
-        scenario_name: plan.scenario.name.clone(),
-        broker: ran.broker_label.clone(),
-        environment: environment(open_files, ran.worker_threads),
-        outcome: ran.outcome.clone(),
-        started_at_us: ran.started_at_us,
-        ended_at_us: ran.ended_at_us,
-        snapshot: ran.snapshot,
-        series: ran.series,
-        shards: Some(shards),
-    };
+    let record = crate::app_common::record(plan, ran, open_files);
     let report = Report::build(&record)?;
     // The report holds its own copy of the measurements; free this one before the writers run.
     drop(record.snapshot);

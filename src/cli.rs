@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::{
     COMPARE_EXIT_CODES, DOCTOR_EXIT_CODES, EXIT_CODES_HELP, MERGE_EXIT_CODES, PREVIEW_EXIT_CODES,
-    PROGRAM_EXIT_CODES, RENDER_EXIT_CODES, SIMPLE_EXIT_CODES, VALIDATE_EXIT_CODES,
+    PROGRAM_EXIT_CODES, RENDER_EXIT_CODES, SEARCH_EXIT_CODES, SIMPLE_EXIT_CODES,
+    VALIDATE_EXIT_CODES,
 };
 
 /// Load tester and simulator for fleets of industrial MQTT devices.
@@ -22,6 +23,12 @@ pub enum Command {
     /// Run a scenario: connect the fleet, publish, measure, write a report.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(Box<RunArgs>),
+    /// Capacity search: find how much load a broker takes before its SLOs break. Steps the load up
+    /// geometrically from --from, then bisects between the last passing and the first failing load;
+    /// the answer must pass twice. Each step is one run of the scenario (ramp, settle, measured
+    /// window), judged on the window's corrected latency.
+    #[command(after_help = SEARCH_EXIT_CODES)]
+    Search(Box<SearchArgs>),
     /// Check a scenario file and print what it would do (groups, Sparkplug, phases, observers,
     /// thresholds, baseline), without connecting anything.
     #[command(after_help = VALIDATE_EXIT_CODES)]
@@ -245,4 +252,68 @@ pub struct RunArgs {
 pub struct ValidateArgs {
     /// Scenario file (YAML).
     pub scenario: PathBuf,
+}
+
+/// What `search` varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VaryArg {
+    /// The number of devices (each publishing at its group's interval).
+    Devices,
+    /// The fleet's total publish rate in msg/s (every group's interval scaled).
+    Rate,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Scenario file (YAML): its groups, observers and ramp; its steady phases are replaced by the
+    /// settle time and the measured window.
+    pub scenario: PathBuf,
+    /// A service-level objective each step must meet, in the threshold grammar, e.g.
+    /// `--slo 'e2e.p99 < 50ms' --slo 'loss_ratio == 0'` (repeatable; default: the scenario's
+    /// `thresholds:`). Unscoped ones are evaluated on the measured window.
+    #[arg(long = "slo", value_name = "EXPR")]
+    pub slos: Vec<String>,
+    /// What to vary: the number of devices, or the fleet's publish rate (msg/s).
+    #[arg(long, value_enum, default_value = "devices")]
+    pub vary: VaryArg,
+    /// The first load (devices, or msg/s with --vary rate).
+    #[arg(long, value_name = "N")]
+    pub from: u64,
+    /// The highest load tried.
+    #[arg(long, value_name = "N")]
+    pub to: u64,
+    /// Each growing step multiplies the load by this.
+    #[arg(long, value_name = "X", default_value_t = 2.0)]
+    pub growth: f64,
+    /// Stop bisecting when the first failing load is within this much above the capacity.
+    #[arg(long, value_name = "PCT", default_value = "5%")]
+    pub resolution: String,
+    /// Steps at most, confirmations included.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_steps: u32,
+    /// Time each step publishes at its load before the window is measured (0s: none).
+    #[arg(long, value_name = "D", default_value = "5s")]
+    pub settle: String,
+    /// The measured window of each step, the only part judged.
+    #[arg(long, value_name = "D", default_value = "20s")]
+    pub window: String,
+    /// Exit 1 when the capacity found is below N.
+    #[arg(long, value_name = "N")]
+    pub require: Option<u64>,
+    /// With --vary rate: the fleet size (default: the scenario's).
+    #[arg(long, value_name = "N")]
+    pub devices: Option<u64>,
+    /// Broker to load (default: the scenario's, else one embedded broker for every step).
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// Where to write search.json and each step's report.json (default:
+    /// reports/<name>-search-<UTC stamp>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed for telemetry and schedule offsets.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
 }

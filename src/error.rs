@@ -67,6 +67,17 @@ Exit codes:
   0  the CSV is printed
   2  unknown profile, invalid scenario file or option (the message says which, and the fix)";
 
+/// The exit codes of `search`.
+pub const SEARCH_EXIT_CODES: &str = "\
+Exit codes:
+  0  a capacity was found (or every step up to --to passed), at least --require when given; with
+     --require, also when the search stopped early but a load of at least N passed
+  1  the capacity found is below --require (or below --from)
+  2  usage or scenario error: nothing ran
+  3  the search could not finish: a run ended early (broker unreachable or lost, interrupted), a
+     step could not be judged before any failure (the load generator was the limit), or
+     --max-steps ran out; search.json holds every step so far";
+
 /// The exit codes of `report merge`.
 pub const MERGE_EXIT_CODES: &str = "\
 Exit codes:

@@ -6,9 +6,11 @@
 //! layer order in README's Architecture section (checked by `tests/layers.rs`).
 
 pub mod app;
+mod app_common;
 mod app_docs;
 mod app_gates;
 mod app_preview;
+mod app_search;
 pub mod broker;
 pub mod cli;
 pub mod engine;
@@ -21,6 +23,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scenario;
+pub mod search;
 pub mod telemetry;
 pub mod threshold;
 pub mod tls;

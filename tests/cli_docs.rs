@@ -40,8 +40,9 @@ fn exit_codes(text: &str) -> Vec<u8> {
 
 #[test]
 fn each_command_prints_its_own_exit_codes() {
-    let cases: [(&[&str], &[u8]); 8] = [
+    let cases: [(&[&str], &[u8]); 9] = [
         (&["run"], &[0, 1, 2, 3]),
+        (&["search"], &[0, 1, 2, 3]),
         (&["validate"], &[0, 2]),
         (&["doctor"], &[0, 2]),
         (&["preview"], &[0, 2]),

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("engine", &["engine"]),
     ("report model", &["report"]),
     ("gate", &["gate"]),
+    ("capacity search", &["search"]),
     ("writers and live views", &["output", "progress", "ui"]),
     (
         "commands",
@@ -33,6 +34,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "app_gates",
             "app_docs",
             "app_preview",
+            "app_common",
+            "app_search",
             "lib",
             "main",
         ],

@@ -1,0 +1,383 @@
+//! A finished (or stopped) search as data: every step, the answer, the sentence that states it, and
+//! the step table. Serialised as `search.json`; [`render`] is the console text. No I/O.
+
+use serde::Serialize;
+
+use super::judge::{Measures, Percentiles};
+use super::policy::{Answer, Policy, Purpose, Verdict};
+use crate::metrics::Metric;
+use crate::report::latency_text;
+use crate::threshold::{Quantity, Stat, Threshold};
+
+/// The version of the search.json layout.
+pub const SEARCH_SCHEMA_VERSION: u32 = 1;
+
+/// What a search varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vary {
+    /// The number of devices, each publishing at the scenario's interval.
+    Devices,
+    /// The fleet's total publish rate (msg/s), the scenario's devices publishing faster or slower.
+    Rate,
+}
+
+impl Vary {
+    /// The unit of a load.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Vary::Devices => "devices",
+            Vary::Rate => "msg/s",
+        }
+    }
+}
+
+/// One step, as run and judged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// From 1.
+    pub index: u32,
+    pub load: u64,
+    pub purpose: Purpose,
+    /// The publish rate the schedule asked for.
+    pub intended_rate_per_s: f64,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    /// The load generator fell behind its schedule.
+    pub client_limited: bool,
+    /// The measured window (absent when the step did not run or had no window).
+    pub measures: Option<Measures>,
+    /// The step's report.json, when written.
+    pub report: Option<String>,
+}
+
+/// A whole search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    pub schema_version: u32,
+    pub scenario: String,
+    pub broker: String,
+    pub vary: Vary,
+    /// `devices` or `msg/s`.
+    pub unit: String,
+    /// What one unit of load means, e.g. `at 1 msg/s each` or `from 1,000 devices`.
+    pub load_note: String,
+    pub slos: Vec<String>,
+    pub policy: Policy,
+    pub settle_s: f64,
+    pub window_s: f64,
+    pub steps: Vec<Step>,
+    pub answer: Answer,
+    /// The capacity found (0: below `--from`); absent when the search could not establish one.
+    pub capacity: Option<u64>,
+    /// The answer in one sentence.
+    pub statement: String,
+}
+
+impl SearchResult {
+    /// Assemble the result and its statement. `slos` decide which latency the statement quotes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        scenario: String,
+        broker: String,
+        vary: Vary,
+        load_note: String,
+        slos: &[Threshold],
+        policy: Policy,
+        (settle_s, window_s): (f64, f64),
+        steps: Vec<Step>,
+        answer: Answer,
+    ) -> SearchResult {
+        let mut r = SearchResult {
+            schema_version: SEARCH_SCHEMA_VERSION,
+            scenario,
+            broker,
+            vary,
+            unit: vary.unit().to_owned(),
+            load_note,
+            slos: slos.iter().map(ToString::to_string).collect(),
+            policy,
+            settle_s,
+            window_s,
+            capacity: answer.capacity(),
+            steps,
+            answer,
+            statement: String::new(),
+        };
+        r.statement = statement(&r, headline_latency(slos));
+        r
+    }
+}
+
+/// The metric and statistic the statement quotes: the first latency SLO's, else e2e p99.
+fn headline_latency(slos: &[Threshold]) -> (Metric, Stat) {
+    slos.iter()
+        .find_map(|t| match t.quantity {
+            Quantity::Latency { metric, stat } => Some((metric, stat)),
+            _ => None,
+        })
+        .unwrap_or((Metric::E2e, Stat::P99))
+}
+
+/// `38500` → `38,500`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pick(p: &Percentiles, stat: Stat) -> Option<u64> {
+    match stat {
+        Stat::P50 => Some(p.p50_us),
+        Stat::P99 => Some(p.p99_us),
+        Stat::P99_9 => Some(p.p99_9_us),
+        _ => None,
+    }
+    .filter(|_| p.count > 0)
+}
+
+/// The quoted latency of the last step at `load` with `verdict`, e.g. `e2e p99 41.0ms`.
+fn quoted(r: &SearchResult, load: u64, verdict: Verdict, (metric, stat): (Metric, Stat)) -> String {
+    // The table holds p50, p99 and p99.9; another statistic is quoted as p99.
+    let stat = if matches!(stat, Stat::P50 | Stat::P99 | Stat::P99_9) {
+        stat
+    } else {
+        Stat::P99
+    };
+    r.steps
+        .iter()
+        .rev()
+        .filter(|s| s.load == load && s.verdict == verdict)
+        .find_map(|s| s.measures.as_ref()?.metric(metric))
+        .and_then(|l| pick(&l.corrected, stat))
+        .map_or_else(
+            || format!("no {} latency measured", metric.name()),
+            |v| format!("{} {} {}", metric.name(), stat.name(), latency_text(v)),
+        )
+}
+
+fn statement(r: &SearchResult, headline: (Metric, Stat)) -> String {
+    let unit = r.vary.unit();
+    let at = |load: u64| format!("{} {unit} {}", thousands(load), r.load_note);
+    match &r.answer {
+        Answer::Found {
+            capacity,
+            first_failing,
+        } => format!(
+            "capacity: {}: {}; at {}: {}",
+            at(*capacity),
+            quoted(r, *capacity, Verdict::Pass, headline),
+            thousands(*first_failing),
+            quoted(r, *first_failing, Verdict::Fail, headline)
+        ),
+        Answer::AboveRange { capacity } => format!(
+            "capacity: at least {}: {} (no step up to --to failed; raise --to to find the limit)",
+            at(*capacity),
+            quoted(r, *capacity, Verdict::Pass, headline)
+        ),
+        Answer::BelowRange { first_failing } => format!(
+            "capacity: below {}: the first step already failed ({}); lower --from",
+            at(*first_failing),
+            quoted(r, *first_failing, Verdict::Fail, headline)
+        ),
+        Answer::CannotJudge { passing, at: limit } => {
+            let client = r.steps.iter().any(|s| s.load == *limit && s.client_limited);
+            format!(
+                "no capacity found: {} could not be judged ({}){}",
+                at(*limit),
+                if client {
+                    "the client machine was the limit, not the broker: give the load generator more cores (`--threads`) or a bigger machine"
+                } else {
+                    "see the reasons in the table"
+                },
+                passing.map_or_else(String::new, |p| format!(
+                    "; the broker took {} ({})",
+                    at(p),
+                    quoted(r, p, Verdict::Pass, headline)
+                ))
+            )
+        }
+        Answer::Aborted { passing, at: load } => format!(
+            "search stopped: the step at {} ended the run{}",
+            at(*load),
+            passing.map_or_else(String::new, |p| format!(
+                "; the highest load that passed was {}",
+                thousands(p)
+            ))
+        ),
+        Answer::OutOfSteps { passing, failing } => format!(
+            "no capacity confirmed within --max-steps {}: it lies between {} and {}",
+            r.policy.max_steps,
+            passing.map_or_else(|| "0".to_owned(), thousands),
+            failing.map_or_else(|| "beyond --to".to_owned(), thousands)
+        ),
+    }
+}
+
+fn cell(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_owned(), latency_text)
+}
+
+/// The step table and the statement, for the console.
+pub fn render(r: &SearchResult) -> String {
+    let (metric, _) =
+        r.steps
+            .iter()
+            .find_map(|s| s.measures.as_ref())
+            .map_or((Metric::E2e, Stat::P99), |m| {
+                let metric = [Metric::E2e, Metric::Puback, Metric::Pubcomp]
+                    .into_iter()
+                    .find(|x| m.metric(*x).is_some())
+                    .unwrap_or(Metric::E2e);
+                (metric, Stat::P99)
+            });
+    let mut out = format!(
+        "capacity search: {} ({} from {} to {}; settle {:.1} s, window {:.1} s)\n",
+        r.scenario,
+        r.unit,
+        thousands(r.policy.from),
+        thousands(r.policy.to),
+        r.settle_s,
+        r.window_s
+    );
+    out.push_str(&format!(
+        "  {:>4}  {:<7}  {:>10}  {:>10}  {:>30}  {:>30}  {:>9}  verdict\n",
+        "step",
+        "purpose",
+        r.unit,
+        "achieved/s",
+        format!("{} corrected p50/p99/p99.9", metric.name()),
+        "uncorrected p50/p99/p99.9",
+        "loss",
+    ));
+    for s in &r.steps {
+        let m = s.measures.as_ref();
+        let l = m.and_then(|m| m.metric(metric));
+        let trio = |p: Option<&Percentiles>| {
+            format!(
+                "{} / {} / {}",
+                cell(p.map(|p| p.p50_us)),
+                cell(p.map(|p| p.p99_us)),
+                cell(p.map(|p| p.p99_9_us))
+            )
+        };
+        out.push_str(&format!(
+            "  {:>4}  {:<7}  {:>10}  {:>10}  {:>30}  {:>30}  {:>9}  {}\n",
+            s.index,
+            s.purpose.name(),
+            thousands(s.load),
+            m.map_or_else(
+                || "-".to_owned(),
+                |m| format!("{:.1}", m.achieved_rate_per_s)
+            ),
+            trio(l.map(|l| &l.corrected)),
+            trio(l.map(|l| &l.uncorrected)),
+            m.and_then(|m| m.loss_ratio)
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.6}")),
+            s.verdict.name()
+        ));
+        if s.verdict != Verdict::Pass {
+            for why in s.reasons.iter().take(3) {
+                out.push_str(&format!("          {why}\n"));
+            }
+        }
+    }
+    out.push_str(&r.statement);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::judge::WindowLatency;
+    use std::collections::BTreeMap;
+
+    fn step(index: u32, load: u64, purpose: Purpose, verdict: Verdict, p99_ms: u64) -> Step {
+        let p = Percentiles {
+            count: 100,
+            p50_us: 1000,
+            p99_us: p99_ms * 1000,
+            p99_9_us: p99_ms * 1500,
+        };
+        let mut latency = BTreeMap::new();
+        latency.insert(
+            "e2e".to_owned(),
+            WindowLatency {
+                corrected: p,
+                uncorrected: p,
+            },
+        );
+        Step {
+            index,
+            load,
+            purpose,
+            intended_rate_per_s: load as f64,
+            verdict,
+            reasons: vec![format!("e2e.p99 < 50ms: {p99_ms} ms")],
+            client_limited: false,
+            measures: Some(Measures {
+                duration_s: 10.0,
+                published: load * 10,
+                achieved_rate_per_s: load as f64,
+                latency,
+                loss_ratio: Some(0.0),
+                lost: 0,
+                overrun: 0,
+                skipped: 0,
+                unsent_at_end: 0,
+            }),
+            report: None,
+        }
+    }
+
+    #[test]
+    fn the_statement_quotes_the_capacity_and_the_first_failure() {
+        let slos = [crate::threshold::parse_threshold("e2e.p99 < 50ms").unwrap()];
+        let steps = vec![
+            step(1, 38_500, Purpose::Bisect, Verdict::Pass, 41),
+            step(2, 43_000, Purpose::Bisect, Verdict::Fail, 73),
+            step(3, 38_500, Purpose::Confirm, Verdict::Pass, 40),
+        ];
+        let r = SearchResult::new(
+            "s".into(),
+            "b".into(),
+            Vary::Devices,
+            "at 1 msg/s each".into(),
+            &slos,
+            Policy::new(1000, 200_000, 2.0, 0.05, 20).unwrap(),
+            (5.0, 20.0),
+            steps,
+            Answer::Found {
+                capacity: 38_500,
+                first_failing: 43_000,
+            },
+        );
+        assert_eq!(
+            r.statement,
+            "capacity: 38,500 devices at 1 msg/s each: e2e p99 40.0ms; at 43,000: e2e p99 73.0ms"
+        );
+        assert_eq!(r.capacity, Some(38_500));
+        let text = render(&r);
+        assert_eq!(text.lines().filter(|l| l.contains("38,500")).count(), 3);
+        assert!(text.contains("FAIL"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["answer"]["kind"], "found");
+        assert_eq!(json["steps"][1]["verdict"], "fail");
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(38_500), "38,500");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}
