@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app_common::{check_out, load, DEFAULT_OUT_ROOT};
+use crate::app_common::{self, check_out, load, DEFAULT_OUT_ROOT};
 use crate::app_gates;
 use crate::cli::{Cli, Command, DoctorArgs, MergeArgs, ReportCommand, RunArgs, ValidateArgs};
 use crate::engine::processes::{self, PipeMessage, WorkerCommand};
@@ -507,7 +507,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     let gates = app_gates::collect(args, &plan.scenario, plan.shard.count)?;
     check_out(args.out.as_deref())?;
     eprint!("{}", describe(&plan));
-    let ui = start_ui(args.ui)?;
+    let ui = app_common::start_ui(args.ui)?;
     let mut watchers: Vec<Arc<dyn engine::Watch>> =
         vec![Arc::new(Progress::new(!args.no_progress))];
     if let Some(ui) = &ui {
@@ -550,16 +550,6 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     };
     eprintln!("broker: {}", ran.broker_label);
     finish(&plan, args, &gates, ran, soft, ui.as_ref())
-}
-
-/// Start the `--ui` live view and say where it is.
-fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<Ui>, CommandError> {
-    let Some(at) = at else {
-        return Ok(None);
-    };
-    let ui = Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
-    eprintln!("live view: http://{}/", ui.addr());
-    Ok(Some(ui))
 }
 
 /// As a worker process: run the shard, stream ticks and the final snapshot to the parent on stdout.

@@ -10,6 +10,7 @@ use crate::metrics::Clock;
 use crate::plan::Plan;
 use crate::report::{Environment, RunRecord, Shards};
 use crate::scenario::{self, Overrides, Scenario};
+use crate::ui::Ui;
 
 /// Where reports go when `--out` is not given: `reports/<name>-<UTC stamp>/` under the working folder.
 pub(crate) const DEFAULT_OUT_ROOT: &str = "reports";
@@ -93,4 +94,14 @@ pub(crate) fn check_out(out: Option<&Path>) -> Result<(), CommandError> {
         Some(d) => check_out_dir(d, "--out"),
         None => check_out_dir(Path::new(DEFAULT_OUT_ROOT), "the default report folder"),
     }
+}
+
+/// Start the `--ui` live view and say where it is.
+pub(crate) fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<Ui>, CommandError> {
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    let ui = Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
+    eprintln!("live view: http://{}/", ui.addr());
+    Ok(Some(ui))
 }

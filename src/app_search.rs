@@ -4,6 +4,7 @@
 //! fleet (one embedded broker serves them all when the scenario names none).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app_common::{self, DEFAULT_OUT_ROOT};
@@ -13,10 +14,15 @@ use crate::engine::{self, embedded_tls, limits, EngineError, RunOptions};
 use crate::error::{CommandError, Exit};
 use crate::gate::{self, Threshold};
 use crate::metrics::Clock;
+use crate::output;
 use crate::plan::{Plan, Shard};
+use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::scenario::{self, BrokerUrl, Overrides, Phase, PhaseKind, Scenario, Transport};
-use crate::search::{self, Answer, Next, Policy, Purpose, Search, SearchResult, Step, Vary};
+use crate::search::{
+    self, Answer, LiveStep, Next, Policy, Purpose, Search, SearchResult, Step, Vary,
+};
+use crate::ui::Ui;
 
 /// The name of the settle phase of a step.
 const SETTLE: &str = "settle";
@@ -41,6 +47,43 @@ struct Setup {
     facts: limits::Facts,
     /// The embedded broker runs in this process (it holds the other end of every socket).
     embedded: bool,
+    live: Live,
+}
+
+/// What shows a step while it runs: the progress bar, the `--ui` view, the `--prometheus` endpoint.
+struct Live {
+    progress: bool,
+    ui: Option<Ui>,
+    prometheus: Option<std::net::SocketAddr>,
+}
+
+impl Live {
+    /// The run options of one step, its live views told where the search stands.
+    fn options(&self, threads: usize, step: &LiveStep) -> RunOptions {
+        if let Some(ui) = &self.ui {
+            ui.set_context(&step.describe());
+        }
+        let mut watchers: Vec<Arc<dyn engine::Watch>> =
+            vec![Arc::new(Progress::new(self.progress))];
+        if let Some(ui) = &self.ui {
+            watchers.push(Arc::new(ui.clone()));
+        }
+        let shown = step.clone();
+        RunOptions {
+            threads,
+            drain: Duration::from_secs(5),
+            prometheus: self.prometheus.map(|addr| engine::Prometheus {
+                addr,
+                exposition: Arc::new(move |scenario, counters, connected, latency| {
+                    output::openmetrics::render_search(
+                        scenario, counters, connected, latency, &shown,
+                    )
+                }),
+            }),
+            watchers,
+            ..RunOptions::default()
+        }
+    }
 }
 
 /// `fleetstorm search`.
@@ -133,6 +176,11 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         )
     });
     let load_note = load_note(&base, vary);
+    let live = Live {
+        progress: !args.no_progress,
+        ui: app_common::start_ui(args.ui)?,
+        prometheus: args.prometheus,
+    };
     let setup = Setup {
         base,
         vary,
@@ -143,6 +191,7 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         dir,
         facts: limits::Facts::gather(),
         embedded,
+        live,
     };
     eprintln!(
         "capacity search of {}: {} from {} to {}, broker {broker_label}",
@@ -164,7 +213,10 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
                     vary.unit(),
                     purpose.name()
                 );
-                let step = run_step(&setup, index, load, purpose);
+                let history: Vec<(u64, search::Verdict)> =
+                    steps.iter().map(|s| (s.load, s.verdict)).collect();
+                let live = LiveStep::new(index, load, purpose, vary, &history);
+                let step = run_step(&setup, &live);
                 eprintln!("  {}", step.verdict.name());
                 s.record(load, step.verdict);
                 steps.push(step);
@@ -183,6 +235,9 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         answer,
     );
     print!("{}", search::render(&result));
+    if let Some(ui) = &setup.live.ui {
+        ui.set_context(&result.statement);
+    }
     let path = setup.dir.join(SEARCH_JSON);
     let text = serde_json::to_string_pretty(&result)
         .map_err(|e| CommandError::Usage(format!("cannot encode {SEARCH_JSON}: {e}")))?;
@@ -354,7 +409,8 @@ fn unjudged(
 }
 
 /// Run one step and judge it. Never fails: what goes wrong is the step's verdict.
-fn run_step(setup: &Setup, index: u32, load: u64, purpose: Purpose) -> Step {
+fn run_step(setup: &Setup, live: &LiveStep) -> Step {
+    let (index, load, purpose) = (live.index, live.load, live.purpose);
     let scenario = match step_scenario(&setup.base, setup.vary, load, setup.settle, setup.window) {
         Ok(s) => s,
         Err(e) => return unjudged(index, load, purpose, search::Verdict::Fatal, e.to_string()),
@@ -388,11 +444,7 @@ fn run_step(setup: &Setup, index: u32, load: u64, purpose: Purpose) -> Step {
         s.intended_rate_per_s = intended;
         return s;
     }
-    let options = RunOptions {
-        threads: setup.threads,
-        drain: Duration::from_secs(5),
-        ..RunOptions::default()
-    };
+    let options = setup.live.options(setup.threads, live);
     let built = engine::run(&plan, &options)
         .map_err(|e| e.to_string())
         .and_then(|ran| {

@@ -316,4 +316,15 @@ pub struct SearchArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Hide each step's live progress bar (hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Serve live metrics in the OpenMetrics text format at this address during each step, with
+    /// the search's own gauges (fleetstorm_search_step, _load, _passing_load, _failing_load).
+    #[arg(long, value_name = "ADDR")]
+    pub prometheus: Option<std::net::SocketAddr>,
+    /// Serve a live view at this address (port 0 picks one): each step's run, under a line saying
+    /// which step it is and what the steps so far have shown.
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<std::net::SocketAddr>,
 }

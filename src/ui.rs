@@ -43,7 +43,13 @@ pub enum UiError {
 
 #[derive(Default)]
 struct State {
+    /// The current run's plan as the page reads it, and its JSON.
+    meta_view: Option<MetaView>,
     meta: Option<Arc<str>>,
+    /// Grows with every new meta (a new run, a new context line): pages get it again.
+    meta_version: u64,
+    /// A line above the run, from whoever runs several runs in a row (the capacity search).
+    context: Option<String>,
     /// (sequence number, JSON) of the last [`MAX_POINTS`] points.
     points: VecDeque<(u64, Arc<str>)>,
     next_seq: u64,
@@ -52,6 +58,20 @@ struct State {
     final_view: Option<Arc<str>>,
     /// The run's timeline, which names each second's phase.
     timeline: Option<Timeline>,
+}
+
+impl State {
+    /// Serialise the meta for pages (again, when it changed).
+    fn publish_meta(&mut self) {
+        if let Some(text) = self
+            .meta_view
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok())
+        {
+            self.meta = Some(text.into());
+            self.meta_version += 1;
+        }
+    }
 }
 
 struct Inner {
@@ -103,7 +123,7 @@ struct PointView<'a> {
     totals: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct PhaseView {
     name: String,
     kind: &'static str,
@@ -111,7 +131,7 @@ struct PhaseView {
     end_s: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct GroupTile {
     name: String,
     devices: u64,
@@ -120,8 +140,12 @@ struct GroupTile {
     sparkplug: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct MetaView {
+    /// Which run of this view (from 1): a page starts its charts again when it changes.
+    run: u64,
+    /// The context line, if any (see [`Ui::set_context`]).
+    context: Option<String>,
     scenario: String,
     devices: u64,
     groups_total: usize,
@@ -284,6 +308,8 @@ impl Ui {
     pub fn set_plan(&self, plan: &Plan, timeline: &Timeline) {
         let groups = plan.groups();
         let meta = MetaView {
+            run: 0,
+            context: None,
             scenario: plan.scenario.name.clone(),
             devices: plan.total_devices(),
             groups_total: groups.len(),
@@ -313,12 +339,31 @@ impl Ui {
             max_points: MAX_POINTS,
             group_slots: GROUP_SLOT_NAMES,
         };
-        let text = serde_json::to_string(&meta).ok();
+        let mut meta = meta;
         self.update(|s| {
-            if let Some(text) = text {
-                s.meta = Some(text.into());
+            meta.run = s.meta_view.as_ref().map_or(1, |m| m.run + 1);
+            if meta.run > 1 {
+                // A new run in the same view: its seconds start again from 0.
+                s.points.clear();
+                s.groups = None;
+                s.final_view = None;
             }
+            meta.context.clone_from(&s.context);
+            s.meta_view = Some(meta);
             s.timeline = Some(timeline.clone());
+            s.publish_meta();
+        });
+    }
+
+    /// A line shown above the run (e.g. the capacity search's step), kept for the runs that follow
+    /// until it is set again.
+    pub fn set_context(&self, text: &str) {
+        self.update(|s| {
+            s.context = Some(text.to_owned());
+            if let Some(m) = &mut s.meta_view {
+                m.context = Some(text.to_owned());
+            }
+            s.publish_meta();
         });
     }
 
@@ -486,19 +531,19 @@ impl Ui {
         }
         self.inner.clients.fetch_add(1, Ordering::AcqRel);
         let mut changed = self.inner.changed.subscribe();
-        let mut meta_sent = false;
+        let mut meta_sent = 0u64;
         let mut next_seq = 0u64;
         let mut groups_sent: Option<u64> = None;
         loop {
             let mut chunk = String::new();
             let mut done = false;
             if let Ok(s) = self.inner.state.lock() {
-                if !meta_sent {
+                if meta_sent != s.meta_version {
                     if let Some(m) = &s.meta {
                         chunk.push_str("event: meta\ndata: ");
                         chunk.push_str(m);
                         chunk.push_str("\n\n");
-                        meta_sent = true;
+                        meta_sent = s.meta_version;
                     }
                 }
                 let from = next_seq;
@@ -629,6 +674,41 @@ mod tests {
             state(&ui)["groups"].as_array().unwrap().len(),
             MAX_GROUP_TILES
         );
+    }
+
+    fn plan(name: &str) -> (Plan, Timeline) {
+        let text = format!(
+            "name: {name}\ngroups:\n  - {{ name: a, count: 10, profile: energy-meter }}\nphases:\n  - ramp: {{ connect_rate: 100/s }}\n  - steady: {{ duration: 2s }}\n"
+        );
+        let s = crate::scenario::parse(&text, "ui.yaml").unwrap();
+        let plan = Plan::new(s, crate::plan::Shard::default());
+        let tl = plan.timeline(1_000_000);
+        (plan, tl)
+    }
+
+    #[test]
+    fn a_second_run_in_the_view_starts_its_seconds_again_under_the_context_line() {
+        let ui = ui();
+        let c = Counters::default();
+        let (p1, t1) = plan("first");
+        ui.set_context("step 1");
+        ui.set_plan(&p1, &t1);
+        ui.push(&SeriesPoint::from_delta(1, 1, &c, &c), 0, &c);
+        let s = state(&ui);
+        assert_eq!(s["meta"]["run"], 1);
+        assert_eq!(s["meta"]["context"], "step 1");
+        assert_eq!(s["points"].as_array().unwrap().len(), 1);
+        let (p2, t2) = plan("second");
+        ui.set_context("step 2");
+        ui.set_plan(&p2, &t2);
+        let s = state(&ui);
+        assert_eq!(s["meta"]["run"], 2);
+        assert_eq!(s["meta"]["scenario"], "second");
+        assert_eq!(s["meta"]["context"], "step 2");
+        assert!(s["points"].as_array().unwrap().is_empty(), "{s}");
+        // A new context line alone reaches pages too.
+        ui.set_context("done");
+        assert_eq!(state(&ui)["meta"]["context"], "done");
     }
 
     #[test]

@@ -4,34 +4,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{load_report, spawn, wait_within, Fleet, Workspace};
-
-/// A loopback port that was free a moment ago (above the ephemeral range when possible).
-fn free_port() -> u16 {
-    for port in 65_200..65_500 {
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn scrape(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
-}
+use common::{free_port, load_report, scrape, spawn, wait_within, Fleet, Workspace};
 
 fn value(text: &str, prefix: &str) -> Option<f64> {
     text.lines()

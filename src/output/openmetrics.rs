@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::metrics::{Counter, Counters, IntervalHistograms, Metric};
+use crate::search::LiveStep;
 
 /// Quantiles exported for each latency summary.
 const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
@@ -16,7 +17,7 @@ pub fn render(
     latency: &IntervalHistograms,
 ) -> String {
     let mut out = String::with_capacity(4096);
-    let label = format!("scenario=\"{}\"", scenario.replace(['\\', '"', '\n'], "_"));
+    let label = scenario_label(scenario);
     let _ = writeln!(out, "# TYPE fleetstorm_devices_connected gauge");
     let _ = writeln!(
         out,
@@ -52,6 +53,56 @@ pub fn render(
     out
 }
 
+fn scenario_label(scenario: &str) -> String {
+    format!("scenario=\"{}\"", scenario.replace(['\\', '"', '\n'], "_"))
+}
+
+/// The exposition of one step of a capacity search: the run's ([`render`]) plus where the search
+/// stands (the step, its load, the highest passing and lowest failing load so far). The run's
+/// counters start again at each step (a counter reset, as Prometheus' `rate()` expects).
+pub fn render_search(
+    scenario: &str,
+    counters: &Counters,
+    connected: i64,
+    latency: &IntervalHistograms,
+    step: &LiveStep,
+) -> String {
+    let mut out = render(scenario, counters, connected, latency);
+    out.truncate(out.len().saturating_sub("# EOF\n".len()));
+    let label = format!("{},unit=\"{}\"", scenario_label(scenario), step.vary.unit());
+    let gauges: [(&str, &str, Option<u64>); 4] = [
+        (
+            "search_step",
+            "The capacity search's step running now (from 1).",
+            Some(u64::from(step.index)),
+        ),
+        (
+            "search_load",
+            "The load of the step running now.",
+            Some(step.load),
+        ),
+        (
+            "search_passing_load",
+            "The highest load that passed so far (absent before any step passed).",
+            step.passing,
+        ),
+        (
+            "search_failing_load",
+            "The lowest load that failed so far (absent before any step failed).",
+            step.failing,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# TYPE fleetstorm_{name} gauge");
+        let _ = writeln!(out, "# HELP fleetstorm_{name} {help}");
+        if let Some(v) = value {
+            let _ = writeln!(out, "fleetstorm_{name}{{{label}}} {v}");
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +126,34 @@ mod tests {
             text.contains("fleetstorm_e2e_latency_seconds{scenario=\"s\",quantile=\"0.5\"} 0.05")
         );
         assert!(text.contains("fleetstorm_e2e_latency_seconds_count{scenario=\"s\"} 100"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_search_step_adds_where_the_search_stands_before_the_end() {
+        use crate::search::{Purpose, Vary, Verdict};
+        let step = LiveStep::new(
+            3,
+            4_000,
+            Purpose::Grow,
+            Vary::Devices,
+            &[(1_000, Verdict::Pass), (2_000, Verdict::Pass)],
+        );
+        let text = render_search(
+            "s",
+            &Counters::default(),
+            5,
+            &IntervalHistograms::default(),
+            &step,
+        );
+        assert!(text.contains("fleetstorm_devices_connected{scenario=\"s\"} 5"));
+        assert!(text.contains("fleetstorm_search_step{scenario=\"s\",unit=\"devices\"} 3"));
+        assert!(text.contains("fleetstorm_search_load{scenario=\"s\",unit=\"devices\"} 4000"));
+        assert!(
+            text.contains("fleetstorm_search_passing_load{scenario=\"s\",unit=\"devices\"} 2000")
+        );
+        assert!(!text.contains("fleetstorm_search_failing_load{"));
+        assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));
     }
 }

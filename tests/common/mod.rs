@@ -627,3 +627,32 @@ pub fn established_to(port: u16) -> usize {
         })
         .count()
 }
+
+/// A loopback port that was free a moment ago (above the ephemeral range when possible).
+pub fn free_port() -> u16 {
+    // Start at a place of its own for each process and call, so tests running in parallel (each
+    // its own process under nextest) do not all take the first free port.
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 37 + CALLS.fetch_add(1, Ordering::Relaxed) * 11) % 200;
+    for i in 0..200u32 {
+        let port = 65_300 + u16::try_from((start + i) % 200).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The OpenMetrics text a `--prometheus` endpoint on this port serves now, if it answers.
+pub fn scrape(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
