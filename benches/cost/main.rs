@@ -14,6 +14,9 @@
 //!
 //! The TLS sections (full and resumed handshakes, CPU per message over TLS, plain vs TLS vs mTLS) are in
 //! `tls.rs`. `FLEETSTORM_BENCH_ONLY=tls` runs only those and the plain runs they compare against.
+//! `FLEETSTORM_BENCH_ONLY=idle` runs only section a. (idle memory, plain and TLS) and prints its summary;
+//! `FLEETSTORM_BENCH_IDLE_TLS` adds `broker.tls` keys to its TLS runs (e.g. `resumption: false`, to
+//! tell the session store's share of an idle TLS device).
 //!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
 //!
@@ -51,7 +54,8 @@ fn main() {
     let mut rows: Vec<(String, String)> = Vec::new();
     let only = std::env::var("FLEETSTORM_BENCH_ONLY").unwrap_or_default();
     let tls_only = only == "tls";
-    if !tls_only {
+    let idle_only = only == "idle";
+    if !tls_only && !idle_only {
         mint_rate(&mut rows);
     }
     if only == "mint" {
@@ -70,6 +74,10 @@ fn main() {
 
     if let Err(e) = idle_memory(&bench, &mut rows, &mut cmp) {
         println!("idle memory: failed: {e}");
+    }
+    if idle_only {
+        print_summary(&rows, started);
+        return;
     }
     if !tls_only {
         if let Err(e) = idle_memory_ws(&bench, &mut rows) {
@@ -757,7 +765,21 @@ fn idle_run(bench: &Bench, devices: u64, tls: bool) -> Result<IdleFigures, Strin
     let name = format!("idle-{}{devices}", if tls { "tls-" } else { "" });
     let yaml = scenario_yaml(&name, devices, "1h", 0, "2000/s", 500, "20s");
     let wire = if tls { Wire::Tls } else { Wire::Plain };
-    let run = run_fleetstorm_over(bench, &name, &yaml, wire, "")?;
+    // Extra `broker.tls` keys, one per line: `resumption: false` -> `    resumption: false\n`.
+    let extra: String = std::env::var("FLEETSTORM_BENCH_IDLE_TLS")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    if tls && !extra.is_empty() {
+        println!(
+            "  (TLS runs with broker.tls extras: {})",
+            extra.trim().replace('\n', ";")
+        );
+    }
+    let run = run_fleetstorm_over(bench, &name, &yaml, wire, &extra)?;
     let ramp = phase(&run.report, "ramp")?;
     let at = ramp.end_us + IDLE_SETTLE_US;
     let client = nearest(&run.client, at).ok_or("no client samples")?;
