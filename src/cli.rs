@@ -72,6 +72,8 @@ pub enum SchemaKind {
     Scenario,
     /// report.json.
     Report,
+    /// search.json (what `fleetstorm search` writes).
+    Search,
 }
 
 #[derive(Debug, Args)]

@@ -110,7 +110,7 @@ impl Measures {
 /// One SLO as evaluated on a step's report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SloCheck {
-    /// The SLO as written (canonical), e.g. `e2e.p99 < 50ms`.
+    /// The SLO as given (canonical, unscoped as in the result's `slos`), e.g. `e2e.p99 < 50ms`.
     pub slo: String,
     pub passed: bool,
     /// In the SLO's unit (µs for latency, per second, ratio, count); `None` when not measured.
@@ -163,12 +163,16 @@ pub fn scoped(slos: &[Threshold], window: &str) -> Vec<Threshold> {
 pub fn judge(report: &Report, window: &str, slos: &[Threshold]) -> (Judgement, Option<Measures>) {
     let measures = Measures::of(report, window);
     let verdicts = gate::evaluate(report, &scoped(slos, window));
-    let j = classify(
+    let mut j = classify(
         report.outcome.status,
         &report.outcome.message,
         measures.as_ref(),
         &verdicts,
     );
+    // Each check is named by the SLO as given (unscoped), as search.json lists them.
+    for (check, slo) in j.slos.iter_mut().zip(slos) {
+        check.slo = slo.to_string();
+    }
     (j, measures)
 }
 

@@ -304,6 +304,12 @@ pub fn render(r: &SearchResult) -> String {
     }
     out.push_str(&r.statement);
     out.push('\n');
+    if let Some(q) = &r.require {
+        out.push_str(&format!("--require {}: {}\n", q.min, q.detail));
+    }
+    if let Some(b) = &r.baseline {
+        out.push_str(&format!("baseline: {}\n", b.detail));
+    }
     out
 }
 
