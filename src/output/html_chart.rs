@@ -270,8 +270,8 @@ impl Mark {
             Mark::Level { y, label, color } if *y > y_max => {
                 let _ = write!(
                     s,
-                    "<text class=\"marklabel\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{color}\">{} (above the chart)</text>",
-                    right - 4.0,
+                    "<text class=\"marklabel\" x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{} (above the chart)</text>",
+                    left + 6.0,
                     TOP + 12.0,
                     esc(label)
                 );
@@ -423,6 +423,7 @@ svg .bandlabel{fill:#94a3b8;font-size:11px;font-weight:600;text-transform:upperc
 svg .level{stroke-width:1.5;stroke-dasharray:8 4}
 svg .at{stroke-width:1.5}
 svg .marklabel{font-size:11.5px;font-weight:600}
+tr.why td{text-align:left;white-space:normal}
 svg .dot{stroke:#fff;stroke-width:2}
 svg .dot.pass{fill:var(--ok)}svg .dot.fail{fill:var(--bad)}svg .dot.cannot{fill:#94a3b8}svg .dot.aborted{fill:var(--warn)}
 .pill.cannot{background:#e2e8f0;color:#334155}.pill.aborted{background:var(--warnbg);color:var(--warn)}
