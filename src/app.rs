@@ -224,6 +224,45 @@ fn describe_checks(s: &Scenario) -> String {
             (b.max_regression * 1000.0).round() / 10.0
         ));
     }
+    if let Some(b) = &s.search {
+        out.push_str(&describe_search(b));
+    }
+    out
+}
+
+/// The `search:` block, for `validate`: only the keys written (the rest come from flags or defaults).
+fn describe_search(b: &scenario::SearchSettings) -> String {
+    let pct = |f: f64| format!("{}%", (f * 1000.0).round() / 10.0);
+    let secs = |d: std::time::Duration| format!("{}s", d.as_secs_f64());
+    let keys: Vec<String> = [
+        b.vary.map(|v| format!("vary {}", v.name())),
+        b.from.map(|n| format!("from {n}")),
+        b.to.map(|n| format!("to {n}")),
+        b.growth.map(|g| format!("growth {g}")),
+        b.resolution.map(|r| format!("resolution {}", pct(r))),
+        b.max_steps.map(|n| format!("max_steps {n}")),
+        b.settle.map(|d| format!("settle {}", secs(d))),
+        b.window.map(|d| format!("window {}", secs(d))),
+        b.require.map(|n| format!("require {n}")),
+        b.baseline
+            .as_ref()
+            .map(|p| format!("baseline {}", p.display())),
+        b.tolerance.map(|t| format!("tolerance {}", pct(t))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut out = format!(
+        "  search: {}\n",
+        if keys.is_empty() {
+            "(flags and defaults)".to_owned()
+        } else {
+            keys.join(", ")
+        }
+    );
+    for t in &b.slos {
+        out.push_str(&format!("    slo {t}\n"));
+    }
     out
 }
 

@@ -12,6 +12,8 @@ use crate::error::{CommandError, Exit};
 pub const SCENARIO_SCHEMA: &str = include_str!("../scenarios/schema.json");
 /// The JSON Schema of report.json, as committed in `reports/schema.json`.
 pub const REPORT_SCHEMA: &str = include_str!("../reports/schema.json");
+/// The JSON Schema of a capacity search's search.json, as committed in `reports/search.schema.json`.
+pub const SEARCH_SCHEMA: &str = include_str!("../reports/search.schema.json");
 
 fn write_err(what: &str) -> impl Fn(std::io::Error) -> CommandError + '_ {
     move |e| CommandError::Usage(format!("cannot print the {what}: {e}"))
@@ -39,11 +41,12 @@ pub fn man() -> Result<Exit, CommandError> {
     Ok(Exit::Success)
 }
 
-/// `fleetstorm schema [scenario|report]`.
+/// `fleetstorm schema [scenario|report|search]`.
 pub fn schema(args: &SchemaArgs) -> Result<Exit, CommandError> {
     let text = match args.kind {
         SchemaKind::Scenario => SCENARIO_SCHEMA,
         SchemaKind::Report => REPORT_SCHEMA,
+        SchemaKind::Search => SEARCH_SCHEMA,
     };
     std::io::stdout()
         .write_all(text.as_bytes())

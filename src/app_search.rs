@@ -8,32 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app_common::{self, DEFAULT_OUT_ROOT};
+use crate::app_search_args::{self, usage, SEARCH_JSON};
 use crate::broker::{self, EmbeddedLimits};
-use crate::cli::{SearchArgs, VaryArg};
+use crate::cli::SearchArgs;
 use crate::engine::{self, embedded_tls, limits, EngineError, RunOptions};
 use crate::error::{CommandError, Exit};
-use crate::gate::{self, Threshold};
+use crate::gate::Threshold;
 use crate::metrics::Clock;
 use crate::output;
 use crate::plan::{Plan, Shard};
 use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::scenario::{self, BrokerUrl, Overrides, Phase, PhaseKind, Scenario, Transport};
-use crate::search::{
-    self, Answer, LiveStep, Next, Policy, Purpose, Search, SearchResult, Step, Vary,
-};
+use crate::search::{self, Conclusion, LiveStep, Next, Purpose, Search, SearchResult, Step, Vary};
 use crate::ui::Ui;
 
 /// The name of the settle phase of a step.
 const SETTLE: &str = "settle";
 /// The name of the measured window: the summary phase of each step's report.
 const WINDOW: &str = "steady";
-/// The file the search writes in its folder.
-pub const SEARCH_JSON: &str = "search.json";
-
-fn usage(flag: &str, message: impl std::fmt::Display, hint: &str) -> CommandError {
-    CommandError::Usage(format!("{flag}: {message}\n  hint: {hint}"))
-}
 
 /// Everything a step needs that does not change between steps.
 struct Setup {
@@ -88,17 +81,6 @@ impl Live {
 
 /// `fleetstorm search`.
 pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
-    let vary = match args.vary {
-        VaryArg::Devices => Vary::Devices,
-        VaryArg::Rate => Vary::Rate,
-    };
-    if vary == Vary::Devices && args.devices.is_some() {
-        return Err(usage(
-            "--devices",
-            "with --vary devices the number of devices is the load",
-            "leave out --devices and set the range with --from and --to, or pass --vary rate",
-        ));
-    }
     let overrides = Overrides {
         broker: args.broker.clone(),
         devices: args.devices,
@@ -106,39 +88,22 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         ..Overrides::default()
     };
     let mut base = app_common::load(&args.scenario, &overrides)?;
-    let slos = collect_slos(&args.slos, &base)?;
-    let resolution = gate::parse_percent(&args.resolution)
-        .map_err(|e| usage("--resolution", e.message, &e.hint))?;
-    let policy =
-        Policy::new(args.from, args.to, args.growth, resolution, args.max_steps).map_err(|e| {
-            usage(
-                "search",
-                e,
-                "e.g. `--from 1000 --to 200000 --growth 2 --resolution 5% --max-steps 20`",
-            )
-        })?;
-    if let Some(n) = args.require.filter(|&n| n > args.to) {
+    if app_search_args::vary(args, &base) == Vary::Devices && args.devices.is_some() {
         return Err(usage(
-            "--require",
-            format!("{n} is above --to ({})", args.to),
-            "the search never tries a load above --to: raise --to to at least --require",
+            "--devices",
+            "with --vary devices the number of devices is the load",
+            "leave out --devices and set the range with --from and --to, or pass --vary rate",
         ));
     }
-    let duration = |flag: &str, text: &str| {
-        scenario::parse_duration(text)
-            .map_err(|m| usage(flag, m, "pass a duration such as `5s` or `1m`"))
-    };
-    let settle = duration("--settle", &args.settle)?;
-    let window = duration("--window", &args.window)?;
-    if window.is_zero() {
-        return Err(usage(
-            "--window",
-            "the measured window must be longer than zero",
-            "pass e.g. `--window 20s`",
-        ));
-    }
+    let settings = app_search_args::resolve(args, &base)?;
+    let (vary, slos, policy) = (
+        settings.vary,
+        settings.slos.clone(),
+        settings.policy.clone(),
+    );
+    let (settle, window) = (settings.settle, settings.window);
     // Both ends of the range must make a valid scenario before anything runs.
-    for load in [args.from, args.to] {
+    for load in [policy.from, policy.to] {
         step_scenario(&base, vary, load, settle, window)?;
     }
     app_common::check_out(args.out.as_deref())?;
@@ -197,8 +162,8 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         "capacity search of {}: {} from {} to {}, broker {broker_label}",
         setup.base.name,
         vary.unit(),
-        search::thousands(args.from),
-        search::thousands(args.to)
+        search::thousands(policy.from),
+        search::thousands(policy.to)
     );
     let mut s = Search::new(policy.clone());
     let mut steps: Vec<Step> = Vec::new();
@@ -233,73 +198,72 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         (settle.as_secs_f64(), window.as_secs_f64()),
         steps,
         answer,
+    )
+    .with_checks(
+        settings.require,
+        settings
+            .baseline
+            .as_ref()
+            .map(|b| (b.file.as_str(), b.capacity, b.tolerance)),
     );
     print!("{}", search::render(&result));
     if let Some(ui) = &setup.live.ui {
         ui.set_context(&result.statement);
     }
-    let path = setup.dir.join(SEARCH_JSON);
-    let text = serde_json::to_string_pretty(&result)
-        .map_err(|e| CommandError::Usage(format!("cannot encode {SEARCH_JSON}: {e}")))?;
-    let exit = exit_for(&result.answer, args.require);
-    match std::fs::write(&path, text + "\n") {
+    if !write_outputs(&result, &setup.dir) {
+        return Ok(Exit::Runtime);
+    }
+    Ok(conclude(&result))
+}
+
+/// Write search.json, then report.html, summary.md and junit.xml beside it; false when search.json
+/// could not be written (the other files are warned about, not fatal).
+fn write_outputs(result: &SearchResult, dir: &Path) -> bool {
+    let path = dir.join(SEARCH_JSON);
+    let written = serde_json::to_string_pretty(result)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()));
+    match written {
         Ok(()) => println!("wrote {}", path.display()),
         Err(e) => {
             eprintln!("error: cannot write {}: {e}", path.display());
-            return Ok(Exit::Runtime);
+            return false;
         }
     }
-    match exit {
-        Exit::GateFailed => eprintln!(
-            "capacity below --require {}",
-            search::thousands(args.require.unwrap_or(0))
-        ),
-        Exit::Runtime => eprintln!(
-            "the search did not establish a capacity: {}",
-            result.statement
-        ),
-        Exit::Success | Exit::Usage => {}
-    }
-    Ok(exit)
-}
-
-/// The SLOs: `--slo` flags, else the scenario's `thresholds:`.
-fn collect_slos(texts: &[String], base: &Scenario) -> Result<Vec<Threshold>, CommandError> {
-    let mut slos = Vec::with_capacity(texts.len());
-    for t in texts {
-        slos.push(
-            gate::parse_threshold(t)
-                .map_err(|e| usage(&format!("--slo `{t}`"), e.message, &e.hint))?,
-        );
-    }
-    if slos.is_empty() {
-        slos = base.thresholds.clone();
-    }
-    if slos.is_empty() {
-        return Err(usage(
-            "search",
-            "no SLO to judge the steps by",
-            "pass e.g. `--slo 'e2e.p99 < 50ms' --slo 'loss_ratio == 0'`, or give the scenario `thresholds:`",
-        ));
-    }
-    Ok(slos)
-}
-
-/// The exit code of a search (see `SEARCH_EXIT_CODES`).
-fn exit_for(answer: &Answer, require: Option<u64>) -> Exit {
-    match answer {
-        Answer::Aborted { .. } => Exit::Runtime,
-        Answer::Found { .. } | Answer::AboveRange { .. } | Answer::BelowRange { .. } => {
-            match (answer.capacity(), require) {
-                (Some(c), Some(n)) if c < n => Exit::GateFailed,
-                _ => Exit::Success,
+    match output::search::write_all(result, dir) {
+        Ok(paths) => {
+            for p in paths {
+                println!("wrote {}", p.display());
             }
         }
-        Answer::CannotJudge { .. } | Answer::OutOfSteps { .. } => {
-            match (answer.passing(), require) {
-                (Some(p), Some(n)) if p >= n => Exit::Success,
-                _ => Exit::Runtime,
+        Err(e) => eprintln!("warning: {e}"),
+    }
+    true
+}
+
+/// The exit code of a search (see `SEARCH_EXIT_CODES`), with the line that explains it.
+fn conclude(result: &SearchResult) -> Exit {
+    match result.conclusion {
+        Conclusion::Met => Exit::Success,
+        Conclusion::Unmet => {
+            if let Some(r) = result.require.as_ref().filter(|r| !r.passed) {
+                eprintln!(
+                    "capacity below --require {}: {}",
+                    search::thousands(r.min),
+                    r.detail
+                );
             }
+            if let Some(b) = result.baseline.as_ref().filter(|b| b.regressed) {
+                eprintln!("{}", b.detail);
+            }
+            Exit::GateFailed
+        }
+        Conclusion::Unfinished => {
+            eprintln!(
+                "the search did not establish a capacity: {}",
+                result.statement
+            );
+            Exit::Runtime
         }
     }
 }
@@ -402,6 +366,7 @@ fn unjudged(
         intended_rate_per_s: 0.0,
         verdict,
         reasons: vec![why],
+        slos: Vec::new(),
         client_limited: verdict == search::Verdict::CannotJudge,
         measures: None,
         report: None,
@@ -475,6 +440,7 @@ fn run_step(setup: &Setup, live: &LiveStep) -> Step {
         intended_rate_per_s: intended,
         verdict: j.verdict,
         reasons: j.reasons,
+        slos: j.slos,
         client_limited: j.client_limited,
         measures,
         report: written,

@@ -72,6 +72,8 @@ pub enum SchemaKind {
     Scenario,
     /// report.json.
     Report,
+    /// search.json (what `fleetstorm search` writes).
+    Search,
 }
 
 #[derive(Debug, Args)]
@@ -266,48 +268,57 @@ pub enum VaryArg {
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// Scenario file (YAML): its groups, observers and ramp; its steady phases are replaced by the
-    /// settle time and the measured window.
+    /// settle time and the measured window. Its `search:` block gives every setting below that no
+    /// flag gives.
     pub scenario: PathBuf,
     /// A service-level objective each step must meet, in the threshold grammar, e.g.
     /// `--slo 'e2e.p99 < 50ms' --slo 'loss_ratio == 0'` (repeatable; default: the scenario's
-    /// `thresholds:`). Unscoped ones are evaluated on the measured window.
+    /// `search.slos`, else its `thresholds:`). Unscoped ones are evaluated on the measured window.
     #[arg(long = "slo", value_name = "EXPR")]
     pub slos: Vec<String>,
-    /// What to vary: the number of devices, or the fleet's publish rate (msg/s).
-    #[arg(long, value_enum, default_value = "devices")]
-    pub vary: VaryArg,
-    /// The first load (devices, or msg/s with --vary rate).
+    /// What to vary: the number of devices, or the fleet's publish rate (msg/s) [default: devices].
+    #[arg(long, value_enum)]
+    pub vary: Option<VaryArg>,
+    /// The first load (devices, or msg/s with --vary rate); or `search.from`.
     #[arg(long, value_name = "N")]
-    pub from: u64,
-    /// The highest load tried.
+    pub from: Option<u64>,
+    /// The highest load tried; or `search.to`.
     #[arg(long, value_name = "N")]
-    pub to: u64,
-    /// Each growing step multiplies the load by this.
-    #[arg(long, value_name = "X", default_value_t = 2.0)]
-    pub growth: f64,
-    /// Stop bisecting when the first failing load is within this much above the capacity.
-    #[arg(long, value_name = "PCT", default_value = "5%")]
-    pub resolution: String,
-    /// Steps at most, confirmations included.
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub max_steps: u32,
-    /// Time each step publishes at its load before the window is measured (0s: none).
-    #[arg(long, value_name = "D", default_value = "5s")]
-    pub settle: String,
-    /// The measured window of each step, the only part judged.
-    #[arg(long, value_name = "D", default_value = "20s")]
-    pub window: String,
+    pub to: Option<u64>,
+    /// Each growing step multiplies the load by this [default: 2].
+    #[arg(long, value_name = "X")]
+    pub growth: Option<f64>,
+    /// Stop bisecting when the first failing load is within this much above the capacity
+    /// [default: 5%].
+    #[arg(long, value_name = "PCT")]
+    pub resolution: Option<String>,
+    /// Steps at most, confirmations included [default: 20].
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u32>,
+    /// Time each step publishes at its load before the window is measured (0s: none) [default: 5s].
+    #[arg(long, value_name = "D")]
+    pub settle: Option<String>,
+    /// The measured window of each step, the only part judged [default: 20s].
+    #[arg(long, value_name = "D")]
+    pub window: Option<String>,
     /// Exit 1 when the capacity found is below N.
     #[arg(long, value_name = "N")]
     pub require: Option<u64>,
+    /// The search.json of an earlier search (or its folder): a capacity below its capacity x
+    /// (1 - tolerance) is a regression (exit 1). Must be a search of the same scenario and load.
+    #[arg(long, value_name = "SEARCH_JSON")]
+    pub baseline: Option<PathBuf>,
+    /// The tolerated capacity regression against --baseline [default: 10%].
+    #[arg(long, value_name = "PCT")]
+    pub tolerance: Option<String>,
     /// With --vary rate: the fleet size (default: the scenario's).
     #[arg(long, value_name = "N")]
     pub devices: Option<u64>,
     /// Broker to load (default: the scenario's, else one embedded broker for every step).
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
-    /// Where to write search.json and each step's report.json (default:
-    /// reports/<name>-search-<UTC stamp>).
+    /// Where to write search.json, report.html, summary.md, junit.xml and each step's report.json
+    /// (default: reports/<name>-search-<UTC stamp>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Seed for telemetry and schedule offsets.

@@ -70,13 +70,16 @@ Exit codes:
 /// The exit codes of `search`.
 pub const SEARCH_EXIT_CODES: &str = "\
 Exit codes:
-  0  a capacity was found (or every step up to --to passed), at least --require when given; with
-     --require, also when the search stopped early but a load of at least N passed
-  1  the capacity found is below --require (or below --from)
-  2  usage or scenario error: nothing ran
+  0  a capacity was found (or every step up to --to passed), at least --require when given and not
+     below the baseline's capacity x (1 - tolerance) when a baseline is given; with --require, also
+     when the search stopped early but a load of at least N passed
+  1  the capacity found is below --require (or below --from), or regressed: below --baseline's
+     capacity x (1 - --tolerance, default 10%); named on stderr, in junit.xml and summary.md
+  2  usage or scenario error (a bad flag or `search:` key, a baseline that cannot be read or is of
+     another scenario or --vary): nothing ran
   3  the search could not finish: a run ended early (broker unreachable or lost, interrupted), a
      step could not be judged before any failure (the load generator was the limit), or
-     --max-steps ran out; search.json holds every step so far";
+     --max-steps ran out; search.json and the other files hold every step so far";
 
 /// The exit codes of `report merge`.
 pub const MERGE_EXIT_CODES: &str = "\

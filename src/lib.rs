@@ -11,6 +11,7 @@ mod app_docs;
 mod app_gates;
 mod app_preview;
 mod app_search;
+mod app_search_args;
 pub mod broker;
 pub mod cli;
 pub mod engine;

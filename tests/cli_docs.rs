@@ -217,6 +217,9 @@ fn schema_command_prints_the_committed_schemas() {
     let r = fleetstorm(&["schema", "report"]);
     let committed = std::fs::read_to_string(format!("{ROOT}/reports/schema.json")).unwrap();
     assert_eq!(r.stdout, committed);
+    let r = fleetstorm(&["schema", "search"]);
+    let committed = std::fs::read_to_string(format!("{ROOT}/reports/search.schema.json")).unwrap();
+    assert_eq!(r.stdout, committed);
 }
 
 #[test]

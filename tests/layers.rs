@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "app_preview",
             "app_common",
             "app_search",
+            "app_search_args",
             "lib",
             "main",
         ],

@@ -122,7 +122,7 @@ pub fn write(
 }
 
 /// Text safe in XML 1.0 content and attribute values; characters XML cannot carry become `?`.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -119,16 +119,16 @@ fn gates(out: &mut String, r: &Report, verdicts: &[Verdict], comparison: Option<
 }
 
 /// Text safe inside a table cell.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// Text safe inside a code span.
-fn code(text: &str) -> String {
+pub(super) fn code(text: &str) -> String {
     format!("`{}`", cell(&text.replace('`', "'")))
 }
 
-fn table(out: &mut String, head: &[String], right_from: usize, rows: &[Vec<String>]) {
+pub(super) fn table(out: &mut String, head: &[String], right_from: usize, rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let align: Vec<&str> = (0..head.len())
         .map(|i| if i < right_from { "---" } else { "---:" })

@@ -8,9 +8,11 @@ pub mod compare;
 pub mod console;
 pub mod hlog;
 pub mod html;
+mod html_chart;
 pub mod junit;
 pub mod markdown;
 pub mod openmetrics;
+pub mod search;
 
 use std::path::{Path, PathBuf};
 

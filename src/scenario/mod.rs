@@ -20,6 +20,7 @@ mod profiles;
 pub mod raw;
 #[cfg(test)]
 mod schema_keys;
+mod search;
 pub mod template;
 mod tls;
 pub mod topic;

@@ -30,6 +30,90 @@ pub struct Scenario {
     pub thresholds: Vec<crate::threshold::Threshold>,
     /// A previous report to compare against (exit code 1 on a regression beyond the tolerance).
     pub baseline: Option<Baseline>,
+    /// `search:` the settings of `fleetstorm search` (flags override them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSettings>,
+}
+
+/// What a capacity search varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vary {
+    /// The number of devices, each publishing at the scenario's interval.
+    Devices,
+    /// The fleet's total publish rate (msg/s), the scenario's devices publishing faster or slower.
+    Rate,
+}
+
+impl Vary {
+    /// The unit of a load.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Vary::Devices => "devices",
+            Vary::Rate => "msg/s",
+        }
+    }
+
+    /// As written in `search.vary` and `--vary`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Vary::Devices => "devices",
+            Vary::Rate => "rate",
+        }
+    }
+}
+
+/// `search:` as written; every key is optional (a flag, else the command's default, fills it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SearchSettings {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slos: Vec<crate::threshold::Threshold>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vary: Option<Vary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth: Option<f64>,
+    /// A fraction (0.05 = 5%).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_ms",
+        rename = "settle_ms"
+    )]
+    pub settle: Option<Duration>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_ms",
+        rename = "window_ms"
+    )]
+    pub window: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require: Option<u64>,
+    /// An earlier search.json (or its folder), as written (relative to the scenario file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<std::path::PathBuf>,
+    /// The tolerated capacity regression against the baseline, a fraction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+}
+
+mod opt_duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    #[allow(clippy::ref_option)] // serde's `with` hands a reference to the field
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Baseline comparison settings.

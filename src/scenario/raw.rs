@@ -23,6 +23,25 @@ pub struct RawScenario {
     pub observers: Option<Spanned<Vec<Spanned<RawObserver>>>>,
     pub thresholds: Option<Spanned<Vec<Scalar>>>,
     pub baseline: Option<Spanned<RawBaseline>>,
+    pub search: Option<Spanned<RawSearch>>,
+}
+
+/// `search:` the settings of `fleetstorm search`, the same as its flags (which override them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    pub slos: Option<Spanned<Vec<Scalar>>>,
+    pub vary: Option<Scalar>,
+    pub from: Option<Scalar>,
+    pub to: Option<Scalar>,
+    pub growth: Option<Scalar>,
+    pub resolution: Option<Scalar>,
+    pub max_steps: Option<Scalar>,
+    pub settle: Option<Scalar>,
+    pub window: Option<Scalar>,
+    pub require: Option<Scalar>,
+    pub baseline: Option<Scalar>,
+    pub tolerance: Option<Scalar>,
 }
 
 /// `baseline:` a previous report to compare against.

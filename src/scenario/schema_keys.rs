@@ -11,7 +11,8 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use super::profiles::raw::{RawAlarm, RawAnomalies, RawMetric, RawProfile, RawQuality, RawState};
 use super::raw::{
     RawBaseline, RawBroker, RawChurn, RawCommands, RawGroup, RawIssue, RawObserver, RawOutages,
-    RawPhase, RawRamp, RawScenario, RawSession, RawSparkplug, RawSteady, RawStorm, RawTls,
+    RawPhase, RawRamp, RawScenario, RawSearch, RawSession, RawSparkplug, RawSteady, RawStorm,
+    RawTls,
 };
 
 /// A deserializer that only records the field names of the struct asked for, then stops.
@@ -63,6 +64,7 @@ fn schema_names_exactly_the_keys_of_the_raw_types() {
         ("", keys::<RawScenario>()),
         ("/properties/baseline", keys::<RawBaseline>()),
         ("/properties/broker", keys::<RawBroker>()),
+        ("/properties/search", keys::<RawSearch>()),
         ("/properties/broker/properties/tls", keys::<RawTls>()),
         (
             "/properties/broker/properties/tls/properties/issue",

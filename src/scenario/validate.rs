@@ -77,6 +77,10 @@ impl Validator<'_> {
         let phases = self.phases(&raw, groups.len())?;
         let observers = self.observers(&raw, &broker, &groups)?;
         let (thresholds, baseline) = self.gates(&raw)?;
+        let search = match &raw.search {
+            Some(b) => Some(self.search(&b.value)?),
+            None => None,
+        };
         // The scenario's own profiles that its groups use, for the record (built-in ones are known by name).
         let mut profiles: Vec<std::sync::Arc<crate::telemetry::Profile>> = Vec::new();
         for g in &groups {
@@ -96,6 +100,7 @@ impl Validator<'_> {
             observers,
             thresholds,
             baseline,
+            search,
         })
     }
 

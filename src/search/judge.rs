@@ -107,6 +107,32 @@ impl Measures {
     }
 }
 
+/// One SLO as evaluated on a step's report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloCheck {
+    /// The SLO as given (canonical, unscoped as in the result's `slos`), e.g. `e2e.p99 < 50ms`.
+    pub slo: String,
+    pub passed: bool,
+    /// In the SLO's unit (µs for latency, per second, ratio, count); `None` when not measured.
+    pub measured: Option<f64>,
+    /// The SLO's limit, in the same unit.
+    pub limit: f64,
+    /// What was measured against what, or why nothing was.
+    pub detail: String,
+}
+
+impl From<&gate::Verdict> for SloCheck {
+    fn from(v: &gate::Verdict) -> SloCheck {
+        SloCheck {
+            slo: v.threshold.to_string(),
+            passed: v.passed,
+            measured: v.measured,
+            limit: v.threshold.value,
+            detail: v.detail.clone(),
+        }
+    }
+}
+
 /// Why a step is what it is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
@@ -115,6 +141,8 @@ pub struct Judgement {
     pub reasons: Vec<String>,
     /// Set when the load generator fell behind (the client machine was the limit).
     pub client_limited: bool,
+    /// Each SLO as the gates evaluated it on the step's report.
+    pub slos: Vec<SloCheck>,
 }
 
 /// The SLOs as evaluated on a step: unscoped ones (other than connection set-up, which is the whole
@@ -135,12 +163,16 @@ pub fn scoped(slos: &[Threshold], window: &str) -> Vec<Threshold> {
 pub fn judge(report: &Report, window: &str, slos: &[Threshold]) -> (Judgement, Option<Measures>) {
     let measures = Measures::of(report, window);
     let verdicts = gate::evaluate(report, &scoped(slos, window));
-    let j = classify(
+    let mut j = classify(
         report.outcome.status,
         &report.outcome.message,
         measures.as_ref(),
         &verdicts,
     );
+    // Each check is named by the SLO as given (unscoped), as search.json lists them.
+    for (check, slo) in j.slos.iter_mut().zip(slos) {
+        check.slo = slo.to_string();
+    }
     (j, measures)
 }
 
@@ -151,10 +183,12 @@ pub fn classify(
     measures: Option<&Measures>,
     slos: &[gate::Verdict],
 ) -> Judgement {
+    let checks: Vec<SloCheck> = slos.iter().map(SloCheck::from).collect();
     let done = |verdict, reasons, client_limited| Judgement {
         verdict,
         reasons,
         client_limited,
+        slos: checks.clone(),
     };
     match status {
         RunStatus::Completed => {}

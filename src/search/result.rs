@@ -3,8 +3,12 @@
 
 use serde::Serialize;
 
-use super::judge::{Measures, Percentiles};
+use super::ci::{
+    check_require, compare_baseline, conclude, BaselineCheck, Conclusion, RequireCheck,
+};
+use super::judge::{Measures, Percentiles, SloCheck};
 use super::policy::{Answer, Policy, Purpose, Verdict};
+pub use super::text::thousands;
 use crate::metrics::Metric;
 use crate::report::latency_text;
 use crate::threshold::{Quantity, Stat, Threshold};
@@ -12,25 +16,8 @@ use crate::threshold::{Quantity, Stat, Threshold};
 /// The version of the search.json layout.
 pub const SEARCH_SCHEMA_VERSION: u32 = 1;
 
-/// What a search varies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Vary {
-    /// The number of devices, each publishing at the scenario's interval.
-    Devices,
-    /// The fleet's total publish rate (msg/s), the scenario's devices publishing faster or slower.
-    Rate,
-}
-
-impl Vary {
-    /// The unit of a load.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Vary::Devices => "devices",
-            Vary::Rate => "msg/s",
-        }
-    }
-}
+/// What a search varies (the `search.vary` key of a scenario, or `--vary`).
+pub use crate::scenario::Vary;
 
 /// One step, as run and judged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +30,8 @@ pub struct Step {
     pub intended_rate_per_s: f64,
     pub verdict: Verdict,
     pub reasons: Vec<String>,
+    /// Each SLO as evaluated on the step (empty when the step did not run).
+    pub slos: Vec<SloCheck>,
     /// The load generator fell behind its schedule.
     pub client_limited: bool,
     /// The measured window (absent when the step did not run or had no window).
@@ -72,6 +61,13 @@ pub struct SearchResult {
     pub capacity: Option<u64>,
     /// The answer in one sentence.
     pub statement: String,
+    /// `--require N`, judged (absent without it).
+    pub require: Option<RequireCheck>,
+    /// The capacity against a baseline search (absent without one).
+    pub baseline: Option<BaselineCheck>,
+    /// What the exit code says: `met` (0), `unmet` (1: below --require, or a capacity regression)
+    /// or `unfinished` (3).
+    pub conclusion: Conclusion,
 }
 
 impl SearchResult {
@@ -101,11 +97,42 @@ impl SearchResult {
             window_s,
             capacity: answer.capacity(),
             steps,
+            conclusion: conclude(&answer, None, None),
             answer,
             statement: String::new(),
+            require: None,
+            baseline: None,
         };
         r.statement = statement(&r, headline_latency(slos));
         r
+    }
+
+    /// Judge `--require` and the baseline (its file and capacity, and the tolerance) on the answer.
+    pub fn with_checks(mut self, require: Option<u64>, baseline: Option<(&str, u64, f64)>) -> Self {
+        self.require = require.map(|n| check_require(n, &self.answer, &self.unit));
+        self.baseline = baseline
+            .map(|(file, cap, tol)| compare_baseline(file, cap, tol, &self.answer, &self.unit));
+        self.conclusion = conclude(&self.answer, self.require.as_ref(), self.baseline.as_ref());
+        self
+    }
+
+    /// The knee: the last passing step at the highest load that passed (the capacity's
+    /// confirmation when one was found).
+    pub fn knee(&self) -> Option<&Step> {
+        let load = self.answer.passing()?;
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| s.load == load && s.verdict == Verdict::Pass)
+    }
+
+    /// The first failure above the knee: a failing step at the lowest load that failed.
+    pub fn first_failure(&self) -> Option<&Step> {
+        let above = self.answer.passing().unwrap_or(0);
+        self.steps
+            .iter()
+            .filter(|s| s.verdict == Verdict::Fail && s.load > above)
+            .min_by_key(|s| (s.load, s.index))
     }
 }
 
@@ -117,19 +144,6 @@ fn headline_latency(slos: &[Threshold]) -> (Metric, Stat) {
             _ => None,
         })
         .unwrap_or((Metric::E2e, Stat::P99))
-}
-
-/// `38500` → `38,500`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn pick(p: &Percentiles, stat: Stat) -> Option<u64> {
@@ -290,6 +304,12 @@ pub fn render(r: &SearchResult) -> String {
     }
     out.push_str(&r.statement);
     out.push('\n');
+    if let Some(q) = &r.require {
+        out.push_str(&format!("--require {}: {}\n", q.min, q.detail));
+    }
+    if let Some(b) = &r.baseline {
+        out.push_str(&format!("baseline: {}\n", b.detail));
+    }
     out
 }
 
@@ -321,6 +341,13 @@ mod tests {
             intended_rate_per_s: load as f64,
             verdict,
             reasons: vec![format!("e2e.p99 < 50ms: {p99_ms} ms")],
+            slos: vec![SloCheck {
+                slo: "e2e.p99 < 50ms".into(),
+                passed: verdict == Verdict::Pass,
+                measured: Some(p99_ms as f64 * 1000.0),
+                limit: 50_000.0,
+                detail: format!("{p99_ms} ms"),
+            }],
             client_limited: false,
             measures: Some(Measures {
                 duration_s: 10.0,
