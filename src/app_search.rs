@@ -381,14 +381,15 @@ fn run_step(setup: &Setup, live: &LiveStep) -> Step {
         Err(e) => return unjudged(index, load, purpose, search::Verdict::Fatal, e.to_string()),
     };
     let intended = fleet_rate(&scenario);
-    // The fit is assessed as for the embedded broker when it runs here (two sockets per device),
-    // though the scenario now names its address.
-    let mut assessed = scenario.clone();
+    let (plan, _) = limits::with_auto_sources(Plan::new(scenario, Shard::default()), &setup.facts);
+    // The fit of the plan as run (with the loopback source addresses chosen for it), assessed as
+    // for the embedded broker when it runs here (two sockets per device), though the scenario now
+    // names its address.
+    let mut assessed = (*plan.scenario).clone();
     if setup.embedded {
         assessed.broker.url = None;
         assessed.broker.urls.clear();
     }
-    let (plan, _) = limits::with_auto_sources(Plan::new(scenario, Shard::default()), &setup.facts);
     let misfits: Vec<String> =
         limits::assess(&Plan::new(assessed, Shard::default()), 1, &setup.facts)
             .into_iter()
