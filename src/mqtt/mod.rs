@@ -8,6 +8,8 @@ mod protocol;
 mod session;
 mod state;
 mod tickets;
+mod tls_config;
+mod tls_conn;
 mod transport;
 pub mod ws;
 
@@ -17,7 +19,7 @@ pub use keepalive::{KeepAlive, KeepAliveAction};
 pub use protocol::{MqttVersion, Qos};
 pub use session::{bound_send_buffer, tcp_connect, ReadStatus, Session, SessionError};
 pub use state::{Event, ProtocolState, WindowFull};
-pub use transport::{
-    tls_connect, Roots, TlsClient, TlsHandshake, TlsOptions, TlsSetupError, Transport,
-};
+pub use tls_config::{Roots, TlsClient, TlsOptions, TlsSetupError};
+pub use tls_conn::TlsHandshake;
+pub use transport::{tls_connect, Transport};
 pub use ws::WsEndpoint;
