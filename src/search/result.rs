@@ -176,6 +176,30 @@ fn quoted(r: &SearchResult, load: u64, verdict: Verdict, (metric, stat): (Metric
         )
 }
 
+/// The SLOs other than the quoted latency that the failing step at `load` broke, e.g. " (broke
+/// loss_ratio == 0)": the quoted latency alone does not say why a step failed on loss.
+fn broken(r: &SearchResult, load: u64, (metric, stat): (Metric, Stat)) -> String {
+    let quoted = format!("{}.{} ", metric.name(), stat.name());
+    let slos: Vec<&str> = r
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.load == load && s.verdict == Verdict::Fail)
+        .map(|s| {
+            s.slos
+                .iter()
+                .filter(|c| !c.passed && !c.slo.starts_with(&quoted))
+                .map(|c| c.slo.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if slos.is_empty() {
+        String::new()
+    } else {
+        format!(" (broke {})", slos.join(", "))
+    }
+}
+
 fn statement(r: &SearchResult, headline: (Metric, Stat)) -> String {
     let unit = r.vary.unit();
     let at = |load: u64| format!("{} {unit} {}", thousands(load), r.load_note);
@@ -184,11 +208,12 @@ fn statement(r: &SearchResult, headline: (Metric, Stat)) -> String {
             capacity,
             first_failing,
         } => format!(
-            "capacity: {}: {}; at {}: {}",
+            "capacity: {}: {}; at {}: {}{}",
             at(*capacity),
             quoted(r, *capacity, Verdict::Pass, headline),
             thousands(*first_failing),
-            quoted(r, *first_failing, Verdict::Fail, headline)
+            quoted(r, *first_failing, Verdict::Fail, headline),
+            broken(r, *first_failing, headline)
         ),
         Answer::AboveRange { capacity } => format!(
             "capacity: at least {}: {} (no step up to --to failed; raise --to to find the limit)",
@@ -196,9 +221,10 @@ fn statement(r: &SearchResult, headline: (Metric, Stat)) -> String {
             quoted(r, *capacity, Verdict::Pass, headline)
         ),
         Answer::BelowRange { first_failing } => format!(
-            "capacity: below {}: the first step already failed ({}); lower --from",
+            "capacity: below {}: the first step already failed ({}{}); lower --from",
             at(*first_failing),
-            quoted(r, *first_failing, Verdict::Fail, headline)
+            quoted(r, *first_failing, Verdict::Fail, headline),
+            broken(r, *first_failing, headline)
         ),
         Answer::CannotJudge { passing, at: limit } => {
             let client = r.steps.iter().any(|s| s.load == *limit && s.client_limited);
@@ -397,6 +423,45 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["answer"]["kind"], "found");
         assert_eq!(json["steps"][1]["verdict"], "fail");
+    }
+
+    #[test]
+    fn a_failure_on_another_slo_than_the_quoted_latency_is_named() {
+        let slos = [
+            crate::threshold::parse_threshold("e2e.p99 < 50ms").unwrap(),
+            crate::threshold::parse_threshold("loss_ratio == 0").unwrap(),
+        ];
+        let mut fail = step(2, 57_500, Purpose::Bisect, Verdict::Fail, 48);
+        fail.slos[0].passed = true;
+        fail.slos.push(SloCheck {
+            slo: "loss_ratio == 0".into(),
+            passed: false,
+            measured: Some(0.001),
+            limit: 0.0,
+            detail: "0.001".into(),
+        });
+        let r = SearchResult::new(
+            "s".into(),
+            "b".into(),
+            Vary::Rate,
+            "from 1,000 devices".into(),
+            &slos,
+            Policy::new(10_000, 160_000, 2.0, 0.05, 20).unwrap(),
+            (3.0, 8.0),
+            vec![
+                step(1, 52_500, Purpose::Bisect, Verdict::Pass, 5),
+                fail,
+                step(3, 52_500, Purpose::Confirm, Verdict::Pass, 5),
+            ],
+            Answer::Found {
+                capacity: 52_500,
+                first_failing: 57_500,
+            },
+        );
+        assert_eq!(
+            r.statement,
+            "capacity: 52,500 msg/s from 1,000 devices: e2e p99 5.00ms; at 57,500: e2e p99 48.0ms (broke loss_ratio == 0)"
+        );
     }
 
     #[test]
