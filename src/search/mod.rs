@@ -3,6 +3,8 @@
 //! gates), and the result with its table. `app_search` runs the steps through the engine.
 
 mod ci;
+#[cfg(test)]
+pub(crate) mod fixture;
 mod judge;
 mod live;
 mod policy;

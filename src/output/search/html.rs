@@ -340,8 +340,8 @@ fn step_table(out: &mut String, r: &SearchResult) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parts::fixture::found;
     use super::*;
+    use crate::search::fixture::found;
 
     #[test]
     fn the_page_holds_the_statement_the_curve_and_every_step() {

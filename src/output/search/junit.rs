@@ -170,8 +170,8 @@ pub fn write(r: &SearchResult, dir: &Path) -> Result<PathBuf, ReportError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parts::fixture::found;
     use super::*;
+    use crate::search::fixture::found;
 
     #[test]
     fn one_passing_case_per_slo_at_the_knee_and_the_first_failure_as_information() {

@@ -227,8 +227,8 @@ fn curve(out: &mut String, r: &SearchResult) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parts::fixture::found;
     use super::*;
+    use crate::search::fixture::found;
 
     #[test]
     fn the_summary_states_the_answer_the_checks_and_the_curve() {
