@@ -93,15 +93,7 @@ pub fn render(report: &Report, verdicts: &[Verdict], comparison: Option<&Compari
         ),
         ("fleetstorm_version", report.fleetstorm_version.clone()),
     ];
-    for (k, v) in props {
-        let _ = writeln!(
-            out,
-            "      <property name=\"{}\" value=\"{}\"/>",
-            esc(k),
-            esc(&v)
-        );
-    }
-    out.push_str("    </properties>\n");
+    properties(&mut out, &props);
     out.push_str(&cases);
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
@@ -119,6 +111,19 @@ pub fn write(
         JUNIT_XML,
         render(report, verdicts, comparison).as_bytes(),
     )
+}
+
+/// The `<property>` lines of a test suite and the end of its `<properties>`.
+pub(super) fn properties(out: &mut String, props: &[(&str, String)]) {
+    for (k, v) in props {
+        let _ = writeln!(
+            out,
+            "      <property name=\"{}\" value=\"{}\"/>",
+            esc(k),
+            esc(v)
+        );
+    }
+    out.push_str("    </properties>\n");
 }
 
 /// Text safe in XML 1.0 content and attribute values; characters XML cannot carry become `?`.

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::super::junit::{esc, JUNIT_XML};
+use super::super::junit::{esc, properties, JUNIT_XML};
 use super::parts::slo_at;
 use crate::report::{write_file, ReportError};
 use crate::search::{thousands, Conclusion, SearchResult, Step};
@@ -125,15 +125,7 @@ pub fn render(r: &SearchResult) -> String {
         ),
         ("answer", format!("{:?}", r.answer)),
     ];
-    for (k, v) in props {
-        let _ = writeln!(
-            out,
-            "      <property name=\"{}\" value=\"{}\"/>",
-            esc(k),
-            esc(&v)
-        );
-    }
-    out.push_str("    </properties>\n");
+    properties(&mut out, &props);
     for (name, class, outcome) in &cases {
         let _ = writeln!(
             out,
