@@ -291,25 +291,6 @@ fn parse_shard(text: &str) -> Result<Shard, CommandError> {
     Ok(Shard { index, count })
 }
 
-/// How many worker processes: none asked → 1; `auto` → as many as the open-file limit requires.
-fn worker_count(args: &RunArgs, devices: u64, soft: u64) -> Result<u32, CommandError> {
-    let Some(text) = &args.workers else {
-        return Ok(1);
-    };
-    if text.trim() == "auto" {
-        let per_process = soft.saturating_sub(limits::FD_RESERVE).max(1);
-        return Ok(u32::try_from(devices.div_ceil(per_process))
-            .unwrap_or(u32::MAX)
-            .max(1));
-    }
-    match text.trim().parse::<u32>() {
-        Ok(n) if (1..=1024).contains(&n) => Ok(n),
-        _ => Err(CommandError::Usage(format!(
-            "--workers: `{text}` is not a worker count\n  hint: pass a number from 1 to 1024, or `auto` to size it from the open-file limit"
-        ))),
-    }
-}
-
 /// Refuse a plan that cannot fit this host, before connecting anything, with the same advice
 /// `doctor` prints.
 fn check_fit(
@@ -510,6 +491,10 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
         seed: args.seed,
     };
     let mut scenario = load(&args.scenario, &overrides)?;
+    if let Some(step) = &args.search_step {
+        // A worker process of `search --workers`: the step's scenario, as the parent runs it.
+        scenario = crate::app_search::StepSpec::parse(step)?.apply(&scenario)?;
+    }
     // Zero-setup TLS (`broker.tls` and no URL): the embedded broker behind a TLS front, kept until the
     // run ends; a worker process reads the parent's CA files.
     let _embedded_tls = if args.worker_pipe {
@@ -541,7 +526,7 @@ fn run(args: &RunArgs) -> Result<Exit, CommandError> {
     if let Some(auto) = &auto_sources {
         eprintln!("{}", auto.describe());
     }
-    let workers = worker_count(args, plan.shard_devices(), soft)?;
+    let workers = app_common::worker_count(args.workers.as_deref(), plan.shard_devices(), soft)?;
     check_fit(&plan, (args, workers), &facts)?;
     let gates = app_gates::collect(args, &plan.scenario, plan.shard.count)?;
     check_out(args.out.as_deref())?;

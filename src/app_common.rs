@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::engine;
+use crate::engine::{self, limits};
 use crate::error::CommandError;
 use crate::metrics::Clock;
 use crate::plan::Plan;
@@ -104,4 +104,27 @@ pub(crate) fn start_ui(at: Option<std::net::SocketAddr>) -> Result<Option<Ui>, C
     let ui = Ui::start(at).map_err(|e| CommandError::Usage(e.to_string()))?;
     eprintln!("live view: http://{}/", ui.addr());
     Ok(Some(ui))
+}
+
+/// How many worker processes: none asked → 1; `auto` → as many as the open-file limit requires.
+pub(crate) fn worker_count(
+    workers: Option<&str>,
+    devices: u64,
+    soft: u64,
+) -> Result<u32, CommandError> {
+    let Some(text) = workers else {
+        return Ok(1);
+    };
+    if text.trim() == "auto" {
+        let per_process = soft.saturating_sub(limits::FD_RESERVE).max(1);
+        return Ok(u32::try_from(devices.div_ceil(per_process))
+            .unwrap_or(u32::MAX)
+            .max(1));
+    }
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(CommandError::Usage(format!(
+            "--workers: `{text}` is not a worker count\n  hint: pass a number from 1 to 1024, or `auto` to size it from the open-file limit"
+        ))),
+    }
 }

@@ -11,6 +11,7 @@ use crate::app_common::{self, DEFAULT_OUT_ROOT};
 use crate::app_search_args::{self, usage, SEARCH_JSON};
 use crate::broker::{self, EmbeddedLimits};
 use crate::cli::SearchArgs;
+use crate::engine::processes::{self, WorkerCommand};
 use crate::engine::{self, embedded_tls, limits, EngineError, RunOptions};
 use crate::error::{CommandError, Exit};
 use crate::gate::Threshold;
@@ -28,6 +29,70 @@ const SETTLE: &str = "settle";
 /// The name of the measured window: the summary phase of each step's report.
 const WINDOW: &str = "steady";
 
+/// One step as a worker process of `search --workers` is told it (`--search-step`): the load applied
+/// to the scenario file, and the settle time and window that replace its steady phases.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StepSpec {
+    pub vary: Vary,
+    pub load: u64,
+    pub settle: Duration,
+    pub window: Duration,
+}
+
+impl StepSpec {
+    /// `VARY:LOAD:SETTLE_MS:WINDOW_MS`, e.g. `devices:1000:5000:20000`.
+    pub fn arg(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.vary.name(),
+            self.load,
+            self.settle.as_millis(),
+            self.window.as_millis()
+        )
+    }
+
+    pub fn parse(text: &str) -> Result<StepSpec, CommandError> {
+        let bad = || {
+            usage(
+                "--search-step",
+                format!("`{text}` is not a search step"),
+                "it is set by `fleetstorm search --workers` for its worker processes: write `VARY:LOAD:SETTLE_MS:WINDOW_MS`, e.g. `devices:1000:5000:20000`",
+            )
+        };
+        let parts: Vec<&str> = text.split(':').collect();
+        let [vary, load, settle, window] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let vary = match *vary {
+            "devices" => Vary::Devices,
+            "rate" => Vary::Rate,
+            _ => return Err(bad()),
+        };
+        let number = |t: &str| t.parse::<u64>().map_err(|_| bad());
+        Ok(StepSpec {
+            vary,
+            load: number(load)?,
+            settle: Duration::from_millis(number(settle)?),
+            window: Duration::from_millis(number(window)?),
+        })
+    }
+
+    /// The step's scenario from the base one.
+    pub fn apply(&self, base: &Scenario) -> Result<Scenario, CommandError> {
+        step_scenario(base, self.vary, self.load, self.settle, self.window)
+    }
+}
+
+/// How a step runs in several worker processes (`--workers`): this program and the arguments every
+/// worker shares (each gets its shard and the step from the parent).
+struct Workers {
+    /// `--workers` as given (a count, or `auto`).
+    count: String,
+    exe: PathBuf,
+    /// `run FILE [--broker URL] [--devices N] [--seed S]`.
+    args: Vec<std::ffi::OsString>,
+}
+
 /// Everything a step needs that does not change between steps.
 struct Setup {
     base: Scenario,
@@ -41,6 +106,7 @@ struct Setup {
     /// The embedded broker runs in this process (it holds the other end of every socket).
     embedded: bool,
     live: Live,
+    workers: Option<Workers>,
 }
 
 /// What shows a step while it runs: the progress bar, the `--ui` view, the `--prometheus` endpoint.
@@ -141,6 +207,43 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         )
     });
     let load_note = load_note(&base, vary);
+    let workers = match &args.workers {
+        None => None,
+        Some(count) => {
+            // Checked now, with the largest load: a bad count is a usage error before anything runs.
+            app_common::worker_count(
+                Some(count),
+                policy.to,
+                limits::Facts::gather().open_files_soft,
+            )?;
+            let exe = std::env::current_exe().map_err(|e| {
+                CommandError::Usage(format!("cannot find this program's path: {e}"))
+            })?;
+            let mut argv: Vec<std::ffi::OsString> =
+                vec!["run".into(), args.scenario.clone().into_os_string()];
+            // The broker the steps load: the one given, or the embedded one of this process
+            // (the embedded TLS front's address is passed on by the worker launcher itself).
+            let broker = args.broker.clone().or_else(|| {
+                (embedded && !base.broker.embedded_tls)
+                    .then(|| base.broker.url.as_ref().map(ToString::to_string))
+                    .flatten()
+            });
+            if let Some(b) = broker {
+                argv.extend(["--broker".into(), b.into()]);
+            }
+            if let Some(n) = args.devices {
+                argv.extend(["--devices".into(), n.to_string().into()]);
+            }
+            if let Some(seed) = args.seed {
+                argv.extend(["--seed".into(), seed.to_string().into()]);
+            }
+            Some(Workers {
+                count: count.clone(),
+                exe,
+                args: argv,
+            })
+        }
+    };
     let live = Live {
         progress: !args.no_progress,
         ui: app_common::start_ui(args.ui)?,
@@ -157,6 +260,7 @@ pub fn search(args: &SearchArgs) -> Result<Exit, CommandError> {
         facts: limits::Facts::gather(),
         embedded,
         live,
+        workers,
     };
     eprintln!(
         "capacity search of {}: {} from {} to {}, broker {broker_label}",
@@ -390,12 +494,21 @@ fn run_step(setup: &Setup, live: &LiveStep) -> Step {
         assessed.broker.url = None;
         assessed.broker.urls.clear();
     }
-    let misfits: Vec<String> =
-        limits::assess(&Plan::new(assessed, Shard::default()), 1, &setup.facts)
-            .into_iter()
-            .filter(|f| !f.ok)
-            .map(|f| format!("{} (fix: {})", f.what, f.fix))
-            .collect();
+    let processes = match &setup.workers {
+        None => 1,
+        Some(w) => {
+            app_common::worker_count(Some(&w.count), load, setup.facts.open_files_soft).unwrap_or(1)
+        }
+    };
+    let misfits: Vec<String> = limits::assess(
+        &Plan::new(assessed, Shard::default()),
+        processes,
+        &setup.facts,
+    )
+    .into_iter()
+    .filter(|f| !f.ok)
+    .map(|f| format!("{} (fix: {})", f.what, f.fix))
+    .collect();
     if !misfits.is_empty() {
         let mut s = unjudged(
             index,
@@ -411,12 +524,28 @@ fn run_step(setup: &Setup, live: &LiveStep) -> Step {
         return s;
     }
     let options = setup.live.options(setup.threads, live);
-    let built = engine::run(&plan, &options)
-        .map_err(|e| e.to_string())
-        .and_then(|ran| {
-            let record = app_common::record(&plan, ran, setup.facts.open_files_soft);
-            Report::build(&record).map_err(|e| e.to_string())
-        });
+    let ran = match &setup.workers {
+        Some(w) if processes > 1 => {
+            let spec = StepSpec {
+                vary: setup.vary,
+                load,
+                settle: setup.settle,
+                window: setup.window,
+            };
+            let mut args = w.args.clone();
+            args.extend(["--search-step".into(), spec.arg().into()]);
+            let cmd = WorkerCommand {
+                exe: w.exe.clone(),
+                args,
+            };
+            processes::run(&plan, &options, processes, &cmd)
+        }
+        _ => engine::run(&plan, &options),
+    };
+    let built = ran.map_err(|e| e.to_string()).and_then(|ran| {
+        let record = app_common::record(&plan, ran, setup.facts.open_files_soft);
+        Report::build(&record).map_err(|e| e.to_string())
+    });
     let report = match built {
         Ok(r) => r,
         Err(why) => {
@@ -445,5 +574,52 @@ fn run_step(setup: &Setup, live: &LiveStep) -> Step {
         client_limited: j.client_limited,
         measures,
         report: written,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_goes_to_a_worker_and_back_unchanged() {
+        for spec in [
+            StepSpec {
+                vary: Vary::Devices,
+                load: 14,
+                settle: Duration::from_millis(500),
+                window: Duration::from_secs(1),
+            },
+            StepSpec {
+                vary: Vary::Rate,
+                load: 52_500,
+                settle: Duration::ZERO,
+                window: Duration::from_secs(20),
+            },
+        ] {
+            assert_eq!(
+                StepSpec::parse(&spec.arg()).unwrap(),
+                spec,
+                "{}",
+                spec.arg()
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_step_is_a_usage_error_naming_the_flag() {
+        for bad in [
+            "",
+            "devices:14:500",
+            "cpu:1:2:3",
+            "devices:-1:0:1000",
+            "rate:1:x:1",
+        ] {
+            let e = StepSpec::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--search-step") && e.contains("hint"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -248,6 +248,10 @@ pub struct RunArgs {
     /// Internal: stream JSON lines to a parent process instead of writing a report.
     #[arg(long, hide = true)]
     pub worker_pipe: bool,
+    /// Internal: run one step of a capacity search, `VARY:LOAD:SETTLE_MS:WINDOW_MS` (set by
+    /// `search --workers` for its worker processes).
+    #[arg(long, hide = true, value_name = "STEP")]
+    pub search_step: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +331,10 @@ pub struct SearchArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Split each step's fleet over N worker processes of this binary (`auto`: as many as the
+    /// open-file limit requires for the step's load), as `run --workers` does.
+    #[arg(long, value_name = "N|auto")]
+    pub workers: Option<String>,
     /// Hide each step's live progress bar (hidden anyway when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,

@@ -458,3 +458,56 @@ fn a_search_without_an_slo_is_refused_before_anything_runs() {
     assert!(run.stderr.contains("--slo"), "{}", run.describe());
     assert!(!out.join("search.json").exists());
 }
+
+/// `--workers 2`: every step runs its fleet in two worker processes of this binary (each told the
+/// step by the parent), against the one embedded broker of the search, and the knee is the same.
+#[test]
+fn a_search_over_worker_processes_finds_the_same_knee() {
+    let ws = Workspace::new();
+    let name = unique("search-workers");
+    let file = ws.file("s.yaml", &scenario(&name));
+    let out = ws.out();
+    let run = fleetstorm(&[
+        "search",
+        file.to_str().unwrap(),
+        "--slo",
+        "connect_attempts <= 15",
+        "--vary",
+        "devices",
+        "--from",
+        "4",
+        "--to",
+        "64",
+        "--resolution",
+        "20%",
+        "--settle",
+        "500ms",
+        "--window",
+        "1s",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("search.json")).unwrap()).unwrap();
+    assert_eq!(json["capacity"], 14, "{json:#}");
+    let steps = json["steps"].as_array().unwrap();
+    assert!(steps.len() >= 4, "{json:#}");
+    for s in steps {
+        let report = load_report(std::path::Path::new(s["report"].as_str().unwrap()));
+        // One worker thread in each of two processes (in-process it would be one).
+        assert_eq!(report.environment.worker_threads, 2, "step {}", s["index"]);
+        let c = &report.totals.totals.counters;
+        assert_eq!(
+            c.get(Counter::ConnectAttempts),
+            s["load"].as_u64().unwrap(),
+            "step {}: each device connects once, in one of the two processes",
+            s["index"]
+        );
+    }
+}

@@ -232,7 +232,7 @@ fn statement(r: &SearchResult, headline: (Metric, Stat)) -> String {
                 "no capacity found: {} could not be judged ({}){}",
                 at(*limit),
                 if client {
-                    "the client machine was the limit, not the broker: give the load generator more cores (`--threads`) or a bigger machine"
+                    "the client machine was the limit, not the broker: give the load generator more cores (`--threads`), more processes (`--workers`) or more hosts"
                 } else {
                     "see the reasons in the table"
                 },
