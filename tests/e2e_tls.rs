@@ -92,7 +92,7 @@ fn mosquitto_with(ws: &Workspace, ca: &Ca, server: &(String, String), extra: &st
     let cert = write(dir, "server.pem", &server.0);
     let key = write(dir, "server.key", &server.1);
     let log = dir.join("mosquitto.log");
-    let seed = std::process::id() as u16;
+    let seed = common::port_seed();
     for attempt in 0..20u16 {
         let port = 65100 + (seed.wrapping_mul(7).wrapping_add(attempt * 13)) % 100;
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -127,7 +127,13 @@ fn mosquitto_with(ws: &Workspace, ca: &Ca, server: &(String, String), extra: &st
                 break;
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return m;
+                // The port answers: ours only if our mosquitto still runs (one that could not bind
+                // exits at once, and the answer came from another test's broker).
+                std::thread::sleep(Duration::from_millis(100));
+                if m.child.try_wait().unwrap().is_none() {
+                    return m;
+                }
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -667,7 +667,7 @@ impl Drop for Mosquitto {
 }
 
 fn mosquitto(bin: &Path, dir: &Path) -> Mosquitto {
-    let seed = std::process::id() as u16;
+    let seed = common::port_seed();
     for attempt in 0..20u16 {
         let port = 65450 + (seed.wrapping_add(attempt * 7)) % 50;
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

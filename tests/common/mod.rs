@@ -656,3 +656,17 @@ pub fn scrape(port: u16) -> Option<String> {
     s.read_to_string(&mut text).ok()?;
     Some(text)
 }
+
+/// A seed for choosing a test broker's port: different for every call, also between tests that
+/// run as threads of one process (`cargo test`), where the process id alone is the same for all.
+pub fn port_seed() -> u16 {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mixed = std::process::id()
+        .wrapping_mul(7)
+        .wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(29))
+        ^ (nanos >> 10);
+    (mixed % 65_521) as u16
+}
