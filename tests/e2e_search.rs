@@ -6,64 +6,27 @@
 
 mod common;
 
-use common::{fleetstorm, load_report, unique, Workspace};
+use common::{fleetstorm, knee_scenario, knee_search, load_report, unique, Workspace};
 use fleetstorm::metrics::Counter;
-
-fn scenario(name: &str) -> String {
-    format!(
-        "\
-name: {name}
-seed: 3
-broker:
-  client_id: \"{name}-{{group}}-{{index}}\"
-groups:
-  - name: dev
-    count: 10
-    profile: energy-meter
-    interval: 100ms
-    qos: 1
-    topic: \"fleetstorm-test/{name}/{{client_id}}\"
-observers:
-  - name: audit
-    count: 1
-    qos: 1
-phases:
-  - ramp: {{ connect_rate: 500/s }}
-  - steady: {{ duration: 30s }}
-"
-    )
-}
 
 #[test]
 fn a_tiny_search_finds_a_known_knee_and_every_output_agrees() {
     let ws = Workspace::new();
     let name = unique("search");
-    let file = ws.file("s.yaml", &scenario(&name));
+    let file = ws.file("s.yaml", &knee_scenario(&name));
     let out = ws.out();
-    let run = fleetstorm(&[
-        "search",
-        file.to_str().unwrap(),
-        "--slo",
-        "e2e.p99 < 10s",
-        "--slo",
-        "connect_attempts <= 15",
-        "--vary",
-        "devices",
-        "--from",
-        "4",
-        "--to",
-        "64",
-        "--resolution",
-        "20%",
-        "--settle",
-        "500ms",
-        "--window",
+    let run = fleetstorm(&knee_search(
+        &file,
         "1s",
-        "--require",
-        "15",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "--slo",
+            "e2e.p99 < 10s",
+            "--require",
+            "15",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
     // 14 devices pass twice and 16 fail: below --require 15, exit 1.
     assert_eq!(run.code(), Some(1), "{}", run.describe());
     assert!(
@@ -319,7 +282,7 @@ fn block(name: &str, baseline: &str) -> String {
   baseline: {baseline}
   tolerance: 10%
 ",
-        scenario(name)
+        knee_scenario(name)
     )
 }
 
@@ -442,7 +405,7 @@ fn a_bad_block_or_a_foreign_baseline_is_refused_before_anything_runs() {
 #[test]
 fn a_search_without_an_slo_is_refused_before_anything_runs() {
     let ws = Workspace::new();
-    let file = ws.file("s.yaml", &scenario(&unique("search-no-slo")));
+    let file = ws.file("s.yaml", &knee_scenario(&unique("search-no-slo")));
     let out = ws.out();
     let run = fleetstorm(&[
         "search",
@@ -465,33 +428,21 @@ fn a_search_without_an_slo_is_refused_before_anything_runs() {
 fn a_search_over_worker_processes_finds_the_same_knee() {
     let ws = Workspace::new();
     let name = unique("search-workers");
-    let file = ws.file("s.yaml", &scenario(&name));
+    let file = ws.file("s.yaml", &knee_scenario(&name));
     let out = ws.out();
-    let run = fleetstorm(&[
-        "search",
-        file.to_str().unwrap(),
-        "--slo",
-        "connect_attempts <= 15",
-        "--vary",
-        "devices",
-        "--from",
-        "4",
-        "--to",
-        "64",
-        "--resolution",
-        "20%",
-        "--settle",
-        "500ms",
-        "--window",
+    let run = fleetstorm(&knee_search(
+        &file,
         "1s",
-        "--workers",
-        "2",
-        "--threads",
-        "1",
-        "--no-progress",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        &[
+            "--workers",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("search.json")).unwrap()).unwrap();

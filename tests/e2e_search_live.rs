@@ -11,31 +11,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{free_port, scrape, spawn, unique, wait_within, Workspace};
+use common::{
+    free_port, knee_scenario, knee_search, scrape, spawn, unique, wait_within, Workspace,
+};
 use serde_json::Value;
-
-fn scenario(name: &str) -> String {
-    format!(
-        "\
-name: {name}
-seed: 5
-broker:
-  client_id: \"{name}-{{group}}-{{index}}\"
-groups:
-  - name: dev
-    count: 10
-    profile: energy-meter
-    interval: 100ms
-    qos: 1
-    topic: \"fleetstorm-test/{name}/{{client_id}}\"
-observers:
-  - name: audit
-phases:
-  - ramp: {{ connect_rate: 500/s }}
-  - steady: {{ duration: 30s }}
-"
-    )
-}
 
 /// A gauge's value, when the exposition has it.
 fn gauge(text: &str, name: &str) -> Option<u64> {
@@ -61,7 +40,7 @@ fn ui_state(port: u16) -> Option<Value> {
 fn prometheus_and_the_live_view_show_the_step_that_runs() {
     let ws = Workspace::new();
     let name = unique("search-live");
-    let file = ws.file("s.yaml", &scenario(&name));
+    let file = ws.file("s.yaml", &knee_scenario(&name));
     let out = ws.out();
     let prom = free_port();
     let ui = loop {
@@ -72,25 +51,10 @@ fn prometheus_and_the_live_view_show_the_step_that_runs() {
     };
     let (prom_at, ui_at) = (format!("127.0.0.1:{prom}"), format!("127.0.0.1:{ui}"));
     let started = Instant::now();
-    let mut child = spawn(
-        &ws,
+    let args = knee_search(
+        &file,
+        "2s",
         &[
-            "search",
-            file.to_str().unwrap(),
-            "--slo",
-            "connect_attempts <= 15",
-            "--vary",
-            "devices",
-            "--from",
-            "4",
-            "--to",
-            "64",
-            "--resolution",
-            "20%",
-            "--settle",
-            "500ms",
-            "--window",
-            "2s",
             "--no-progress",
             "--prometheus",
             &prom_at,
@@ -100,6 +64,7 @@ fn prometheus_and_the_live_view_show_the_step_that_runs() {
             out.to_str().unwrap(),
         ],
     );
+    let mut child = spawn(&ws, &args);
     // What the live views said, by step: (load, passing so far, failing so far) from Prometheus,
     // the context line and the run number from the live view.
     let mut scraped: BTreeMap<u64, (u64, Option<u64>, Option<u64>)> = BTreeMap::new();

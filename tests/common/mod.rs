@@ -670,3 +670,55 @@ pub fn port_seed() -> u16 {
         ^ (nanos >> 10);
     (mixed % 65_521) as u16
 }
+
+/// A fleet for capacity searches whose knee is known exactly on any machine: with the SLO
+/// `connect_attempts <= 15` (one attempt per device), 14 devices pass and 16 fail.
+pub fn knee_scenario(name: &str) -> String {
+    format!(
+        "\
+name: {name}
+seed: 3
+broker:
+  client_id: \"{name}-{{group}}-{{index}}\"
+groups:
+  - name: dev
+    count: 10
+    profile: energy-meter
+    interval: 100ms
+    qos: 1
+    topic: \"fleetstorm-test/{name}/{{client_id}}\"
+observers:
+  - name: audit
+    count: 1
+    qos: 1
+phases:
+  - ramp: {{ connect_rate: 500/s }}
+  - steady: {{ duration: 30s }}
+"
+    )
+}
+
+/// `search FILE` of [`knee_scenario`] by devices from 4 to 64 (20% resolution), 500 ms settle and a
+/// `window`, judged on `connect_attempts <= 15`; then `extra`.
+pub fn knee_search<'a>(file: &'a Path, window: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "search",
+        file.to_str().expect("a UTF-8 path"),
+        "--slo",
+        "connect_attempts <= 15",
+        "--vary",
+        "devices",
+        "--from",
+        "4",
+        "--to",
+        "64",
+        "--resolution",
+        "20%",
+        "--settle",
+        "500ms",
+        "--window",
+        window,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
