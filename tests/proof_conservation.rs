@@ -196,7 +196,15 @@ phases:
     ] {
         assert_eq!(total.counters.get(c), 0, "{}", c.name());
     }
-    assert!(total.histograms.keys().all(|(m, _)| *m == Metric::Connect));
+    // No latency but the connects' and how late each publish went out (one each).
+    assert!(total
+        .histograms
+        .keys()
+        .all(|(m, _)| matches!(m, Metric::Connect | Metric::SendLag)));
+    for basis in [Basis::Corrected, Basis::Uncorrected] {
+        let lag = total.histograms.get(&(Metric::SendLag, basis));
+        assert_eq!(lag.map_or(0, |h| h.len()), published, "send lag {basis:?}");
+    }
 }
 
 /// Two QoS 1 groups of 5 devices at 20/s each, 2 s steady, one observer of 2 sessions (fan-out 2) at

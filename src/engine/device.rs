@@ -459,6 +459,9 @@ async fn connected(
     let disruption = ctx.plan.next_disruption(rec.timeline(), device.dev, now);
     // What this session wrote, to turn queued bytes into messages at the end.
     let mut sent = Sent::default();
+    // The broker's push-back: while a due slot waits for the socket or the in-flight window the
+    // device is held; when it is free again, the lateness of what came due meanwhile is the broker's.
+    let mut held = Held::default();
 
     // The one place a lost connection fails what it had in flight.
     let lose = |reason: Counter, inflight: &mut State| {
@@ -480,8 +483,20 @@ async fn connected(
     tokio::pin!(commands_done);
     loop {
         let now = rec.now_us();
+        if held.now && !session.has_pending_out() && (!acked || inflight.has_room()) {
+            held = Held {
+                now: false,
+                released_us: now,
+            };
+        }
         // 0. a phase ends on time: its slots that could not go out by then are skipped
-        skip_closed_phases(rec, g, &device.schedule, &mut next_slot, now);
+        skip_closed_phases(
+            rec,
+            g,
+            &device.schedule,
+            &mut next_slot,
+            (now, held.until()),
+        );
         // A slot is never sent (early) before its phase began, so each phase counts its own slots.
         let phase_end_now = phase_end_at(rec, now);
         // 1. everything due goes out, in one write
@@ -555,7 +570,13 @@ async fn connected(
                     let resume = device
                         .schedule
                         .first_slot_at_or_after(now.saturating_sub(group.interval_us));
-                    skip_to(rec, g, &device.schedule, &mut next_slot, resume);
+                    skip_to(
+                        rec,
+                        g,
+                        &device.schedule,
+                        &mut next_slot,
+                        (resume, held.until()),
+                    );
                     continue;
                 }
                 if gated {
@@ -609,9 +630,7 @@ async fn connected(
                         1
                     }
                 };
-                if device.schedule.is_overrun(next_slot, now) {
-                    rec.count(Counter::Overrun, g, intended);
-                }
+                late(rec, g, &device.schedule, next_slot, (now, &held));
                 count_published(rec, g, intended, messages);
                 sent.messages += messages;
                 sent.last_us = intended;
@@ -628,6 +647,11 @@ async fn connected(
                 }
                 sent.bytes += out.len() as u64;
                 inflight.sent(now);
+            }
+            // Blocked until the socket takes the rest or an ack frees the window: the device does not
+            // wake for slots meanwhile, so when it is free again every slot due by then was held.
+            if session.has_pending_out() || (acked && !inflight.has_room()) {
+                held.now = true;
             }
         }
         if session.has_pending_out() {
@@ -852,6 +876,51 @@ fn unsent_messages(session: &Session, qos0: bool, sent: Sent) -> Unsent {
     }
 }
 
+/// Whether the broker holds the device back: the socket's send buffer or the in-flight window is full
+/// (`now`), and when that last ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    now: bool,
+    released_us: u64,
+}
+
+impl Held {
+    /// Slots due before this time came due while the broker held the device back.
+    fn until(&self) -> u64 {
+        if self.now {
+            u64::MAX
+        } else {
+            self.released_us
+        }
+    }
+}
+
+/// How late slot `n` went out at `now`, and why: the one place `overrun` and `pushed_back` are
+/// counted for sent slots, and the `send_lag` of every publish of the schedule (corrected: from the
+/// intended time; uncorrected: from when the broker let the device go, i.e. the client's own lag).
+fn late(
+    rec: &crate::metrics::Recorder,
+    g: usize,
+    schedule: &Schedule,
+    n: u64,
+    (now, held): (u64, &Held),
+) {
+    let due = schedule.due(n);
+    let intended = due.min(now);
+    let pushed = due < held.until();
+    let free = if pushed {
+        held.released_us.max(intended)
+    } else {
+        intended
+    };
+    if pushed {
+        rec.count(Counter::PushedBack, g, intended);
+    } else if schedule.is_overrun(n, now) {
+        rec.count(Counter::Overrun, g, intended);
+    }
+    rec.latency(Metric::SendLag, g, intended, free.min(now), now);
+}
+
 /// Count messages written to the socket: the one place `published` is incremented.
 fn count_published(rec: &crate::metrics::Recorder, g: usize, at_us: u64, n: u64) {
     rec.count_n(Counter::Published, g, at_us, n);
@@ -859,12 +928,14 @@ fn count_published(rec: &crate::metrics::Recorder, g: usize, at_us: u64, n: u64)
 
 /// Skip the slots from `next_slot` up to `resume` (exclusive), no further than the end of the phase of
 /// the first one, so each phase counts its own: the one place `skipped` is incremented.
+/// The skipped slots that came due before `held_until` were held back by the broker: the one place
+/// `pushed_back` is counted for skipped slots.
 fn skip_to(
     rec: &crate::metrics::Recorder,
     g: usize,
     schedule: &Schedule,
     next_slot: &mut u64,
-    resume: u64,
+    (resume, held_until): (u64, u64),
 ) {
     let due = schedule.due(*next_slot);
     let phase_end = phase_end_at(rec, due);
@@ -872,6 +943,12 @@ fn skip_to(
         .min(schedule.first_slot_at_or_after(phase_end))
         .max(*next_slot + 1);
     rec.count_n(Counter::Skipped, g, due, resume - *next_slot);
+    let pushed = resume
+        .min(schedule.first_slot_at_or_after(held_until))
+        .saturating_sub(*next_slot);
+    if pushed > 0 {
+        rec.count_n(Counter::PushedBack, g, due, pushed);
+    }
     *next_slot = resume;
 }
 
@@ -901,11 +978,11 @@ fn skip_closed_phases(
     g: usize,
     schedule: &Schedule,
     next_slot: &mut u64,
-    now: u64,
+    (now, held_until): (u64, u64),
 ) {
     let end_us = rec.timeline().end_us();
     while schedule.due(*next_slot) < end_us && phase_close_us(rec, schedule, *next_slot) <= now {
-        skip_to(rec, g, schedule, next_slot, u64::MAX);
+        skip_to(rec, g, schedule, next_slot, (u64::MAX, held_until));
     }
 }
 

@@ -20,10 +20,16 @@ pub enum Metric {
     CommandRtt,
     /// TCP connected → TLS established (corrected: from the intended connect time plus the TCP connect).
     TlsHandshake,
+    /// Intended send → the publish written to the socket: how late the load generator sent. Corrected:
+    /// from the intended time (all of the lateness); uncorrected: from when nothing held the device
+    /// back any more (its socket's send buffer or in-flight window was full: the broker's push-back),
+    /// so only the client's own lateness (CPU, scheduling). A health figure of the load generator, not
+    /// a latency of the broker.
+    SendLag,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Connect,
         Metric::Puback,
         Metric::Pubcomp,
@@ -31,8 +37,15 @@ impl Metric {
         Metric::E2e,
         Metric::CommandRtt,
         Metric::TlsHandshake,
+        Metric::SendLag,
     ];
     pub const COUNT: usize = Self::ALL.len();
+
+    /// Whether this measures the load generator itself rather than the broker (left out of latency
+    /// baselines and the headline).
+    pub fn is_client(self) -> bool {
+        self == Metric::SendLag
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,6 +56,7 @@ impl Metric {
             Metric::E2e => "e2e",
             Metric::CommandRtt => "command_rtt",
             Metric::TlsHandshake => "tls_handshake",
+            Metric::SendLag => "send_lag",
         }
     }
 }
@@ -137,7 +151,8 @@ counters! {
     PublishFailed => "publish_failed": "QoS 1/2 publishes lost: connection dropped before the ack, or a refusal reason code",
     InflightAtEnd => "inflight_at_end": "QoS 1/2 publishes still unacknowledged when the run ended",
     UnsentAtEnd => "unsent_at_end": "QoS 0 publishes still queued in this host (not yet taken by the broker's TCP) when the drain ended, estimated from the queued bytes; the connection is then reset so they never arrive (published - unsent_at_end left the host)",
-    Overrun => "overrun": "publishes sent more than one interval after their intended time",
+    Overrun => "overrun": "publishes the load generator itself sent more than one interval after their intended time (CPU, scheduling): nothing held them back (slots the broker held back are pushed_back)",
+    PushedBack => "pushed_back": "publish slots that came due while the broker held the device back (its socket's send buffer or its in-flight window was full), counted once when sent or skipped: their lateness is the broker's, not the client's",
     Skipped => "skipped": "scheduled publish slots not sent: a whole interval late (late_sends: skip), or still unsent when their phase had ended (plus a 500 ms grace)",
     PingSent => "ping_sent": "PINGREQ packets sent",
     ExpectedDeliveries => "expected_deliveries": "deliveries observers should receive: each publish times the observer fan-out of its group",

@@ -131,7 +131,7 @@ impl SeriesPoint {
             Metric::Connect => (self.connect_p50_us, self.connect_p99_us),
             Metric::CommandRtt => (self.command_rtt_p50_us, self.command_rtt_p99_us),
             Metric::TlsHandshake => (self.tls_handshake_p50_us, self.tls_handshake_p99_us),
-            Metric::Suback => (None, None),
+            Metric::Suback | Metric::SendLag => (None, None),
         }
     }
 

@@ -75,7 +75,10 @@ fn counters(out: &mut String, r: &Report) {
     if c.get(Counter::UnsentAtEnd) > 0 {
         row("unsent at end (QoS 0)", c.get(Counter::UnsentAtEnd));
     }
-    row("overrun", c.get(Counter::Overrun));
+    row("overrun (client late)", c.get(Counter::Overrun));
+    if c.get(Counter::PushedBack) > 0 {
+        row("pushed back by the broker", c.get(Counter::PushedBack));
+    }
     if c.get(Counter::Skipped) > 0 {
         row("skipped (late / phase over)", c.get(Counter::Skipped));
     }

@@ -57,6 +57,7 @@ pub fn step(index: u32, load: u64, purpose: Purpose, verdict: Verdict, p99_ms: u
             loss_ratio: Some(0.0),
             lost: 0,
             overrun: 0,
+            pushed_back: 0,
             skipped: 0,
             unsent_at_end: 0,
         }),

@@ -10,12 +10,17 @@ use super::policy::Verdict;
 use crate::gate;
 use crate::metrics::{Counter, Metric};
 use crate::report::{LatencyStats, PhaseReport, Report, RunStatus};
-use crate::threshold::Threshold;
+use crate::threshold::{Quantity, Threshold};
 
 /// The share of a window's publish slots that may go out late or not at all (overrun, skipped,
 /// unsent at the end) before the step cannot be judged: the load generator, not the broker, then
 /// set the pace.
 pub const OVERLOAD_TOLERANCE: f64 = 0.01;
+
+/// A latency SLO that failed while the load generator's own send lag (p99, what the broker did not
+/// hold back) reached this share of the SLO's limit may have been failed by the client, not the
+/// broker: the step cannot be judged.
+pub const SEND_LAG_SHARE: f64 = 0.25;
 
 /// p50, p99 and p99.9 of one latency distribution, µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,8 +61,11 @@ pub struct Measures {
     /// Observer `lost / expected`; `None` when nothing was expected (no observers).
     pub loss_ratio: Option<f64>,
     pub lost: u64,
-    /// Load-generator lag: publishes sent more than an interval late.
+    /// Load-generator lag: publishes the client itself sent more than an interval late.
     pub overrun: u64,
+    /// Slots that came due while the broker held the devices back (socket buffer or in-flight window
+    /// full): their lateness, and their skipping, is the broker's.
+    pub pushed_back: u64,
     /// Load-generator lag: slots not sent at all.
     pub skipped: u64,
     /// Load-generator lag: QoS 0 publishes still queued in this host at the end.
@@ -90,16 +98,34 @@ impl Measures {
             loss_ratio: (t.deliveries.expected > 0).then_some(t.deliveries.loss_ratio),
             lost: t.deliveries.lost,
             overrun: c.get(Counter::Overrun),
+            pushed_back: c.get(Counter::PushedBack),
             skipped: c.get(Counter::Skipped),
             unsent_at_end: c.get(Counter::UnsentAtEnd),
         })
     }
 
-    /// The share of the window's slots the load generator did not send on time.
+    fn share(&self, n: u64) -> f64 {
+        n as f64 / (self.published + self.skipped).max(1) as f64
+    }
+
+    /// The share of the window's slots the load generator itself did not send on time: its overruns,
+    /// and, when the broker never held it back, what it skipped or left unsent too.
     pub fn lag_share(&self) -> f64 {
-        let late = self.overrun + self.skipped + self.unsent_at_end;
-        let slots = (self.published + self.skipped).max(1);
-        late as f64 / slots as f64
+        let held = if self.pushed_back == 0 {
+            self.skipped + self.unsent_at_end
+        } else {
+            0
+        };
+        self.share(self.overrun + held)
+    }
+
+    /// The share of the window's slots that never reached the broker (skipped, or still queued here
+    /// at the end) while the broker held the devices back: the load it did not take.
+    pub fn refused_share(&self) -> f64 {
+        if self.pushed_back == 0 {
+            return 0.0;
+        }
+        self.share(self.skipped + self.unsent_at_end)
     }
 
     pub fn metric(&self, m: Metric) -> Option<&WindowLatency> {
@@ -235,6 +261,25 @@ pub fn classify(
             true,
         );
     }
+    if m.refused_share() > OVERLOAD_TOLERANCE {
+        let mut reasons = vec![format!(
+            "the broker did not take the load: {} slots came due while it held the devices back (socket buffer or in-flight window full), and {} skipped + {} unsent of {} slots never reached it ({:.1}% > {:.0}%)",
+            m.pushed_back,
+            m.skipped,
+            m.unsent_at_end,
+            m.published + m.skipped,
+            m.refused_share() * 100.0,
+            OVERLOAD_TOLERANCE * 100.0
+        )];
+        reasons.extend(
+            slos.iter()
+                .map(|v| format!("{}: {}", v.threshold, v.detail)),
+        );
+        return done(Verdict::Fail, reasons, false);
+    }
+    if let Some(why) = lag_blamed(m, slos) {
+        return done(Verdict::CannotJudge, vec![why], true);
+    }
     let unmeasured: Vec<String> = slos
         .iter()
         .filter(|v| v.measured.is_none())
@@ -255,6 +300,26 @@ pub fn classify(
     done(verdict, reasons, false)
 }
 
+/// A failed latency SLO the client's own send lag could account for, as a reason.
+fn lag_blamed(m: &Measures, slos: &[gate::Verdict]) -> Option<String> {
+    let lag = m.metric(Metric::SendLag)?.uncorrected;
+    slos.iter().find_map(|v| match v.threshold.quantity {
+        Quantity::Latency { metric, .. }
+            if !v.passed
+                && !metric.is_client()
+                && lag.p99_us as f64 >= SEND_LAG_SHARE * v.threshold.value =>
+        {
+            Some(format!(
+                "{} failed, but the load generator's own send lag p99 was {} (at least {:.0}% of the limit): the client machine, not only the broker, made it late",
+                v.threshold,
+                crate::report::latency_text(lag.p99_us),
+                SEND_LAG_SHARE * 100.0
+            ))
+        }
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +333,7 @@ mod tests {
             loss_ratio: Some(0.0),
             lost: 0,
             overrun,
+            pushed_back: 0,
             skipped,
             unsent_at_end: 0,
         }
@@ -331,6 +397,94 @@ mod tests {
             &[slo("e2e.p99 < 50ms", Some(90_000.0), false)],
         );
         assert_eq!(j.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn slots_the_broker_held_back_and_never_took_fail_the_step() {
+        // 3% of the slots were skipped while the socket or the in-flight window was full: the broker
+        // did not take the load; that is its failure even when the latency of what went out passed.
+        let mut m = measures(9_700, 0, 300);
+        m.pushed_back = 2_000;
+        let j = classify(
+            RunStatus::Completed,
+            "",
+            Some(&m),
+            &[slo("e2e.p99 < 50ms", Some(41_000.0), true)],
+        );
+        assert_eq!(j.verdict, Verdict::Fail, "{j:?}");
+        assert!(!j.client_limited);
+        assert!(j.reasons[0].contains("did not take the load"), "{j:?}");
+        // The same skipping with nothing held back is the client's.
+        m.pushed_back = 0;
+        let j = classify(
+            RunStatus::Completed,
+            "",
+            Some(&m),
+            &[slo("e2e.p99 < 50ms", Some(41_000.0), true)],
+        );
+        assert_eq!(j.verdict, Verdict::CannotJudge);
+        assert!(j.client_limited);
+        // Slots pushed back but all sent (late) are judged by the SLOs alone.
+        let mut m = measures(10_000, 0, 0);
+        m.pushed_back = 2_000;
+        let j = classify(
+            RunStatus::Completed,
+            "",
+            Some(&m),
+            &[slo("e2e.p99 < 50ms", Some(90_000.0), false)],
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(!j.client_limited);
+    }
+
+    fn with_send_lag(client_p99_us: u64) -> Measures {
+        let mut m = measures(10_000, 0, 0);
+        let p = |p99_us| Percentiles {
+            count: 10_000,
+            p50_us: 100,
+            p99_us,
+            p99_9_us: p99_us,
+        };
+        m.latency.insert(
+            "send_lag".into(),
+            WindowLatency {
+                corrected: p(client_p99_us.max(30_000)),
+                uncorrected: p(client_p99_us),
+            },
+        );
+        m
+    }
+
+    #[test]
+    fn a_latency_failure_the_clients_own_send_lag_can_explain_cannot_be_judged() {
+        let failed = [slo("e2e.p99 < 50ms", Some(90_000.0), false)];
+        // The client itself sent 20 ms late at p99: 40% of the 50 ms limit.
+        let j = classify(
+            RunStatus::Completed,
+            "",
+            Some(&with_send_lag(20_000)),
+            &failed,
+        );
+        assert_eq!(j.verdict, Verdict::CannotJudge, "{j:?}");
+        assert!(j.client_limited);
+        assert!(j.reasons[0].contains("send lag p99"), "{j:?}");
+        // Lag the broker caused (corrected 30 ms) with a prompt client (1 ms) is the broker's failure.
+        let j = classify(
+            RunStatus::Completed,
+            "",
+            Some(&with_send_lag(1_000)),
+            &failed,
+        );
+        assert_eq!(j.verdict, Verdict::Fail, "{j:?}");
+        // A pass stands whatever the lag: lag only adds latency.
+        let passed = [slo("e2e.p99 < 50ms", Some(30_000.0), true)];
+        let j = classify(
+            RunStatus::Completed,
+            "",
+            Some(&with_send_lag(20_000)),
+            &passed,
+        );
+        assert_eq!(j.verdict, Verdict::Pass);
     }
 
     #[test]
