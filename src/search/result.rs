@@ -40,6 +40,34 @@ pub struct Step {
     pub report: Option<String>,
 }
 
+impl Step {
+    /// The cells every step table shows beside the latency (console, HTML, Markdown): the achieved
+    /// publish rate, the loss ratio, and the load generator's own send lag p99 ("-" when unmeasured).
+    pub fn cells(&self) -> StepCells {
+        let m = self.measures.as_ref();
+        StepCells {
+            achieved: m.map_or_else(
+                || "-".to_owned(),
+                |m| format!("{:.1}", m.achieved_rate_per_s),
+            ),
+            loss: m
+                .and_then(|m| m.loss_ratio)
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.6}")),
+            client_lag: cell(
+                m.and_then(|m| m.metric(Metric::SendLag))
+                    .map(|l| l.uncorrected.p99_us),
+            ),
+        }
+    }
+}
+
+/// See [`Step::cells`].
+pub struct StepCells {
+    pub achieved: String,
+    pub loss: String,
+    pub client_lag: String,
+}
+
 /// A whole search.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchResult {
@@ -287,7 +315,7 @@ pub fn render(r: &SearchResult) -> String {
         r.window_s
     );
     out.push_str(&format!(
-        "  {:>4}  {:<7}  {:>10}  {:>10}  {:>30}  {:>30}  {:>9}  verdict\n",
+        "  {:>4}  {:<7}  {:>10}  {:>10}  {:>30}  {:>30}  {:>9}  {:>10}  verdict\n",
         "step",
         "purpose",
         r.unit,
@@ -295,10 +323,11 @@ pub fn render(r: &SearchResult) -> String {
         format!("{} corrected p50/p99/p99.9", metric.name()),
         "uncorrected p50/p99/p99.9",
         "loss",
+        "client lag",
     ));
     for s in &r.steps {
-        let m = s.measures.as_ref();
-        let l = m.and_then(|m| m.metric(metric));
+        let l = s.measures.as_ref().and_then(|m| m.metric(metric));
+        let cells = s.cells();
         let trio = |p: Option<&Percentiles>| {
             format!(
                 "{} / {} / {}",
@@ -308,18 +337,15 @@ pub fn render(r: &SearchResult) -> String {
             )
         };
         out.push_str(&format!(
-            "  {:>4}  {:<7}  {:>10}  {:>10}  {:>30}  {:>30}  {:>9}  {}\n",
+            "  {:>4}  {:<7}  {:>10}  {:>10}  {:>30}  {:>30}  {:>9}  {:>10}  {}\n",
             s.index,
             s.purpose.name(),
             thousands(s.load),
-            m.map_or_else(
-                || "-".to_owned(),
-                |m| format!("{:.1}", m.achieved_rate_per_s)
-            ),
+            cells.achieved,
             trio(l.map(|l| &l.corrected)),
             trio(l.map(|l| &l.uncorrected)),
-            m.and_then(|m| m.loss_ratio)
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.6}")),
+            cells.loss,
+            cells.client_lag,
             s.verdict.name()
         ));
         if s.verdict != Verdict::Pass {

@@ -300,33 +300,33 @@ fn step_table(out: &mut String, r: &SearchResult) {
         out,
         "<section><h2>Steps</h2><div class=\"tablewrap\"><table class=\"steps\"><thead><tr><th>step</th>\
          <th>purpose</th><th>{}</th><th>achieved/s</th><th>{name} p50</th><th>p99</th><th>p99.9</th>\
-         <th>p99 uncorrected</th><th>loss</th><th>verdict</th></tr></thead><tbody>",
+         <th>p99 uncorrected</th><th>loss</th><th title=\"the load generator's own send lag p99\">client lag</th><th>verdict</th></tr></thead><tbody>",
         esc(&r.unit)
     );
     for s in &r.steps {
-        let m = s.measures.as_ref();
+        let cells = s.cells();
         let t = metric.and_then(|metric| trio(s, metric));
         let lat = |i: usize| t.map_or_else(|| "-".to_owned(), |t| latency(t[i]));
         let (class, label) = verdict_class(s.verdict);
         let _ = write!(
             out,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td class=\"muted\">{}</td><td>{}</td><td><span class=\"pill {class}\">{label}</span></td></tr>",
+             <td>{}</td><td class=\"muted\">{}</td><td>{}</td><td class=\"muted\">{}</td><td><span class=\"pill {class}\">{label}</span></td></tr>",
             s.index,
             s.purpose.name(),
             thousands(s.load),
-            m.map_or_else(|| "-".to_owned(), |m| format!("{:.1}", m.achieved_rate_per_s)),
+            cells.achieved,
             lat(0),
             lat(1),
             lat(2),
             lat(3),
-            m.and_then(|m| m.loss_ratio)
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.6}")),
+            cells.loss,
+            cells.client_lag,
         );
         if s.verdict != Verdict::Pass && !s.reasons.is_empty() {
             let _ = write!(
                 out,
-                "<tr class=\"why\"><td></td><td colspan=\"9\" class=\"muted\">{}</td></tr>",
+                "<tr class=\"why\"><td></td><td colspan=\"10\" class=\"muted\">{}</td></tr>",
                 s.reasons
                     .iter()
                     .map(|w| esc(w))

@@ -95,7 +95,7 @@ fn steps(out: &mut String, r: &SearchResult) {
         .steps
         .iter()
         .map(|s| {
-            let m = s.measures.as_ref();
+            let cells = s.cells();
             let t = metric.and_then(|metric| trio(s, metric));
             let lat = |i: usize| t.map_or_else(|| "-".to_owned(), |t| latency(t[i]));
             let (_, label) = verdict_class(s.verdict);
@@ -108,16 +108,13 @@ fn steps(out: &mut String, r: &SearchResult) {
                 s.index.to_string(),
                 s.purpose.name().to_owned(),
                 thousands(s.load),
-                m.map_or_else(
-                    || "-".to_owned(),
-                    |m| format!("{:.1}", m.achieved_rate_per_s),
-                ),
+                cells.achieved,
                 lat(0),
                 lat(1),
                 lat(2),
                 lat(3),
-                m.and_then(|m| m.loss_ratio)
-                    .map_or_else(|| "-".to_owned(), |x| format!("{x:.6}")),
+                cells.loss,
+                cells.client_lag,
                 if s.verdict == Verdict::Pass {
                     label.to_owned()
                 } else {
@@ -139,6 +136,7 @@ fn steps(out: &mut String, r: &SearchResult) {
             format!("{name} p99.9"),
             "p99 uncorrected".to_owned(),
             "loss".to_owned(),
+            "client lag".to_owned(),
             "verdict".to_owned(),
             "why".to_owned(),
         ],
