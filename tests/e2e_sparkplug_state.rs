@@ -33,7 +33,7 @@ fn mosquitto_url() -> Option<String> {
 fn gated_plan(tag: &str, broker: Option<&str>, delay: &str, steady: &str) -> Plan {
     let url = broker.map_or(String::new(), |u| format!("broker:\n  url: {u}\n"));
     let text = format!(
-        "name: {tag}\nseed: 5\n{url}groups:\n  - name: lines\n    count: 4\n    profile: cnc-machine\n    interval: 20ms\n    payload: sparkplug\n    sparkplug: {{ group_id: {tag}, devices: 2, primary_host: h{tag} }}\nobservers:\n  - name: scada\n    qos: 0\n    topics: [\"spBv1.0/{tag}/#\"]\n    sparkplug_host: h{tag}\n    sparkplug_host_delay: {delay}\nphases:\n  - ramp: {{ connect_rate: 100/s }}\n  - steady: {{ duration: {steady} }}\n"
+        "name: {tag}\nseed: 5\n{url}groups:\n  - name: lines{tag}\n    count: 4\n    profile: cnc-machine\n    interval: 20ms\n    payload: sparkplug\n    sparkplug: {{ group_id: {tag}, devices: 2, primary_host: h{tag} }}\nobservers:\n  - name: scada\n    qos: 0\n    topics: [\"spBv1.0/{tag}/#\"]\n    sparkplug_host: h{tag}\n    sparkplug_host_delay: {delay}\nphases:\n  - ramp: {{ connect_rate: 100/s }}\n  - steady: {{ duration: {steady} }}\n"
     );
     Plan::new(
         fleetstorm::scenario::parse(&text, "state.yaml").unwrap(),
