@@ -84,10 +84,11 @@ impl Watch for Progress {
         let errors =
             s.now.connect_failures() + s.now.disconnects() + s.now.get(Counter::PublishFailed);
         bar.set_message(format!(
-            "connected {}/{devices} | {rate} msg/s | acked {} | {} | errors {errors}",
+            "connected {}/{devices} | {rate} msg/s | acked {} | {}{} | errors {errors}",
             s.connected,
             s.now.get(Counter::Acked),
             latency_text(s.point),
+            lag_text(s.point),
         ));
     }
 
@@ -123,6 +124,15 @@ pub fn latency_text(point: &SeriesPoint) -> String {
     }
 }
 
+/// The load generator's own send lag p99 this second, when it reaches 1 ms (below that it says
+/// nothing a person watching needs), e.g. ` | client lag 12.4ms`.
+pub fn lag_text(point: &SeriesPoint) -> String {
+    match point.send_lag_p99_us.filter(|&us| us >= 1_000) {
+        Some(us) => format!(" | client lag {}", crate::report::units::latency(us)),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +157,16 @@ mod tests {
             latency_text(&p)
         );
         assert!(latency_text(&p).contains("40"), "{}", latency_text(&p));
+    }
+
+    #[test]
+    fn progress_line_shows_client_lag_only_from_a_millisecond() {
+        let c = Counters::default();
+        let mut p = SeriesPoint::from_delta(3, 10, &c, &c);
+        assert_eq!(lag_text(&p), "");
+        p.send_lag_p99_us = Some(999);
+        assert_eq!(lag_text(&p), "");
+        p.send_lag_p99_us = Some(12_400);
+        assert_eq!(lag_text(&p), " | client lag 12.4ms");
     }
 }

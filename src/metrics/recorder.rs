@@ -285,7 +285,14 @@ impl Recorder {
                 *slot = new_histogram().ok().map(Box::new);
             }
             if let Some(h) = slot.as_deref_mut() {
-                histogram::record(h, done_us.saturating_sub(intended_us));
+                // Corrected, except the load generator's send lag: its own part (what a person
+                // watching wants to know is whether the client keeps up).
+                let from = if metric.is_client() {
+                    sent_us
+                } else {
+                    intended_us
+                };
+                histogram::record(h, done_us.saturating_sub(from));
             }
         }
     }

@@ -47,6 +47,10 @@ pub struct SeriesPoint {
     pub tls_handshake_p50_us: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_handshake_p99_us: Option<u64>,
+    /// The load generator's own send lag p99 over this second (the uncorrected `send_lag`: from when
+    /// nothing held the device back to the write); written only when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_p99_us: Option<u64>,
     /// Length of this window in seconds: 1 except for the run's last, partial window, whose per-second
     /// figures are its counts divided by its length (so a short last window does not understate them).
     /// Written only when it is not 1.
@@ -117,6 +121,7 @@ impl SeriesPoint {
             command_rtt_p99_us: None,
             tls_handshake_p50_us: None,
             tls_handshake_p99_us: None,
+            send_lag_p99_us: None,
             window_s,
         }
     }
@@ -131,7 +136,8 @@ impl SeriesPoint {
             Metric::Connect => (self.connect_p50_us, self.connect_p99_us),
             Metric::CommandRtt => (self.command_rtt_p50_us, self.command_rtt_p99_us),
             Metric::TlsHandshake => (self.tls_handshake_p50_us, self.tls_handshake_p99_us),
-            Metric::Suback | Metric::SendLag => (None, None),
+            Metric::SendLag => (None, self.send_lag_p99_us),
+            Metric::Suback => (None, None),
         }
     }
 
@@ -186,6 +192,7 @@ impl IntervalHistograms {
         (p.connect_p50_us, p.connect_p99_us) = q(super::Metric::Connect);
         (p.command_rtt_p50_us, p.command_rtt_p99_us) = q(super::Metric::CommandRtt);
         (p.tls_handshake_p50_us, p.tls_handshake_p99_us) = q(super::Metric::TlsHandshake);
+        p.send_lag_p99_us = q(super::Metric::SendLag).1;
     }
 
     /// As base64 V2+DEFLATE, for the pipe from worker processes.

@@ -219,6 +219,7 @@ pub fn merge(reports: &[(PathBuf, Report)]) -> Result<RunRecord, MergeError> {
                 connect_p99_us: None,
                 tls_handshake_p50_us: None,
                 tls_handshake_p99_us: None,
+                send_lag_p99_us: None,
                 command_rtt_p50_us: None,
                 command_rtt_p99_us: None,
                 window_s: p.window_s,
