@@ -3,8 +3,8 @@
 //! Run with `cargo bench --bench cost` (Linux only; needs `mosquitto` on the PATH or at
 //! `/usr/sbin/mosquitto`, or set `FLEETSTORM_BENCH_MOSQUITTO`). It builds the release binary
 //! (`cargo build --release --bin fleetstorm`, a no-op when it is fresh), starts its own mosquitto on a free
-//! loopback port in 65001-65535, runs `fleetstorm run` as a child process and samples the child's
-//! `/proc/<pid>/stat` (utime, stime) and `/proc/<pid>/status` (VmRSS, VmHWM) every 20 ms, each sample
+//! loopback port in 65001-65535 (or in `FLEETSTORM_BENCH_PORTS=LO-HI`), runs `fleetstorm run` as a child
+//! process and samples the child's `/proc/<pid>/stat` (utime, stime) and `/proc/<pid>/status` (VmRSS, VmHWM) every 20 ms, each sample
 //! stamped with the wall clock. After the run, the phase windows in `report.json` (µs since the Unix epoch,
 //! from the same host clock) say which samples belong to which phase, so CPU time is taken over the steady
 //! phase only and divided by the messages published in exactly that phase.
@@ -439,7 +439,7 @@ impl Broker {
     /// A mosquitto with one listener: plain TCP, TLS, or TLS requiring a client certificate signed by
     /// the bench CA (`require_certificate true`).
     fn start(bench: &Bench, tag: &str, wire: Wire) -> Result<Broker, String> {
-        let port = free_port().ok_or("no free port in 65001-65535")?;
+        let port = free_port().ok_or("no free port in the bench's range")?;
         let conf = bench.work.join(format!("mosquitto-{tag}.conf"));
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
@@ -551,12 +551,26 @@ fn tls_files(bench: &Bench) -> Result<TlsFiles, String> {
     Ok(files)
 }
 
+/// The broker's port range: `FLEETSTORM_BENCH_PORTS=LO-HI` (e.g. `65401-65420`, when several
+/// engineers share a machine), else [`PORTS`].
+fn port_range() -> std::ops::RangeInclusive<u16> {
+    std::env::var("FLEETSTORM_BENCH_PORTS")
+        .ok()
+        .and_then(|v| {
+            let (lo, hi) = v.split_once('-')?;
+            let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+            (lo <= hi).then_some(lo..=hi)
+        })
+        .unwrap_or(PORTS)
+}
+
 fn free_port() -> Option<u16> {
     // Start somewhere in the range that depends on our PID, so parallel benches rarely collide.
-    let span = u32::from(PORTS.end() - PORTS.start()) + 1;
+    let ports = port_range();
+    let span = u32::from(ports.end() - ports.start()) + 1;
     let offset = std::process::id() % span;
     (0..span)
-        .map(|i| PORTS.start() + ((offset + i) % span) as u16)
+        .map(|i| ports.start() + ((offset + i) % span) as u16)
         .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
