@@ -18,6 +18,12 @@
 //! `FLEETSTORM_BENCH_IDLE_TLS` adds `broker.tls` keys to its TLS runs (e.g. `resumption: false`, to
 //! tell the session store's share of an idle TLS device).
 //!
+//! Section a3. (with `=idle` too) breaks an idle device down: the sizes of its future and parts as this
+//! build lays them out, and the heap blocks one device adds, counted exactly by a counting allocator in a
+//! child copy of this bench that runs fleetstorm in its own process (`FLEETSTORM_BENCH_CENSUS`, internal).
+//! `FLEETSTORM_BENCH_FLEETSTORM=/path/to/fleetstorm` measures that binary instead of building this tree's
+//! (a. and the other sections; a3. always measures this tree).
+//!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
 //!
 //! First, in-process: device certificates minted per second on one thread (`tls::Minter`, ECDSA P-256
@@ -35,8 +41,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fleetstorm::metrics::{Basis, Counter, Metric};
 use fleetstorm::report::{self, PhaseReport, Report};
 
+mod census;
 mod idle;
 mod tls;
+
+#[global_allocator]
+static ALLOC: census::Counting = census::Counting;
 
 use idle::{idle_memory, idle_memory_ws};
 use tls::{Comparison, Wire};
@@ -48,6 +58,10 @@ const PORTS: std::ops::RangeInclusive<u16> = 65001..=65535;
 const IDLE_SETTLE_US: u64 = 5_000_000;
 
 fn main() {
+    if let Ok(file) = std::env::var("FLEETSTORM_BENCH_CENSUS") {
+        census::child(&file);
+        return;
+    }
     if !cfg!(target_os = "linux") {
         println!("cost bench: Linux only (reads /proc); skipped");
         return;
@@ -76,6 +90,9 @@ fn main() {
 
     if let Err(e) = idle_memory(&bench, &mut rows, &mut cmp) {
         println!("idle memory: failed: {e}");
+    }
+    if let Err(e) = census::idle_breakdown(&bench, &mut rows) {
+        println!("idle memory breakdown: failed: {e}");
     }
     if idle_only {
         print_summary(&rows, started);
@@ -204,8 +221,16 @@ impl Bench {
             .and_then(Path::parent)
             .ok_or("cannot locate the target directory")?
             .to_path_buf();
-        let fleetstorm = release.join("fleetstorm");
-        build_release(&fleetstorm)?;
+        // `FLEETSTORM_BENCH_FLEETSTORM=/path/to/fleetstorm` measures that binary (e.g. one built before
+        // a change) instead of building this tree's.
+        let fleetstorm = match std::env::var_os("FLEETSTORM_BENCH_FLEETSTORM") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let f = release.join("fleetstorm");
+                build_release(&f)?;
+                f
+            }
+        };
         let mosquitto = find_mosquitto().ok_or(
             "mosquitto not found (install it or set FLEETSTORM_BENCH_MOSQUITTO=/path/to/mosquitto)",
         )?;

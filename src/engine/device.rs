@@ -89,6 +89,29 @@ struct Device {
     host: Option<HostGate>,
 }
 
+/// The named parts of a device's future and their sizes, for the footprint breakdown.
+pub(super) fn parts() -> [(&'static str, usize); 4] {
+    use std::mem::size_of;
+    [
+        (
+            "  Device (state kept across reconnects)",
+            size_of::<Device>(),
+        ),
+        (
+            "    of which DeviceTelemetry",
+            size_of::<Option<DeviceTelemetry>>(),
+        ),
+        (
+            "  Session (socket, partial frames, pending writes)",
+            size_of::<Session>(),
+        ),
+        (
+            "  ProtocolState (in-flight table, keep-alive)",
+            size_of::<State>(),
+        ),
+    ]
+}
+
 /// A connection that came up: the session, whether the broker kept a persistent session, and when
 /// the CONNACK arrived (µs).
 struct Up {

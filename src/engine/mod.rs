@@ -9,6 +9,7 @@ mod coordinator;
 mod device;
 pub mod embedded_tls;
 mod failure;
+pub mod footprint;
 mod intervals;
 pub mod limits;
 mod monitor;
