@@ -298,7 +298,7 @@ async fn sleep_until(ctx: &WorkerCtx, t_us: u64) -> bool {
     let at = Instant::from_std(ctx.recorder.clock().instant_at(t_us));
     tokio::select! {
         biased;
-        _ = ctx.cancel.cancelled() => false,
+        _ = ctx.cancel_waiters.cancelled() => false,
         _ = tokio::time::sleep_until(at) => true,
     }
 }
@@ -515,7 +515,7 @@ async fn connected(
 
     // One cancellation waiter and one timer for the whole connected period, re-armed each turn:
     // registering a fresh waiter and timer entry per message was a large share of the per-message CPU.
-    let cancelled = ctx.cancel.cancelled();
+    let cancelled = ctx.cancel_waiters.cancelled();
     tokio::pin!(cancelled);
     let timer = tokio::time::sleep_until(Instant::from_std(rec.clock().instant_at(now)));
     tokio::pin!(timer);

@@ -2,6 +2,7 @@
 //! ([`processes`]), both driven by one [`coordinator`] (the 1 Hz tick that feeds progress, the time
 //! series and the live views, the abort rules of [`watchdog`], Ctrl-C / SIGTERM, the exact merge).
 
+mod cancel_wait;
 mod command;
 mod commander;
 mod context;
