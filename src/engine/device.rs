@@ -180,82 +180,98 @@ fn new_device(ctx: &WorkerCtx, group: &GroupRuntime, dev: DeviceRef) -> Option<D
     })
 }
 
-/// Run one device until the run ends.
-pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
-    let Some(group) = ctx.groups.get(dev.group) else {
-        return;
-    };
-    let Some(mut device) = new_device(&ctx, group, dev) else {
-        return;
-    };
-    let end_us = ctx.recorder.timeline().end_us();
-    let mut intended_connect = pacer::connect_at(
-        ctx.recorder.timeline().start_us,
-        device.dev.global,
-        ctx.connect_rate_per_s,
-    );
-    let mut attempt = 0u32;
-    while intended_connect < end_us {
-        if !sleep_until(&ctx, intended_connect.saturating_sub(EARLY_US)).await {
+/// Run one device until the run ends. Its state is built when the task is spawned, and the future
+/// works on it in place: an `async fn` would keep its arguments and the locals moved out of them side
+/// by side in the future.
+pub fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) -> impl std::future::Future<Output = ()> {
+    let device = ctx
+        .groups
+        .get(dev.group)
+        .and_then(|group| new_device(&ctx, group, dev));
+    lifecycle(ctx, device)
+}
+
+/// What [`run`] runs: connect, stay connected, reconnect with backoff, until the run ends.
+fn lifecycle(
+    ctx: Rc<WorkerCtx>,
+    mut device: Option<Device>,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let Some(device) = device.as_mut() else {
             return;
-        }
-        // Boxed: the connect step (TCP, TLS, WebSocket upgrade, CONNACK) is several KB of future state
-        // that lives only while connecting; inline, every idle device would carry it. Taken apart at
-        // once, so that no `Up` stays in the future beside the session.
-        let lost = match Box::pin(connect(&ctx, &device, intended_connect)).await {
-            None => return,
-            Some(Err(reason)) => reason,
-            Some(Ok(Up {
-                mut session,
-                session_kept,
-                connack_us,
-            })) => {
-                attempt = 0;
-                ctx.recorder.connected_delta(1);
-                // This connection's protocol state (freed with it); packet ids continue the device's
-                // sequence.
-                let mut state = State::new(group.max_inflight, ctx.keep_alive_us, connack_us)
-                    .with_next_pkid(device.next_pkid);
-                let ended = connected(
-                    &ctx,
-                    group,
-                    &mut device,
-                    (&mut session, &mut state),
-                    (session_kept, connack_us),
-                )
-                .await;
-                device.next_pkid = state.next_pkid();
-                drop(state);
-                ctx.recorder.connected_delta(-1);
-                let reason = match ended {
-                    Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
-                        goodbye(&ctx, &device, session, unsent);
-                        return;
-                    }
-                    Ended::HostOffline => {
-                        goodbye(&ctx, &device, session, Unsent::default());
-                        Counter::SparkplugHostOffline
-                    }
-                    Ended::Lost(reason) => reason,
-                };
-                if let Some(spb) = device.spb.as_deref_mut() {
-                    spb.disconnected();
-                }
-                reason
-            }
         };
-        let now = ctx.recorder.now_us();
-        ctx.recorder.count(lost, device.dev.group, now);
-        let seed = ctx.plan.scenario.seed;
-        let wait = pacer::backoff_us(
-            BACKOFF_BASE_US,
-            BACKOFF_CAP_US,
-            attempt,
-            seed,
+        let Some(group) = ctx.groups.get(device.dev.group) else {
+            return;
+        };
+        let end_us = ctx.recorder.timeline().end_us();
+        let mut intended_connect = pacer::connect_at(
+            ctx.recorder.timeline().start_us,
             device.dev.global,
+            ctx.connect_rate_per_s,
         );
-        attempt = attempt.saturating_add(1);
-        intended_connect = now.saturating_add(wait);
+        let mut attempt = 0u32;
+        while intended_connect < end_us {
+            if !sleep_until(&ctx, intended_connect.saturating_sub(EARLY_US)).await {
+                return;
+            }
+            // Boxed: the connect step (TCP, TLS, WebSocket upgrade, CONNACK) is several KB of future state
+            // that lives only while connecting; inline, every idle device would carry it. Taken apart at
+            // once, so that no `Up` stays in the future beside the session.
+            let lost = match Box::pin(connect(&ctx, device, intended_connect)).await {
+                None => return,
+                Some(Err(reason)) => reason,
+                Some(Ok(Up {
+                    mut session,
+                    session_kept,
+                    connack_us,
+                })) => {
+                    attempt = 0;
+                    ctx.recorder.connected_delta(1);
+                    // This connection's protocol state (freed with it); packet ids continue the device's
+                    // sequence.
+                    let mut state = State::new(group.max_inflight, ctx.keep_alive_us, connack_us)
+                        .with_next_pkid(device.next_pkid);
+                    let ended = connected(
+                        &ctx,
+                        group,
+                        device,
+                        (&mut session, &mut state),
+                        (session_kept, connack_us),
+                    )
+                    .await;
+                    device.next_pkid = state.next_pkid();
+                    drop(state);
+                    ctx.recorder.connected_delta(-1);
+                    let reason = match ended {
+                        Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
+                            goodbye(&ctx, device, session, unsent);
+                            return;
+                        }
+                        Ended::HostOffline => {
+                            goodbye(&ctx, device, session, Unsent::default());
+                            Counter::SparkplugHostOffline
+                        }
+                        Ended::Lost(reason) => reason,
+                    };
+                    if let Some(spb) = device.spb.as_deref_mut() {
+                        spb.disconnected();
+                    }
+                    reason
+                }
+            };
+            let now = ctx.recorder.now_us();
+            ctx.recorder.count(lost, device.dev.group, now);
+            let seed = ctx.plan.scenario.seed;
+            let wait = pacer::backoff_us(
+                BACKOFF_BASE_US,
+                BACKOFF_CAP_US,
+                attempt,
+                seed,
+                device.dev.global,
+            );
+            attempt = attempt.saturating_add(1);
+            intended_connect = now.saturating_add(wait);
+        }
     }
 }
 
