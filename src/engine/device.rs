@@ -191,7 +191,10 @@ pub fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) -> impl std::future::Future<Outpu
     lifecycle(ctx, device)
 }
 
-/// What [`run`] runs: connect, stay connected, reconnect with backoff, until the run ends.
+/// What [`run`] runs: connect, stay connected, reconnect with backoff, until the run ends. Not an
+/// `async fn` on purpose: one would move `device` (168 B) from its argument slot into a local, and the
+/// future would keep both.
+#[allow(clippy::manual_async_fn)]
 fn lifecycle(
     ctx: Rc<WorkerCtx>,
     mut device: Option<Device>,
