@@ -86,7 +86,7 @@ pub(super) fn idle_memory(
     println!("  mosquitto RSS per connection (10k run, over its pre-run RSS): {broker_per_conn_kb:.2} KB");
     rows.push((
         "client RSS per idle device (marginal)".into(),
-        format!("{per_device_kb:.2} KB   (target <= 2 KB)"),
+        format!("{per_device_kb:.2} KB   (target <= 1 KB, issue 12)"),
     ));
     rows.push((
         "client RSS at 1k / 10k idle devices".into(),

@@ -3,8 +3,8 @@
 //! Run with `cargo bench --bench cost` (Linux only; needs `mosquitto` on the PATH or at
 //! `/usr/sbin/mosquitto`, or set `FLEETSTORM_BENCH_MOSQUITTO`). It builds the release binary
 //! (`cargo build --release --bin fleetstorm`, a no-op when it is fresh), starts its own mosquitto on a free
-//! loopback port in 65001-65535, runs `fleetstorm run` as a child process and samples the child's
-//! `/proc/<pid>/stat` (utime, stime) and `/proc/<pid>/status` (VmRSS, VmHWM) every 20 ms, each sample
+//! loopback port in 65001-65535 (or in `FLEETSTORM_BENCH_PORTS=LO-HI`), runs `fleetstorm run` as a child
+//! process and samples the child's `/proc/<pid>/stat` (utime, stime) and `/proc/<pid>/status` (VmRSS, VmHWM) every 20 ms, each sample
 //! stamped with the wall clock. After the run, the phase windows in `report.json` (µs since the Unix epoch,
 //! from the same host clock) say which samples belong to which phase, so CPU time is taken over the steady
 //! phase only and divided by the messages published in exactly that phase.
@@ -17,6 +17,12 @@
 //! `FLEETSTORM_BENCH_ONLY=idle` runs only section a. (idle memory, plain and TLS) and prints its summary;
 //! `FLEETSTORM_BENCH_IDLE_TLS` adds `broker.tls` keys to its TLS runs (e.g. `resumption: false`, to
 //! tell the session store's share of an idle TLS device).
+//!
+//! Section a3. (with `=idle` too) breaks an idle device down: the sizes of its future and parts as this
+//! build lays them out, and the heap blocks one device adds, counted exactly by a counting allocator in a
+//! child copy of this bench that runs fleetstorm in its own process (`FLEETSTORM_BENCH_CENSUS`, internal).
+//! `FLEETSTORM_BENCH_FLEETSTORM=/path/to/fleetstorm` measures that binary instead of building this tree's
+//! (a. and the other sections; a3. always measures this tree).
 //!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
 //!
@@ -35,8 +41,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fleetstorm::metrics::{Basis, Counter, Metric};
 use fleetstorm::report::{self, PhaseReport, Report};
 
+mod census;
 mod idle;
 mod tls;
+
+#[global_allocator]
+static ALLOC: census::Counting = census::Counting;
 
 use idle::{idle_memory, idle_memory_ws};
 use tls::{Comparison, Wire};
@@ -48,6 +58,10 @@ const PORTS: std::ops::RangeInclusive<u16> = 65001..=65535;
 const IDLE_SETTLE_US: u64 = 5_000_000;
 
 fn main() {
+    if let Ok(file) = std::env::var("FLEETSTORM_BENCH_CENSUS") {
+        census::child(&file);
+        return;
+    }
     if !cfg!(target_os = "linux") {
         println!("cost bench: Linux only (reads /proc); skipped");
         return;
@@ -76,6 +90,9 @@ fn main() {
 
     if let Err(e) = idle_memory(&bench, &mut rows, &mut cmp) {
         println!("idle memory: failed: {e}");
+    }
+    if let Err(e) = census::idle_breakdown(&bench, &mut rows) {
+        println!("idle memory breakdown: failed: {e}");
     }
     if idle_only {
         print_summary(&rows, started);
@@ -204,8 +221,16 @@ impl Bench {
             .and_then(Path::parent)
             .ok_or("cannot locate the target directory")?
             .to_path_buf();
-        let fleetstorm = release.join("fleetstorm");
-        build_release(&fleetstorm)?;
+        // `FLEETSTORM_BENCH_FLEETSTORM=/path/to/fleetstorm` measures that binary (e.g. one built before
+        // a change) instead of building this tree's.
+        let fleetstorm = match std::env::var_os("FLEETSTORM_BENCH_FLEETSTORM") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let f = release.join("fleetstorm");
+                build_release(&f)?;
+                f
+            }
+        };
         let mosquitto = find_mosquitto().ok_or(
             "mosquitto not found (install it or set FLEETSTORM_BENCH_MOSQUITTO=/path/to/mosquitto)",
         )?;
@@ -439,7 +464,7 @@ impl Broker {
     /// A mosquitto with one listener: plain TCP, TLS, or TLS requiring a client certificate signed by
     /// the bench CA (`require_certificate true`).
     fn start(bench: &Bench, tag: &str, wire: Wire) -> Result<Broker, String> {
-        let port = free_port().ok_or("no free port in 65001-65535")?;
+        let port = free_port().ok_or("no free port in the bench's range")?;
         let conf = bench.work.join(format!("mosquitto-{tag}.conf"));
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
@@ -551,12 +576,26 @@ fn tls_files(bench: &Bench) -> Result<TlsFiles, String> {
     Ok(files)
 }
 
+/// The broker's port range: `FLEETSTORM_BENCH_PORTS=LO-HI` (e.g. `65401-65420`, when several
+/// engineers share a machine), else [`PORTS`].
+fn port_range() -> std::ops::RangeInclusive<u16> {
+    std::env::var("FLEETSTORM_BENCH_PORTS")
+        .ok()
+        .and_then(|v| {
+            let (lo, hi) = v.split_once('-')?;
+            let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+            (lo <= hi).then_some(lo..=hi)
+        })
+        .unwrap_or(PORTS)
+}
+
 fn free_port() -> Option<u16> {
     // Start somewhere in the range that depends on our PID, so parallel benches rarely collide.
-    let span = u32::from(PORTS.end() - PORTS.start()) + 1;
+    let ports = port_range();
+    let span = u32::from(ports.end() - ports.start()) + 1;
     let offset = std::process::id() % span;
     (0..span)
-        .map(|i| PORTS.start() + ((offset + i) % span) as u16)
+        .map(|i| ports.start() + ((offset + i) % span) as u16)
         .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 

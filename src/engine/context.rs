@@ -44,6 +44,9 @@ pub struct WorkerCtx {
     pub drain_us: u64,
     pub connecting: Semaphore,
     pub cancel: CancellationToken,
+    /// The devices waiting for `cancel` (one 16-byte waiter each, see [`super::cancel_wait`]); the
+    /// worker wakes them all once it is cancelled.
+    pub cancel_waiters: super::cancel_wait::Waiters,
     /// Cancelled once every command sent has its reply (devices with commands stop listening then).
     pub commands_done: CancellationToken,
     pub connect_rate_per_s: f64,
@@ -104,6 +107,7 @@ impl WorkerCtx {
             brokers,
             drain_us,
             connecting: Semaphore::new(handshake_permits.max(1)),
+            cancel_waiters: super::cancel_wait::Waiters::new(cancel.clone()),
             cancel,
             commands_done,
             connect_rate_per_s,

@@ -73,7 +73,7 @@ enum Ended {
 /// Per-device state that survives reconnects.
 struct Device {
     dev: DeviceRef,
-    client_id: String,
+    client_id: Box<str>,
     topic: Box<[u8]>,
     /// JSON telemetry; `None` for Sparkplug edge nodes (their devices keep their own).
     telemetry: Option<DeviceTelemetry>,
@@ -85,8 +85,32 @@ struct Device {
     spb: Option<Box<SparkplugNode>>,
     /// Command subscription and replies, for groups with `commands:`.
     commands: Option<Box<DeviceCommands>>,
-    /// The Sparkplug primary host whose STATE gates the node's births, if the group names one.
-    host: Option<HostGate>,
+    /// The Sparkplug primary host whose STATE gates the node's births, if the group names one (boxed:
+    /// rare, and 56 bytes inline).
+    host: Option<Box<HostGate>>,
+}
+
+/// The named parts of a device's future and their sizes, for the footprint breakdown.
+pub(super) fn parts() -> [(&'static str, usize); 4] {
+    use std::mem::size_of;
+    [
+        (
+            "  Device (state kept across reconnects)",
+            size_of::<Device>(),
+        ),
+        (
+            "    of which DeviceTelemetry",
+            size_of::<Option<DeviceTelemetry>>(),
+        ),
+        (
+            "  Session (socket, partial frames, pending writes)",
+            size_of::<Session>(),
+        ),
+        (
+            "  ProtocolState (in-flight table, keep-alive)",
+            size_of::<State>(),
+        ),
+    ]
 }
 
 /// A connection that came up: the session, whether the broker kept a persistent session, and when
@@ -97,14 +121,11 @@ struct Up {
     connack_us: u64,
 }
 
-/// Run one device until the run ends.
-pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
-    let Some(group) = ctx.groups.get(dev.group) else {
-        return;
-    };
-    let Some(spec) = ctx.plan.scenario.groups.get(dev.group) else {
-        return;
-    };
+/// The device's state at its start; `None` when it cannot run (counted). A plain function, so that
+/// what only building it needs (the client id before it moves in, the Sparkplug node, the checks)
+/// takes no room in the device's future for the rest of its life.
+fn new_device(ctx: &WorkerCtx, group: &GroupRuntime, dev: DeviceRef) -> Option<Device> {
+    let spec = ctx.plan.scenario.groups.get(dev.group)?;
     let seed = ctx.plan.scenario.seed;
     let client_id = ctx.client_id(dev);
     let timeline = ctx.recorder.timeline();
@@ -112,13 +133,12 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
     // (validation refuses such scenarios; this catches what it could not foresee).
     let topic = codec::encode_topic(&ctx.topic(dev, &client_id)).ok();
     let connect_ok =
-        codec::encode_connect(&connect_options(&ctx, dev.group, client_id.clone(), None)).is_ok();
+        codec::encode_connect(&connect_options(ctx, dev.group, client_id.clone(), None)).is_ok();
     let Some(topic) = topic.filter(|_| connect_ok) else {
         ctx.recorder
             .count(Counter::DevicesFailedToStart, dev.group, timeline.start_us);
-        return;
+        return None;
     };
-    let end_us = timeline.end_us();
     let spb = match &spec.payload {
         PayloadKind::Sparkplug {
             group_id,
@@ -137,7 +157,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
         .map(Box::new),
         PayloadKind::Json => None,
     };
-    let mut device = Device {
+    Some(Device {
         dev,
         telemetry: spb
             .is_none()
@@ -152,67 +172,109 @@ pub async fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) {
             let vars = ctx.vars(dev, &client_id);
             DeviceCommands::new(c, dev.group, &vars).map(Box::new)
         }),
-        host: spec.primary_host().map(HostGate::new),
-        client_id,
+        host: spec.primary_host().map(|h| Box::new(HostGate::new(h))),
+        client_id: client_id.into_boxed_str(),
         topic,
         seq: 0,
         next_pkid: 1,
-    };
-    let mut intended_connect =
-        pacer::connect_at(timeline.start_us, dev.global, ctx.connect_rate_per_s);
-    let mut attempt = 0u32;
-    while intended_connect < end_us {
-        if !sleep_until(&ctx, intended_connect.saturating_sub(EARLY_US)).await {
-            return;
-        }
-        // Boxed: the connect step (TCP, TLS, WebSocket upgrade, CONNACK) is several KB of future state
-        // that lives only while connecting; inline, every idle device would carry it.
-        let Some(result) = Box::pin(connect(&ctx, &device, intended_connect)).await else {
+    })
+}
+
+/// Run one device until the run ends. Its state is built when the task is spawned, and the future
+/// works on it in place: an `async fn` would keep its arguments and the locals moved out of them side
+/// by side in the future.
+pub fn run(ctx: Rc<WorkerCtx>, dev: DeviceRef) -> impl std::future::Future<Output = ()> {
+    let device = ctx
+        .groups
+        .get(dev.group)
+        .and_then(|group| new_device(&ctx, group, dev));
+    lifecycle(ctx, device)
+}
+
+/// What [`run`] runs: connect, stay connected, reconnect with backoff, until the run ends. Not an
+/// `async fn` on purpose: one would move `device` (168 B) from its argument slot into a local, and the
+/// future would keep both.
+#[allow(clippy::manual_async_fn)]
+fn lifecycle(
+    ctx: Rc<WorkerCtx>,
+    mut device: Option<Device>,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let Some(device) = device.as_mut() else {
             return;
         };
-        let lost = match result {
-            Ok(up) => {
-                let mut session = up.session;
-                attempt = 0;
-                ctx.recorder.connected_delta(1);
-                // This connection's protocol state (freed with it); packet ids continue the device's
-                // sequence.
-                let mut state = State::new(group.max_inflight, ctx.keep_alive_us, up.connack_us)
-                    .with_next_pkid(device.next_pkid);
-                let ended = connected(
-                    &ctx,
-                    group,
-                    &mut device,
-                    (&mut session, &mut state),
-                    (up.session_kept, up.connack_us),
-                )
-                .await;
-                device.next_pkid = state.next_pkid();
-                drop(state);
-                ctx.recorder.connected_delta(-1);
-                let reason = match ended {
-                    Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
-                        goodbye(&ctx, &device, session, unsent);
-                        return;
-                    }
-                    Ended::HostOffline => {
-                        goodbye(&ctx, &device, session, Unsent::default());
-                        Counter::SparkplugHostOffline
-                    }
-                    Ended::Lost(reason) => reason,
-                };
-                if let Some(spb) = device.spb.as_deref_mut() {
-                    spb.disconnected();
-                }
-                reason
+        let Some(group) = ctx.groups.get(device.dev.group) else {
+            return;
+        };
+        let end_us = ctx.recorder.timeline().end_us();
+        let mut intended_connect = pacer::connect_at(
+            ctx.recorder.timeline().start_us,
+            device.dev.global,
+            ctx.connect_rate_per_s,
+        );
+        let mut attempt = 0u32;
+        while intended_connect < end_us {
+            if !sleep_until(&ctx, intended_connect.saturating_sub(EARLY_US)).await {
+                return;
             }
-            Err(reason) => reason,
-        };
-        let now = ctx.recorder.now_us();
-        ctx.recorder.count(lost, dev.group, now);
-        let wait = pacer::backoff_us(BACKOFF_BASE_US, BACKOFF_CAP_US, attempt, seed, dev.global);
-        attempt = attempt.saturating_add(1);
-        intended_connect = now.saturating_add(wait);
+            // Boxed: the connect step (TCP, TLS, WebSocket upgrade, CONNACK) is several KB of future state
+            // that lives only while connecting; inline, every idle device would carry it. Taken apart at
+            // once, so that no `Up` stays in the future beside the session.
+            let lost = match Box::pin(connect(&ctx, device, intended_connect)).await {
+                None => return,
+                Some(Err(reason)) => reason,
+                Some(Ok(Up {
+                    mut session,
+                    session_kept,
+                    connack_us,
+                })) => {
+                    attempt = 0;
+                    ctx.recorder.connected_delta(1);
+                    // This connection's protocol state (freed with it); packet ids continue the device's
+                    // sequence.
+                    let mut state = State::new(group.max_inflight, ctx.keep_alive_us, connack_us)
+                        .with_next_pkid(device.next_pkid);
+                    let ended = connected(
+                        &ctx,
+                        group,
+                        device,
+                        (&mut session, &mut state),
+                        (session_kept, connack_us),
+                    )
+                    .await;
+                    device.next_pkid = state.next_pkid();
+                    drop(state);
+                    ctx.recorder.connected_delta(-1);
+                    let reason = match ended {
+                        Ended::Finished(unsent) | Ended::Cancelled(unsent) => {
+                            goodbye(&ctx, device, session, unsent);
+                            return;
+                        }
+                        Ended::HostOffline => {
+                            goodbye(&ctx, device, session, Unsent::default());
+                            Counter::SparkplugHostOffline
+                        }
+                        Ended::Lost(reason) => reason,
+                    };
+                    if let Some(spb) = device.spb.as_deref_mut() {
+                        spb.disconnected();
+                    }
+                    reason
+                }
+            };
+            let now = ctx.recorder.now_us();
+            ctx.recorder.count(lost, device.dev.group, now);
+            let seed = ctx.plan.scenario.seed;
+            let wait = pacer::backoff_us(
+                BACKOFF_BASE_US,
+                BACKOFF_CAP_US,
+                attempt,
+                seed,
+                device.dev.global,
+            );
+            attempt = attempt.saturating_add(1);
+            intended_connect = now.saturating_add(wait);
+        }
     }
 }
 
@@ -255,7 +317,7 @@ async fn sleep_until(ctx: &WorkerCtx, t_us: u64) -> bool {
     let at = Instant::from_std(ctx.recorder.clock().instant_at(t_us));
     tokio::select! {
         biased;
-        _ = ctx.cancel.cancelled() => false,
+        _ = ctx.cancel_waiters.cancelled() => false,
         _ = tokio::time::sleep_until(at) => true,
     }
 }
@@ -294,7 +356,7 @@ async fn connect(
     let options = connect_options(
         ctx,
         group,
-        device.client_id.clone(),
+        device.client_id.to_string(),
         device.spb.as_ref().map(|s| s.will()),
     );
     let attempt = async {
@@ -475,12 +537,12 @@ async fn connected(
 
     // One cancellation waiter and one timer for the whole connected period, re-armed each turn:
     // registering a fresh waiter and timer entry per message was a large share of the per-message CPU.
-    let cancelled = ctx.cancel.cancelled();
+    let cancelled = ctx.cancel_waiters.cancelled();
     tokio::pin!(cancelled);
     let timer = tokio::time::sleep_until(Instant::from_std(rec.clock().instant_at(now)));
     tokio::pin!(timer);
-    let commands_done = ctx.commands_done.cancelled();
-    tokio::pin!(commands_done);
+    // Only devices with commands wait for the commander: boxed, not 72 bytes in every device's future.
+    let mut commands_done = listening.then(|| Box::pin(ctx.commands_done.cancelled()));
     loop {
         let now = rec.now_us();
         if held.now && !session.has_pending_out() && (!acked || inflight.has_room()) {
@@ -748,7 +810,11 @@ async fn connected(
         tokio::select! {
             biased;
             _ = &mut cancelled => return Ended::Cancelled(at_end(rec, g, inflight, session, (!acked, sent))),
-            _ = &mut commands_done, if listening && !ctx.commands_done.is_cancelled() => {}
+            _ = async {
+                if let Some(done) = commands_done.as_mut() {
+                    done.await;
+                }
+            }, if listening && !ctx.commands_done.is_cancelled() => {}
             r = session.readable() => {
                 if r.is_err() {
                     return lose(Counter::DisconnectReset, inflight);

@@ -2,6 +2,7 @@
 //! ([`processes`]), both driven by one [`coordinator`] (the 1 Hz tick that feeds progress, the time
 //! series and the live views, the abort rules of [`watchdog`], Ctrl-C / SIGTERM, the exact merge).
 
+mod cancel_wait;
 mod command;
 mod commander;
 mod context;
@@ -9,6 +10,7 @@ mod coordinator;
 mod device;
 pub mod embedded_tls;
 mod failure;
+pub mod footprint;
 mod intervals;
 pub mod limits;
 mod monitor;

@@ -62,6 +62,15 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
         let ctx = task_ctx;
         let tracker = TaskTracker::new();
         let done = CancellationToken::new();
+        // The one waiter on the run's token for this thread's devices: wakes them all at cancel.
+        let waker_ctx = ctx.clone();
+        let woken = done.clone();
+        let cancel_waker = tokio::task::spawn_local(async move {
+            tokio::select! {
+                _ = waker_ctx.cancel.cancelled() => waker_ctx.cancel_waiters.wake_all(),
+                _ = woken.cancelled() => {}
+            }
+        });
         let ticker_ctx = ctx.clone();
         let ticker = tokio::task::spawn_local(super::send_intervals(
             move || Some(ticker_ctx.recorder.take_interval()),
@@ -90,6 +99,7 @@ pub fn run(spec: WorkerSpec) -> Result<RunSnapshot, EngineError> {
         tracker.wait().await;
         done.cancel();
         let _ = ticker.await;
+        let _ = cancel_waker.await;
     });
     let ctx = std::rc::Rc::try_unwrap(ctx)
         .map_err(|_| EngineError::Internal("device tasks outlived their worker"))?;

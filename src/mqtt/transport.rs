@@ -86,6 +86,9 @@ impl Transport {
         }
     }
 
+    /// Wait until the socket has something to read (or TLS plaintext is waiting). Through the socket's
+    /// one reader slot (`poll_read_ready`; one task per session): tokio's `readable()` future keeps an
+    /// ~80-byte waiter inside every waiting device's future instead.
     pub async fn readable(&self) -> io::Result<()> {
         if let Transport::Tls(t) = self {
             // Plaintext decrypted already (or a close seen) is readable now.
@@ -93,11 +96,14 @@ impl Transport {
                 return Ok(());
             }
         }
-        self.tcp().readable().await
+        let tcp = self.tcp();
+        std::future::poll_fn(|cx| tcp.poll_read_ready(cx)).await
     }
 
+    /// Wait until the socket takes bytes again.
     pub async fn writable(&self) -> io::Result<()> {
-        self.tcp().writable().await
+        let tcp = self.tcp();
+        std::future::poll_fn(|cx| tcp.poll_write_ready(cx)).await
     }
 
     /// Like `TcpStream::try_read`: `Ok(0)` at the end of the stream, `WouldBlock` when nothing is there.
