@@ -120,6 +120,7 @@ pub fn record_with_phases(names: &[&str]) -> RunRecord {
             connect_p99_us: Some(900 + u64::from(t_s)),
             tls_handshake_p50_us: None,
             tls_handshake_p99_us: None,
+            send_lag_p99_us: None,
             command_rtt_p50_us: None,
             command_rtt_p99_us: None,
             window_s: 1.0,
