@@ -26,6 +26,10 @@
 //!
 //! It prints and never asserts. Reports and the generated scenarios stay in `<target>/cost-bench/`.
 //!
+//! The floor section (`floor.rs`) runs fleetstorm side by side with the simplest program that writes the
+//! same PUBLISH packets (one `write` each) and prints CPU per message as a ratio to it;
+//! `FLEETSTORM_BENCH_ONLY=floor` runs only that.
+//!
 //! First, in-process: device certificates minted per second on one thread (`tls::Minter`, ECDSA P-256
 //! device keys, signed by a P-256 and by an RSA-2048 CA). `FLEETSTORM_BENCH_ONLY=mint` stops after that
 //! (no release build, no mosquitto).
@@ -42,6 +46,7 @@ use fleetstorm::metrics::{Basis, Counter, Metric};
 use fleetstorm::report::{self, PhaseReport, Report};
 
 mod census;
+mod floor;
 mod idle;
 mod tls;
 
@@ -66,12 +71,15 @@ fn main() {
         println!("cost bench: Linux only (reads /proc); skipped");
         return;
     }
+    if floor::run_as_floor_child() {
+        return;
+    }
     let started = Instant::now();
     let mut rows: Vec<(String, String)> = Vec::new();
     let only = std::env::var("FLEETSTORM_BENCH_ONLY").unwrap_or_default();
     let tls_only = only == "tls";
     let idle_only = only == "idle";
-    if !tls_only && !idle_only {
+    if !tls_only && !idle_only && only != "floor" {
         mint_rate(&mut rows);
     }
     if only == "mint" {
@@ -87,6 +95,11 @@ fn main() {
     };
     println!("{}", bench.machine_facts());
     let mut cmp = Comparison::default();
+    if only == "floor" {
+        floor::floor(&bench, &mut rows);
+        print_summary(&rows, started);
+        return;
+    }
 
     if let Err(e) = idle_memory(&bench, &mut rows, &mut cmp) {
         println!("idle memory: failed: {e}");
@@ -120,6 +133,9 @@ fn main() {
         }
     }
     cmp.push_rows(&mut rows);
+    if !tls_only {
+        floor::floor(&bench, &mut rows);
+    }
 
     print_summary(&rows, started);
     println!("  (reports and scenarios: {})", bench.work.display());
@@ -468,7 +484,8 @@ impl Broker {
         let conf = bench.work.join(format!("mosquitto-{tag}.conf"));
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_connections -1\nmax_queued_messages 100000\nlog_dest none\nset_tcp_nodelay true\n"
+             max_connections -1\nmax_queued_messages 100000\nlog_dest none\nset_tcp_nodelay true\n\
+             sys_interval 1\n"
         );
         if wire != Wire::Plain {
             let f = tls_files(bench)?;
@@ -624,10 +641,24 @@ fn run_fleetstorm_over(
     wire: Wire,
     tls_extra: &str,
 ) -> Result<Run, String> {
+    let broker = Broker::start(bench, name, wire)?;
+    let run = run_fleetstorm_on(bench, name, scenario, &broker, tls_extra);
+    drop(broker);
+    run
+}
+
+/// Run `scenario` against `broker` (which stays up), as [`run_fleetstorm_over`] says.
+fn run_fleetstorm_on(
+    bench: &Bench,
+    name: &str,
+    scenario: &str,
+    broker: &Broker,
+    tls_extra: &str,
+) -> Result<Run, String> {
+    let wire = broker.wire;
     let dir = bench.work.join(name);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let scenario_path = dir.join("scenario.yaml");
-    let broker = Broker::start(bench, name, wire)?;
     let scenario = if wire == Wire::Plain {
         scenario.to_owned()
     } else {
@@ -683,7 +714,6 @@ fn run_fleetstorm_over(
         next += SAMPLE_EVERY;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     };
-    drop(broker);
     let report = report::load(&out.join(report::REPORT_JSON)).map_err(|e| {
         let err = fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
         format!("no report ({e}); fleetstorm exited with {status}; stderr:\n{err}")
